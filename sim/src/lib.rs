@@ -1,0 +1,1 @@
+//! repave-sim (skeleton).

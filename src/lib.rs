@@ -1,0 +1,1 @@
+//! repave library (skeleton).

@@ -1,1 +1,90 @@
-//! repave library (skeleton).
+//! repave: a Concourse resource type that tracks bosh.io stemcells, Kubernetes releases and TKGI
+//! fleets, and rolls upgrades across them.
+//!
+//! The binaries are thin: each calls [`run`] with the real stdin, stdout, stderr, argv and environment.
+//! Everything below takes its I/O as arguments so tests can run a step in-process or as a process.
+
+pub mod config;
+pub mod http;
+pub mod protocol;
+pub mod redact;
+pub mod stemcell;
+
+use anyhow::{Context, Result, bail};
+use config::Kind;
+use protocol::{Request, Step};
+use redact::Log;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+/// The process environment, passed down explicitly (nothing below the entry point reads it).
+pub type Env = BTreeMap<String, String>;
+
+/// The real process environment, skipping variables that are not valid UTF-8 (std's `vars()` would
+/// panic on them).
+pub fn process_env() -> Env {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
+}
+
+/// Everything a kind's step needs besides its typed config.
+pub struct Ctx {
+    pub log: Log,
+    pub env: Env,
+    /// The directory argument of `in` and `out`.
+    pub dir: Option<PathBuf>,
+}
+
+/// Runs one step and returns the process exit status. On success exactly one JSON document is written
+/// to `stdout`; on failure nothing is, and the error with its causes goes to `stderr`, redacted.
+pub fn run(
+    step: Step,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+    stderr: Box<dyn Write + Send>,
+    args: &[String],
+    env: Env,
+) -> i32 {
+    let log = Log::new(stderr);
+    match execute(step, stdin, args, env, &log) {
+        Ok(answer) => match writeln!(stdout, "{answer}").and_then(|_| stdout.flush()) {
+            Ok(()) => 0,
+            Err(err) => {
+                log.error(&anyhow::Error::new(err).context("writing the answer to stdout"));
+                1
+            }
+        },
+        Err(err) => {
+            log.error(&err);
+            1
+        }
+    }
+}
+
+fn execute(step: Step, stdin: &mut dyn Read, args: &[String], env: Env, log: &Log) -> Result<String> {
+    let mut input = Vec::new();
+    stdin.read_to_end(&mut input).context("reading the request from stdin")?;
+    let json = protocol::parse_json(&input)?;
+    // Register secrets before anything can quote the request back in an error.
+    log.secrets().collect(&json);
+    let request = protocol::parse_request(step, json)?;
+    let kind = Kind::from_source(&request.source)?;
+    let dir = match step {
+        Step::Check => None,
+        Step::In | Step::Out => Some(protocol::step_dir(step, args)?),
+    };
+    let ctx = Ctx { log: log.clone(), env, dir };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(dispatch(kind, step, request, ctx))
+}
+
+async fn dispatch(kind: Kind, step: Step, request: Request, ctx: Ctx) -> Result<String> {
+    match kind {
+        Kind::Stemcell => stemcell::run(step, request, ctx).await,
+        Kind::Kubernetes | Kind::Fleet => bail!("kind `{}` is not implemented yet", kind.name()),
+    }
+}

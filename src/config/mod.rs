@@ -1,0 +1,221 @@
+//! Typed `source` and `params` for every kind, and the friendly errors users see when they are wrong.
+//!
+//! Parsing is strict: an unknown key is an error that names the key and suggests the nearest valid
+//! one ("unknown field `nmae` in source, did you mean `name`?"); a wrong type names the field path and
+//! the expected type. Per-kind types live in the submodules; the shared pieces (kinds, HTTP tuning,
+//! durations, the director block) live here.
+
+pub mod stemcell;
+
+use anyhow::{Result, anyhow, bail};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+/// The kinds one resource can track (`source.kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Stemcell,
+    Kubernetes,
+    Fleet,
+}
+
+const KINDS: &[(&str, Kind)] =
+    &[("stemcell", Kind::Stemcell), ("kubernetes", Kind::Kubernetes), ("fleet", Kind::Fleet)];
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        KINDS.iter().find(|(_, k)| *k == self).map(|(n, _)| *n).expect("every kind is listed")
+    }
+
+    /// Reads `source.kind`, listing the valid kinds when it is missing or wrong.
+    pub fn from_source(source: &Map<String, Value>) -> Result<Kind> {
+        let valid = KINDS.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+        match source.get("kind") {
+            None | Some(Value::Null) => bail!("source.kind is required: one of {valid}"),
+            Some(Value::String(s)) => KINDS.iter().find(|(n, _)| n == s).map(|(_, k)| *k).ok_or_else(|| {
+                let hint = suggestion(s, KINDS.iter().map(|(n, _)| *n));
+                anyhow!("source.kind `{s}` is not a kind repave knows{hint}: expected one of {valid}")
+            }),
+            Some(other) => {
+                bail!("source.kind must be a string (one of {valid}), got {}", crate::protocol::type_name(other))
+            }
+        }
+    }
+}
+
+/// Deserializes `map` (the request's `source` or `params`, named `root` in errors) into `T`, turning
+/// serde's messages into ones that name the full field path and suggest fixes.
+pub fn parse<T: DeserializeOwned>(map: &Map<String, Value>, root: &str) -> Result<T> {
+    let value = Value::Object(map.clone());
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner().to_string();
+        anyhow!(friendly(root, &path, &inner))
+    })
+}
+
+/// Rewrites one serde error. serde reports unknown keys with the path of the enclosing object and the
+/// valid names listed in the message; we add a "did you mean".
+fn friendly(root: &str, path: &str, message: &str) -> String {
+    let at = |p: &str| {
+        if p == "." || p.is_empty() { root.to_string() } else { format!("{root}.{p}") }
+    };
+    if let Some((bad, valid)) = parse_unknown(message, "unknown field `") {
+        let parent = path.rsplit_once('.').map(|(p, _)| p).unwrap_or(".");
+        let parent = if path == bad { "." } else { parent };
+        let hint = suggestion(&bad, valid.iter().map(String::as_str));
+        return format!("unknown field `{bad}` in {}{hint} (valid fields: {})", at(parent), valid.join(", "));
+    }
+    if let Some((bad, valid)) = parse_unknown(message, "unknown variant `") {
+        let hint = suggestion(&bad, valid.iter().map(String::as_str));
+        return format!("{}: `{bad}` is not a valid value{hint} (expected one of: {})", at(path), valid.join(", "));
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or(rest);
+        return format!("{}.{field} is required", at(path).trim_end_matches(".?"));
+    }
+    format!("{}: {message}", at(path))
+}
+
+/// Splits serde's "unknown field `x`, expected one of `a`, `b`" into ("x", ["a", "b"]).
+fn parse_unknown(message: &str, prefix: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.strip_prefix(prefix)?;
+    let (bad, tail) = rest.split_once('`')?;
+    let valid = tail.split('`').skip(1).step_by(2).map(str::to_string).collect();
+    Some((bad.to_string(), valid))
+}
+
+/// ", did you mean `x`?" when a candidate is close enough to be a plausible typo, else "".
+pub fn suggestion<'a>(bad: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+    candidates
+        .map(|c| (edit_distance(bad, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| format!(", did you mean `{c}`?"))
+        .unwrap_or_default()
+}
+
+/// Levenshtein distance, counting a swap of two neighbours as one edit (typos like `verison`).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    d[0] = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// A duration written as Go/Concourse users write them: `300ms`, `30s`, `5m`, `1h30m`, `1.5h`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurationStr(pub Duration);
+
+impl<'de> Deserialize<'de> for DurationStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text).map(DurationStr).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses a Go-style duration; the error says what a valid one looks like.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let bad = || format!("`{text}` is not a duration: expected a number with a unit, such as `30s`, `5m` or `1h30m`");
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let value: f64 = rest[..num_len].parse().map_err(|_| bad())?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    if !total.is_finite() || total > 1e9 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// Optional `source.http` tuning shared by every kind. Unset fields take the defaults of
+/// [`crate::http::HttpConfig`].
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpOptions {
+    /// Time allowed to open a TCP+TLS connection.
+    pub connect_timeout: Option<DurationStr>,
+    /// Longest pause allowed between two reads of a response before it counts as stalled.
+    pub stall_timeout: Option<DurationStr>,
+    /// Deadline for one API request, headers and body (not for tarball downloads).
+    pub request_timeout: Option<DurationStr>,
+    /// Total tries of a retryable request (1 = no retries).
+    pub attempts: Option<u32>,
+    /// Longest wait between two tries (also caps a server's `Retry-After`).
+    pub max_backoff: Option<DurationStr>,
+}
+
+/// A BOSH director to upload stemcells to or read deployments from. The UAA URL comes from the
+/// director's `/info`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorSource {
+    /// e.g. `https://10.0.0.6:25555`
+    pub url: String,
+    /// UAA client with `bosh.admin` (or stemcell upload) authority.
+    pub client: String,
+    pub client_secret: String,
+    /// PEM of the CA that signed the director's and its UAA's certificates.
+    pub ca_cert: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
+        for bad in ["", "30", "5 minutes", "m", "1x", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn suggestions() {
+        let fields = ["name", "version_family", "force_regular"];
+        assert_eq!(suggestion("nmae", fields.into_iter()), ", did you mean `name`?");
+        assert_eq!(suggestion("verison_family", fields.into_iter()), ", did you mean `version_family`?");
+        assert_eq!(suggestion("zzzzzz", fields.into_iter()), "");
+    }
+
+    #[test]
+    fn kind_errors() {
+        let mut m = Map::new();
+        assert!(Kind::from_source(&m).unwrap_err().to_string().contains("`stemcell`, `kubernetes`, `fleet`"));
+        m.insert("kind".into(), Value::String("stemcel".into()));
+        assert!(Kind::from_source(&m).unwrap_err().to_string().contains("did you mean `stemcell`"));
+    }
+}

@@ -1,0 +1,90 @@
+//! `source` and `params` for `kind: stemcell`.
+//!
+//! Field names stay compatible with `bosh-io-stemcell-resource` (`name`, `version_family`,
+//! `force_regular`, params `tarball`, `preserve_filename`) so a pipeline switches type by changing one
+//! line; everything else is additive.
+
+use super::{DirectorSource, DurationStr, HttpOptions};
+use serde::Deserialize;
+
+/// Which tarball variant of a stemcell version to track and fetch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flavor {
+    /// Light when the line publishes light stemcells (waiting for late ones), else regular.
+    #[default]
+    Auto,
+    Light,
+    Regular,
+    LightChina,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub kind: String,
+    /// The stemcell name, e.g. `bosh-vsphere-esxi-ubuntu-jammy-go_agent`.
+    pub name: String,
+    /// `latest` (default), `621.latest`, `621.125.latest`, or `621` (that major line).
+    #[serde(default)]
+    pub version_family: Option<String>,
+    /// Track regular stemcells even when light ones exist (same as `flavor: regular`).
+    #[serde(default)]
+    pub force_regular: bool,
+    /// A version range such as `>=1.500, <2` or `~621.120`.
+    #[serde(default)]
+    pub constraint: Option<String>,
+    #[serde(default)]
+    pub flavor: Flavor,
+    /// bosh.io or a mirror serving the same API.
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    /// Where `out` uploads the stemcell.
+    #[serde(default)]
+    pub director: Option<DirectorSource>,
+    #[serde(default)]
+    pub ca_cert: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_tls_verify: bool,
+    #[serde(default)]
+    pub http: HttpOptions,
+}
+
+pub fn default_api_url() -> String {
+    "https://bosh.io".to_string()
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetParams {
+    /// Download the tarball (default); `false` writes only the metadata files.
+    #[serde(default = "yes")]
+    pub tarball: bool,
+    /// Name the tarball after the URL's file name instead of `stemcell.tgz`.
+    #[serde(default)]
+    pub preserve_filename: bool,
+    /// Parallel range requests for the download.
+    #[serde(default = "default_parallel")]
+    pub parallel: u32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutParams {
+    /// Directory of a previous `get` of this resource (holds `version`, `url`, `sha1`, …).
+    pub from: String,
+    /// Send the local tarball instead of letting the director fetch it from its URL.
+    #[serde(default)]
+    pub upload_tarball: bool,
+    /// How long to wait for the director's upload task.
+    #[serde(default)]
+    pub task_timeout: Option<DurationStr>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_parallel() -> u32 {
+    8
+}

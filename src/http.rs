@@ -1,0 +1,419 @@
+//! The one HTTP client every API client uses: TLS trust, proxies, timeouts, bounded retries, body caps.
+//!
+//! Why it exists as one place: the peer resource loops forever on flaky networks, has no read
+//! timeout and buffers whole bodies. Here every request has a connect timeout, a stall (per-read)
+//! timeout and a deadline; retries are bounded in count, back off exponentially with jitter, honour
+//! `Retry-After`, and are only used for requests that are safe to repeat.
+
+use crate::Env;
+use crate::config::HttpOptions;
+use crate::redact::Log;
+use anyhow::{Context, Result, anyhow};
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{Certificate, Client, Method, Proxy, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+/// Resolved client settings (defaults filled in).
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Extra trusted CA certificates (PEM), on top of the system store.
+    pub ca_cert: Option<String>,
+    pub insecure_skip_tls_verify: bool,
+    pub connect_timeout: Duration,
+    pub stall_timeout: Duration,
+    pub request_timeout: Duration,
+    pub attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Largest API (JSON/text) answer we will hold in memory.
+    pub max_body_bytes: usize,
+    pub follow_redirects: bool,
+    /// Where the system CA store lives; Concourse bind-mounts worker certificates here.
+    pub system_ca_dir: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            ca_cert: None,
+            insecure_skip_tls_verify: false,
+            connect_timeout: Duration::from_secs(15),
+            stall_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(120),
+            attempts: 5,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            max_body_bytes: 32 << 20,
+            follow_redirects: true,
+            system_ca_dir: "/etc/ssl/certs".to_string(),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Builds the settings from a source's TLS fields and optional `http` block.
+    pub fn from_source(ca_cert: Option<&str>, insecure: bool, opts: &HttpOptions) -> Self {
+        let d = HttpConfig::default();
+        HttpConfig {
+            ca_cert: ca_cert.map(str::to_string),
+            insecure_skip_tls_verify: insecure,
+            connect_timeout: opts.connect_timeout.map_or(d.connect_timeout, |x| x.0),
+            stall_timeout: opts.stall_timeout.map_or(d.stall_timeout, |x| x.0),
+            request_timeout: opts.request_timeout.map_or(d.request_timeout, |x| x.0),
+            attempts: opts.attempts.unwrap_or(d.attempts).max(1),
+            max_backoff: opts.max_backoff.map_or(d.max_backoff, |x| x.0),
+            ..d
+        }
+    }
+}
+
+/// Whether a request may be sent again after a failure whose effect on the server is unknown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// GET, HEAD, PUT-like requests: repeat on resets, timeouts, 429 and 5xx.
+    Idempotent,
+    /// POST-like requests: repeat only when the connection was never established.
+    NotIdempotent,
+}
+
+/// One failed attempt, as judged by the retry loop.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: anyhow::Error,
+    pub retryable: bool,
+    pub retry_after: Option<Duration>,
+}
+
+impl Failure {
+    pub fn fatal(error: anyhow::Error) -> Self {
+        Failure { error, retryable: false, retry_after: None }
+    }
+    pub fn transient(error: anyhow::Error) -> Self {
+        Failure { error, retryable: true, retry_after: None }
+    }
+}
+
+/// A configured client plus the log retries are reported to.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client,
+    config: HttpConfig,
+    log: Log,
+}
+
+impl HttpClient {
+    pub fn new(config: HttpConfig, env: &Env, log: &Log) -> Result<Self> {
+        let mut builder = Client::builder()
+            .use_rustls_tls()
+            .user_agent(concat!("repave/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(config.connect_timeout)
+            .read_timeout(config.stall_timeout)
+            .redirect(if config.follow_redirects {
+                reqwest::redirect::Policy::limited(5)
+            } else {
+                reqwest::redirect::Policy::none()
+            });
+        for cert in system_roots(Path::new(&config.system_ca_dir)) {
+            builder = builder.add_root_certificate(cert);
+        }
+        if let Some(pem) = &config.ca_cert {
+            let certs = Certificate::from_pem_bundle(pem.as_bytes()).context("`ca_cert` is not valid PEM")?;
+            if certs.is_empty() {
+                anyhow::bail!("`ca_cert` contains no PEM certificate (expected -----BEGIN CERTIFICATE-----)");
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if config.insecure_skip_tls_verify {
+            log.warn("insecure_skip_tls_verify is set: TLS certificates are NOT verified; anyone on the path can impersonate the server");
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        builder = with_proxies(builder, env, log)?;
+        let client = builder.build().context("building the HTTP client")?;
+        Ok(HttpClient { client, config, log: log.clone() })
+    }
+
+    pub fn config(&self) -> &HttpConfig {
+        &self.config
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// Runs `op` until it succeeds, fails fatally, or the attempts are used up, sleeping with
+    /// exponential backoff and jitter (or the server's `Retry-After`) in between.
+    pub async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, Failure>>,
+    {
+        let attempts = self.config.attempts.max(1);
+        for attempt in 1..=attempts {
+            let failure = match op().await {
+                Ok(value) => return Ok(value),
+                Err(failure) => failure,
+            };
+            if !failure.retryable || attempt == attempts {
+                let tries = if attempt > 1 { format!(" (gave up after {attempt} attempts)") } else { String::new() };
+                return Err(failure.error.context(format!("{what}{tries}")));
+            }
+            let wait = self.backoff(attempt, failure.retry_after);
+            self.log.line(format!(
+                "{what}: {:#}; retrying in {:.1}s (attempt {} of {attempts})",
+                failure.error,
+                wait.as_secs_f64(),
+                attempt + 1
+            ));
+            tokio::time::sleep(wait).await;
+        }
+        unreachable!("the loop returns on the last attempt")
+    }
+
+    /// The wait before attempt `attempt + 1`: the server's `Retry-After` (capped), else
+    /// `initial * 2^(attempt-1)` capped at `max_backoff`, scaled by a random 50–100 % so that many
+    /// clients retrying at once do not synchronise.
+    pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(wait) = retry_after {
+            return wait.min(self.config.max_backoff);
+        }
+        let exp = self.config.initial_backoff.saturating_mul(1 << (attempt - 1).min(20));
+        exp.min(self.config.max_backoff).mul_f64(jitter())
+    }
+
+    /// Sends a request built fresh for every attempt. Retryable statuses (429, 5xx) are retried for
+    /// idempotent requests; any other status is returned for the caller to judge.
+    pub async fn send(&self, retry: Retry, build: impl Fn(&Client) -> RequestBuilder) -> Result<Response> {
+        let probe = build(&self.client).build().context("building request")?;
+        let what = describe(probe.method(), probe.url().as_str());
+        self.retry(&what, || async {
+            let response = build(&self.client).send().await.map_err(|e| classify(e, retry))?;
+            let status = response.status();
+            if retry == Retry::Idempotent && is_retryable_status(status) {
+                let retry_after = parse_retry_after(response.headers());
+                let error = status_error(response, self.config.max_body_bytes.min(4096)).await;
+                return Err(Failure { error, retryable: true, retry_after });
+            }
+            Ok(response)
+        })
+        .await
+    }
+
+    /// GETs `url` and decodes a JSON answer. A reset while reading the body is retried like a failed
+    /// request; a non-2xx answer is an error quoting the (capped) body.
+    pub async fn get_json<T: DeserializeOwned>(&self, url: &str, headers: HeaderMap) -> Result<T> {
+        let bytes = self.get_bytes(url, headers).await?;
+        serde_json::from_slice(&bytes).with_context(|| format!("decoding the JSON answer of GET {url}"))
+    }
+
+    /// GETs `url` and returns its body (capped at `max_body_bytes`), retrying transient failures.
+    pub async fn get_bytes(&self, url: &str, headers: HeaderMap) -> Result<Vec<u8>> {
+        let what = describe(&Method::GET, url);
+        self.retry(&what, || async {
+            let request = self.client.get(url).headers(headers.clone()).timeout(self.config.request_timeout);
+            let response = request.send().await.map_err(|e| classify(e, Retry::Idempotent))?;
+            let status = response.status();
+            if !status.is_success() {
+                let retry_after = parse_retry_after(response.headers());
+                let error = status_error(response, 4096).await;
+                return Err(Failure { error, retryable: is_retryable_status(status), retry_after });
+            }
+            read_capped(response, self.config.max_body_bytes).await
+        })
+        .await
+    }
+}
+
+/// Reads a whole body, failing once it exceeds `limit` bytes (a hostile or broken server must not
+/// make us allocate without bound). Read errors are retryable: the connection broke mid-body.
+pub async fn read_capped(mut response: Response, limit: usize) -> std::result::Result<Vec<u8>, Failure> {
+    let url = response.url().to_string();
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return Err(Failure::fatal(anyhow!(
+                        "the answer from {url} is larger than the {} KiB limit for API answers",
+                        limit / 1024
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(classify(e, Retry::Idempotent)),
+        }
+    }
+}
+
+/// An error for a non-success answer: status line plus the start of the body.
+pub async fn status_error(response: Response, body_limit: usize) -> anyhow::Error {
+    let status = response.status();
+    let body = read_capped(response, body_limit.max(1)).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&body);
+    let text = text.trim();
+    if text.is_empty() { anyhow!("{status}") } else { anyhow!("{status}: {}", truncate(text, 500)) }
+}
+
+/// 429 and 5xx mean "try again later"; 501 (not implemented) never changes.
+pub fn is_retryable_status(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED)
+}
+
+/// Judges a transport error: connection failures are always safe to retry (nothing reached the
+/// server); timeouts and broken bodies only for idempotent requests; TLS trust errors never.
+pub fn classify(error: reqwest::Error, retry: Retry) -> Failure {
+    let chain = error_chain(&error);
+    if chain.contains("certificate") || chain.contains("UnknownIssuer") {
+        let error = anyhow!(
+            "{chain}\nthe server's TLS certificate is not trusted: set `ca_cert` in source to the PEM of the CA that signed it (or, only for testing, `insecure_skip_tls_verify: true`)"
+        );
+        return Failure::fatal(error);
+    }
+    let retryable = error.is_connect()
+        || (retry == Retry::Idempotent
+            && (error.is_timeout() || error.is_request() || error.is_body() || error.is_decode()));
+    let kind = if error.is_timeout() { "timed out: " } else { "" };
+    Failure { error: anyhow!("{kind}{chain}"), retryable, retry_after: None }
+}
+
+/// reqwest's own Display hides the root cause (e.g. "connection reset"), so spell out the chain.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date.
+pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(SystemTime::now()).unwrap_or_default())
+}
+
+pub fn describe(method: &Method, url: &str) -> String {
+    format!("{method} {url}")
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// A random factor in [0.5, 1.0) without a `rand` dependency: std's `RandomState` is seeded from the
+/// OS per instance.
+fn jitter() -> f64 {
+    use std::hash::BuildHasher;
+    let bits = std::collections::hash_map::RandomState::new().hash_one(SystemTime::now());
+    0.5 + (bits % 1_000_000) as f64 / 2_000_000.0
+}
+
+/// Certificates from the system store. Concourse bind-mounts the worker's certificate directory at
+/// /etc/ssl/certs, so read it at run time: the Debian-style bundle if present, plus any standalone
+/// PEM files dropped there (corporate CAs). Unreadable files are skipped.
+fn system_roots(dir: &Path) -> Vec<Certificate> {
+    let bundle = dir.join("ca-certificates.crt");
+    let mut pems: Vec<Vec<u8>> = std::fs::read(&bundle).into_iter().collect();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let is_pem = matches!(path.extension().and_then(|e| e.to_str()), Some("pem" | "crt"));
+            let is_plain_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+            if is_pem && is_plain_file && path != bundle {
+                pems.extend(std::fs::read(&path).ok());
+            }
+        }
+    }
+    pems.iter().filter_map(|pem| Certificate::from_pem_bundle(pem).ok()).flatten().collect()
+}
+
+/// Honours `https_proxy`/`http_proxy`/`no_proxy` (lower case first, as Concourse workers set them,
+/// then upper case). Automatic detection is switched off so only the passed-in environment counts.
+fn with_proxies(builder: reqwest::ClientBuilder, env: &Env, log: &Log) -> Result<reqwest::ClientBuilder> {
+    let lookup =
+        |name: &str| env.get(name).or_else(|| env.get(&name.to_uppercase())).filter(|v| !v.is_empty()).cloned();
+    let no_proxy = lookup("no_proxy").and_then(|v| reqwest::NoProxy::from_string(&v));
+    let mut builder = builder.no_proxy();
+    for (var, scheme) in [("https_proxy", "https"), ("http_proxy", "http")] {
+        let Some(url) = lookup(var) else { continue };
+        if let Ok(parsed) = reqwest::Url::parse(&url) {
+            parsed.password().into_iter().for_each(|p| log.secrets().add(p));
+        }
+        let proxy = if scheme == "https" { Proxy::https(&url) } else { Proxy::http(&url) };
+        let proxy = proxy.with_context(|| format!("`{var}` is not a valid proxy URL"))?;
+        builder = builder.proxy(proxy.no_proxy(no_proxy.clone()));
+    }
+    Ok(builder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let cfg = HttpConfig {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let client = HttpClient::new(cfg, &Env::new(), &Log::sink()).unwrap();
+        for attempt in 1..10 {
+            let wait = client.backoff(attempt, None);
+            let ceiling = Duration::from_millis(100 * (1 << (attempt - 1))).min(Duration::from_secs(1));
+            assert!(wait <= ceiling && wait >= ceiling / 2, "attempt {attempt}: {wait:?}");
+        }
+        assert_eq!(client.backoff(1, Some(Duration::from_secs(600))), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(parse_retry_after(&h), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(parse_retry_after(&h), None);
+    }
+
+    #[test]
+    fn statuses() {
+        assert!(is_retryable_status(StatusCode::SERVICE_UNAVAILABLE));
+        assert!(is_retryable_status(StatusCode::TOO_MANY_REQUESTS));
+        assert!(!is_retryable_status(StatusCode::NOT_IMPLEMENTED));
+        assert!(!is_retryable_status(StatusCode::NOT_FOUND));
+    }
+
+    #[test]
+    fn bad_ca_cert_is_named() {
+        let cfg = HttpConfig { ca_cert: Some("not a pem".into()), ..Default::default() };
+        let err = HttpClient::new(cfg, &Env::new(), &Log::sink()).err().unwrap();
+        assert!(err.to_string().contains("ca_cert"), "{err}");
+    }
+}

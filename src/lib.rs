@@ -4,6 +4,7 @@
 //! The binaries are thin: each calls [`run`] with the real stdin, stdout, stderr, argv and environment.
 //! Everything below takes its I/O as arguments so tests can run a step in-process or as a process.
 
+pub mod clients;
 pub mod config;
 pub mod http;
 pub mod protocol;

@@ -76,6 +76,14 @@ pub(crate) fn count_body(response: Response, sent: Arc<AtomicU64>) -> Response {
     })
 }
 
+/// hyper drops whatever it still buffers when a body fails or ends short, headers included, so the
+/// client would see a failed request instead of a cut body. Returning `Pending` for a moment makes
+/// hyper flush what it has; the pause also lets a slow reader drain a full socket (best effort:
+/// bytes still unflushed after it are lost).
+async fn let_hyper_flush() {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
 struct Shaper {
     inner: BodyDataStream,
     /// Bytes read from `inner` but not yet yielded.
@@ -97,12 +105,14 @@ impl Shaper {
             Ok(false) => return None,
             Err(e) => {
                 self.done = true;
+                let_hyper_flush().await;
                 return Some((Err(e), self));
             }
         }
         let piece = match self.fault {
             BodyFault::Reset { after } if self.sent >= after => {
                 self.done = true;
+                let_hyper_flush().await;
                 return Some((
                     Err(io::Error::new(
                         io::ErrorKind::ConnectionReset,
@@ -111,7 +121,10 @@ impl Shaper {
                     self,
                 ));
             }
-            BodyFault::Truncate { after } if self.sent >= after => return None,
+            BodyFault::Truncate { after } if self.sent >= after => {
+                let_hyper_flush().await;
+                return None;
+            }
             BodyFault::Reset { after } | BodyFault::Truncate { after } => {
                 self.take(after - self.sent)
             }

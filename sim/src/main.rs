@@ -6,9 +6,18 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use repave_sim::{Scenario, StartOptions};
+use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
 
 const USAGE: &str = "usage: repave-sim [--scenario FILE] [--port N] [--ca-out PATH]";
+
+/// The ready line, fields in this order: `{"url":…,"ca_cert":…,"control":…}`.
+#[derive(Serialize)]
+struct Ready<'a> {
+    url: &'a str,
+    ca_cert: String,
+    control: &'a str,
+}
 
 #[derive(Debug, Default)]
 struct Args {
@@ -83,12 +92,12 @@ async fn serve(scenario: Scenario, options: StartOptions) -> anyhow::Result<()> 
     // Signal handlers go in before the ready line, so a SIGTERM right after it is never missed.
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let sim = repave_sim::start(scenario, options).await?;
-    let ready = serde_json::json!({
-        "url": sim.url,
-        "ca_cert": sim.ca_cert_path,
-        "control": sim.control_url,
-    });
-    println!("{ready}");
+    let ready = Ready {
+        url: &sim.url,
+        ca_cert: sim.ca_cert_path.to_string_lossy().into_owned(),
+        control: &sim.control_url,
+    };
+    println!("{}", serde_json::to_string(&ready)?);
     eprintln!("repave-sim: listening on {}", sim.url);
     tokio::select! {
         _ = term.recv() => eprintln!("repave-sim: SIGTERM, shutting down"),

@@ -47,6 +47,7 @@ fn prints_ready_line_serves_and_exits_0_on_sigterm() {
         .spawn()
         .unwrap();
     let line = ready_line(&mut child, Duration::from_secs(30));
+    assert!(line.starts_with(r#"{"url":"https://127.0.0.1:"#), "{line}");
     let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
     let url = ready["url"].as_str().unwrap();
     assert!(url.starts_with("https://127.0.0.1:"), "{line}");

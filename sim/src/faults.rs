@@ -1,0 +1,323 @@
+//! Fault injection: the rules (which requests, how many, what goes wrong) and the middleware that applies them.
+//!
+//! Every route passes through [`middleware`] except the control endpoints (`/_sim/requests`, `/_sim/faults`,
+//! `/_sim/stats`), so tests can always observe and re-arm the simulator. A request is counted against every rule
+//! it matches; the first rule that is due (past its `skip`, within its `count`) fires, and at most one fires.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::shaping::{BodyFault, shape_body};
+use crate::state::SimState;
+
+/// One fault rule, as written in a scenario's `faults:` list or POSTed to `/_sim/faults`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRule {
+    /// HTTP method to match (case-insensitive); any method when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Exact path, or a glob where `*` matches any run of characters (including `/`). The query is ignored.
+    pub path: String,
+    /// Let the first `skip` matching requests through untouched.
+    #[serde(default)]
+    pub skip: u32,
+    /// Fire for this many matching requests after the skip, then stop; forever when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// `{status: {code: 503}}` in YAML as in JSON (serde_yaml_ng would otherwise expect a `!status` tag).
+    #[serde(with = "serde_yaml_ng::with::singleton_map")]
+    pub action: FaultAction,
+}
+
+/// What goes wrong. Serialized externally tagged: `{"status": {"code": 503}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum FaultAction {
+    /// Answer at once with this status (the real handler never runs).
+    Status {
+        code: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+    },
+    /// Send the real response but abort the connection after `bytes` body bytes.
+    ResetAfterBytes { bytes: u64 },
+    /// Pause `ms` after `after_bytes` body bytes; without `after_bytes`, pause before the headers.
+    Stall {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after_bytes: Option<u64>,
+        ms: u64,
+    },
+    /// Throttle this response's body.
+    RateLimit { bytes_per_sec: u64 },
+    /// Send only `bytes` body bytes under the original `Content-Length`, then close.
+    Truncate { bytes: u64 },
+}
+
+impl FaultAction {
+    /// The name recorded in the request log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Status { .. } => "status",
+            Self::ResetAfterBytes { .. } => "reset_after_bytes",
+            Self::Stall { .. } => "stall",
+            Self::RateLimit { .. } => "rate_limit",
+            Self::Truncate { .. } => "truncate",
+        }
+    }
+}
+
+impl FaultRule {
+    /// A rule for `path` that fires forever; narrow it with the builder methods.
+    pub fn new(path: impl Into<String>, action: FaultAction) -> Self {
+        Self {
+            method: None,
+            path: path.into(),
+            skip: 0,
+            count: None,
+            action,
+        }
+    }
+
+    pub fn method(mut self, method: impl Into<String>) -> Self {
+        self.method = Some(method.into());
+        self
+    }
+
+    pub fn skip(mut self, skip: u32) -> Self {
+        self.skip = skip;
+        self
+    }
+
+    pub fn count(mut self, count: u32) -> Self {
+        self.count = Some(count);
+        self
+    }
+
+    /// Rejects rules that could never behave as written.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !self.path.starts_with('/') && !self.path.starts_with('*') {
+            bail!(
+                "fault rule path must start with '/' or '*', got {:?}",
+                self.path
+            );
+        }
+        match self.action {
+            FaultAction::Status { code, .. } if StatusCode::from_u16(code).is_err() => {
+                bail!("fault rule status code {code} is not a valid HTTP status")
+            }
+            FaultAction::RateLimit { bytes_per_sec: 0 } => {
+                bail!("fault rule rate_limit needs bytes_per_sec > 0")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn matches(&self, method: &str, path: &str) -> bool {
+        self.method
+            .as_deref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && glob_match(&self.path, path)
+    }
+}
+
+/// A rule plus how often it matched and fired, as listed by `GET /_sim/faults`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArmedFault {
+    #[serde(flatten)]
+    pub rule: FaultRule,
+    pub matched: u32,
+    pub fired: u32,
+}
+
+impl ArmedFault {
+    pub fn new(rule: FaultRule) -> Self {
+        Self {
+            rule,
+            matched: 0,
+            fired: 0,
+        }
+    }
+
+    fn is_due(&self) -> bool {
+        self.matched > self.rule.skip && self.rule.count.is_none_or(|n| self.fired < n)
+    }
+}
+
+/// Counts a request against every matching rule and fires the first one that is due.
+pub(crate) fn select(rules: &mut [ArmedFault], method: &str, path: &str) -> Option<FaultAction> {
+    let mut chosen = None;
+    for armed in rules.iter_mut().filter(|a| a.rule.matches(method, path)) {
+        armed.matched = armed.matched.saturating_add(1);
+        if chosen.is_none() && armed.is_due() {
+            armed.fired += 1;
+            chosen = Some(armed.rule.action.clone());
+        }
+    }
+    chosen
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let Some((first, rest)) = pattern.split_once('*') else {
+        return pattern == text;
+    };
+    let Some(mut remaining) = text.strip_prefix(first) else {
+        return false;
+    };
+    let mut pieces: Vec<&str> = rest.split('*').collect();
+    let last = pieces.pop().unwrap_or("");
+    // Greedy leftmost matching of the middle pieces is enough for `*`-only globs.
+    for piece in pieces {
+        match remaining.find(piece) {
+            Some(at) => remaining = &remaining[at + piece.len()..],
+            None => return false,
+        }
+    }
+    remaining.len() >= last.len() && remaining.ends_with(last)
+}
+
+/// Paths that must stay reachable whatever faults are armed.
+pub(crate) fn is_control_path(path: &str) -> bool {
+    ["/_sim/requests", "/_sim/faults", "/_sim/stats"]
+        .iter()
+        .any(|p| {
+            path == *p
+                || path
+                    .strip_prefix(p)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+}
+
+/// Marks a response with the fault that shaped it, for the request log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AppliedFault(pub &'static str);
+
+/// The fault layer: answers, delays or reshapes a response according to the first due rule.
+pub async fn middleware(State(state): State<Arc<SimState>>, req: Request, next: Next) -> Response {
+    if is_control_path(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let Some(action) = state.take_fault(req.method().as_str(), req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let mut response = apply(action.clone(), req, next).await;
+    response
+        .extensions_mut()
+        .insert(AppliedFault(action.name()));
+    response
+}
+
+async fn apply(action: FaultAction, req: Request, next: Next) -> Response {
+    let body_fault = match action {
+        FaultAction::Status {
+            code,
+            retry_after,
+            body,
+        } => return status_response(code, retry_after, body),
+        FaultAction::Stall {
+            after_bytes: None,
+            ms,
+        } => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            return next.run(req).await;
+        }
+        FaultAction::Stall {
+            after_bytes: Some(after),
+            ms,
+        } => BodyFault::Stall { after, ms },
+        FaultAction::ResetAfterBytes { bytes } => BodyFault::Reset { after: bytes },
+        FaultAction::Truncate { bytes } => BodyFault::Truncate { after: bytes },
+        FaultAction::RateLimit { bytes_per_sec } => BodyFault::Rate { bytes_per_sec },
+    };
+    shape_body(next.run(req).await, body_fault)
+}
+
+fn status_response(code: u16, retry_after: Option<u64>, body: Option<String>) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, Body::from(body.unwrap_or_default())).into_response();
+    if let Some(secs) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches_runs_of_characters() {
+        assert!(glob_match(
+            "/api/v1/stemcells/*",
+            "/api/v1/stemcells/bosh-aws"
+        ));
+        assert!(glob_match("/api/v1/stemcells/*", "/api/v1/stemcells/"));
+        assert!(glob_match("/a/*/c", "/a/b/x/c"));
+        assert!(glob_match("*", "/anything"));
+        assert!(glob_match("/exact", "/exact"));
+        assert!(!glob_match("/exact", "/exact/more"));
+        assert!(!glob_match("/a/*/c", "/a/b/d"));
+        assert!(!glob_match("/a*a", "/a"));
+    }
+
+    #[test]
+    fn skip_then_count_then_stop() {
+        let action = FaultAction::Status {
+            code: 503,
+            retry_after: None,
+            body: None,
+        };
+        let mut rules = vec![ArmedFault::new(
+            FaultRule::new("/x", action).skip(1).count(2),
+        )];
+        let fired: Vec<bool> = (0..5)
+            .map(|_| select(&mut rules, "GET", "/x").is_some())
+            .collect();
+        assert_eq!(fired, [false, true, true, false, false]);
+        assert_eq!((rules[0].matched, rules[0].fired), (5, 2));
+    }
+
+    #[test]
+    fn method_filter_and_control_paths() {
+        let rule = FaultRule::new("/x", FaultAction::Truncate { bytes: 1 }).method("head");
+        assert!(rule.matches("HEAD", "/x") && !rule.matches("GET", "/x"));
+        assert!(is_control_path("/_sim/faults") && !is_control_path("/_sim/blob/1/2"));
+        assert!(!is_control_path("/_sim/requestsX"));
+    }
+
+    #[test]
+    fn rule_yaml_shape() {
+        let rule: FaultRule = serde_yaml_ng::from_str(
+            "path: /a/*\ncount: 2\naction: {status: {code: 503, retry_after: 1}}",
+        )
+        .unwrap();
+        assert_eq!(rule.count, Some(2));
+        assert_eq!(
+            rule.action,
+            FaultAction::Status {
+                code: 503,
+                retry_after: Some(1),
+                body: None
+            }
+        );
+        let json = serde_json::to_string(&rule).unwrap();
+        assert_eq!(
+            json,
+            r#"{"path":"/a/*","skip":0,"count":2,"action":{"status":{"code":503,"retry_after":1}}}"#
+        );
+        assert_eq!(serde_json::from_str::<FaultRule>(&json).unwrap(), rule);
+    }
+}

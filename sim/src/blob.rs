@@ -36,11 +36,7 @@ fn word(seed: u64, index: u64) -> [u8; 8] {
 pub fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
     // Unaligned head: the tail end of one word.
     let skip = (offset % 8) as usize;
-    let head = if skip == 0 {
-        0
-    } else {
-        (8 - skip).min(buf.len())
-    };
+    let head = if skip == 0 { 0 } else { (8 - skip).min(buf.len()) };
     if head > 0 {
         buf[..head].copy_from_slice(&word(seed, offset / 8)[skip..skip + head]);
     }
@@ -56,11 +52,7 @@ pub fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
 }
 
 /// `len` bytes of the blob from `offset`, in [`CHUNK`]-sized pieces, generated as they are polled.
-pub fn blob_bytes(
-    seed: u64,
-    offset: u64,
-    len: u64,
-) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+pub fn blob_bytes(seed: u64, offset: u64, len: u64) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
     let end = offset.saturating_add(len);
     stream::iter((offset..end).step_by(CHUNK).map(move |at| {
         let mut buf = vec![0; (end - at).min(CHUNK as u64) as usize];
@@ -120,19 +112,14 @@ fn parse_range(value: Option<&str>, size: u64) -> RangeAsk {
     let bounds = match (first.parse::<u64>().ok(), last.parse::<u64>().ok()) {
         (Some(a), Some(b)) if a <= b => (a, b.min(size.saturating_sub(1))),
         (Some(a), None) if last.is_empty() => (a, size.saturating_sub(1)),
-        (None, Some(n)) if first.is_empty() && n > 0 => {
-            (size.saturating_sub(n), size.saturating_sub(1))
-        }
+        (None, Some(n)) if first.is_empty() && n > 0 => (size.saturating_sub(n), size.saturating_sub(1)),
         (None, Some(0)) if first.is_empty() => return RangeAsk::Unsatisfiable,
         _ => return RangeAsk::Full,
     };
     if bounds.0 >= size {
         return RangeAsk::Unsatisfiable;
     }
-    RangeAsk::Part {
-        start: bounds.0,
-        end: bounds.1,
-    }
+    RangeAsk::Part { start: bounds.0, end: bounds.1 }
 }
 
 /// A complete response for the blob (seed, size): 200, 206 with `Content-Range`, or 416; HEAD gets headers only.
@@ -143,33 +130,17 @@ pub fn blob_response(seed: u64, size: u64, headers: &HeaderMap, method: &Method)
         RangeAsk::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
         RangeAsk::Unsatisfiable => {
             let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
-            insert(
-                &mut response,
-                header::CONTENT_RANGE,
-                format!("bytes */{size}"),
-            );
+            insert(&mut response, header::CONTENT_RANGE, format!("bytes */{size}"));
             return response;
         }
     };
-    let body = if method == Method::HEAD {
-        Body::empty()
-    } else {
-        Body::from_stream(blob_bytes(seed, start, len))
-    };
+    let body = if method == Method::HEAD { Body::empty() } else { Body::from_stream(blob_bytes(seed, start, len)) };
     let mut response = (status, body).into_response();
     insert(&mut response, header::CONTENT_LENGTH, len.to_string());
-    insert(
-        &mut response,
-        header::CONTENT_TYPE,
-        "application/octet-stream".to_owned(),
-    );
+    insert(&mut response, header::CONTENT_TYPE, "application/octet-stream".to_owned());
     insert(&mut response, header::ACCEPT_RANGES, "bytes".to_owned());
     if status == StatusCode::PARTIAL_CONTENT {
-        insert(
-            &mut response,
-            header::CONTENT_RANGE,
-            format!("bytes {start}-{}/{size}", start + len - 1),
-        );
+        insert(&mut response, header::CONTENT_RANGE, format!("bytes {start}-{}/{size}", start + len - 1));
     }
     response
 }
@@ -192,20 +163,8 @@ mod tests {
     #[test]
     fn any_window_agrees_with_the_whole() {
         let whole = bytes(7, 0, 200);
-        for (offset, len) in [
-            (0, 200),
-            (3, 1),
-            (5, 2),
-            (1, 17),
-            (8, 8),
-            (13, 100),
-            (199, 1),
-        ] {
-            assert_eq!(
-                bytes(7, offset, len),
-                whole[offset as usize..offset as usize + len],
-                "{offset}+{len}"
-            );
+        for (offset, len) in [(0, 200), (3, 1), (5, 2), (1, 17), (8, 8), (13, 100), (199, 1)] {
+            assert_eq!(bytes(7, offset, len), whole[offset as usize..offset as usize + len], "{offset}+{len}");
         }
         assert_ne!(bytes(8, 0, 64), whole[..64]);
     }
@@ -214,20 +173,11 @@ mod tests {
     fn ranges() {
         use RangeAsk::*;
         assert_eq!(parse_range(None, 10), Full);
-        assert_eq!(
-            parse_range(Some("bytes=2-4"), 10),
-            Part { start: 2, end: 4 }
-        );
+        assert_eq!(parse_range(Some("bytes=2-4"), 10), Part { start: 2, end: 4 });
         assert_eq!(parse_range(Some("bytes=2-"), 10), Part { start: 2, end: 9 });
         assert_eq!(parse_range(Some("bytes=-3"), 10), Part { start: 7, end: 9 });
-        assert_eq!(
-            parse_range(Some("bytes=-30"), 10),
-            Part { start: 0, end: 9 }
-        );
-        assert_eq!(
-            parse_range(Some("bytes=5-100"), 10),
-            Part { start: 5, end: 9 }
-        );
+        assert_eq!(parse_range(Some("bytes=-30"), 10), Part { start: 0, end: 9 });
+        assert_eq!(parse_range(Some("bytes=5-100"), 10), Part { start: 5, end: 9 });
         assert_eq!(parse_range(Some("bytes=10-"), 10), Unsatisfiable);
         assert_eq!(parse_range(Some("bytes=-0"), 10), Unsatisfiable);
         assert_eq!(parse_range(Some("bytes=4-2"), 10), Full);

@@ -20,10 +20,7 @@ use crate::state::SimState;
 pub fn routes(state: Arc<SimState>) -> Router {
     Router::new()
         .route("/_sim/requests", get(list_requests).delete(clear_requests))
-        .route(
-            "/_sim/faults",
-            get(list_faults).post(add_fault).delete(clear_faults),
-        )
+        .route("/_sim/faults", get(list_faults).post(add_fault).delete(clear_faults))
         .route("/_sim/stats", get(stats))
         .route("/_sim/blob/{seed}/{size}", get(blob))
         .route("/_sim/blob/{seed}/{size}/digests", get(blob_digests))
@@ -62,18 +59,11 @@ async fn stats(State(state): State<Arc<SimState>>) -> Response {
     Json(state.stats()).into_response()
 }
 
-async fn blob(
-    Path((seed, size)): Path<(u64, u64)>,
-    method: Method,
-    headers: HeaderMap,
-) -> Response {
+async fn blob(Path((seed, size)): Path<(u64, u64)>, method: Method, headers: HeaderMap) -> Response {
     blob::blob_response(seed, size, &headers, &method)
 }
 
-async fn blob_digests(
-    State(state): State<Arc<SimState>>,
-    Path((seed, size)): Path<(u64, u64)>,
-) -> Response {
+async fn blob_digests(State(state): State<Arc<SimState>>, Path((seed, size)): Path<(u64, u64)>) -> Response {
     // Hashing a large blob takes seconds of CPU: keep it off the async workers.
     match tokio::task::spawn_blocking(move || state.blob_digests(seed, size)).await {
         Ok(digests) => Json(digests).into_response(),
@@ -96,17 +86,12 @@ async fn big_json(Path(bytes): Path<u64>) -> Response {
         return (StatusCode::BAD_REQUEST, "big-json needs at least 2 bytes").into_response();
     }
     let chunks = (0..bytes).step_by(CHUNK).map(move |at| {
-        let piece: Vec<u8> = (at..bytes.min(at + CHUNK as u64))
-            .map(|i| big_json_byte(i, bytes))
-            .collect();
+        let piece: Vec<u8> = (at..bytes.min(at + CHUNK as u64)).map(|i| big_json_byte(i, bytes)).collect();
         Ok::<_, Infallible>(Bytes::from(piece))
     });
     let mut response = (StatusCode::OK, Body::from_stream(stream::iter(chunks))).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes));
     response
 }

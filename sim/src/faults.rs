@@ -80,13 +80,7 @@ impl FaultAction {
 impl FaultRule {
     /// A rule for `path` that fires forever; narrow it with the builder methods.
     pub fn new(path: impl Into<String>, action: FaultAction) -> Self {
-        Self {
-            method: None,
-            path: path.into(),
-            skip: 0,
-            count: None,
-            action,
-        }
+        Self { method: None, path: path.into(), skip: 0, count: None, action }
     }
 
     pub fn method(mut self, method: impl Into<String>) -> Self {
@@ -107,10 +101,7 @@ impl FaultRule {
     /// Rejects rules that could never behave as written.
     pub fn validate(&self) -> anyhow::Result<()> {
         if !self.path.starts_with('/') && !self.path.starts_with('*') {
-            bail!(
-                "fault rule path must start with '/' or '*', got {:?}",
-                self.path
-            );
+            bail!("fault rule path must start with '/' or '*', got {:?}", self.path);
         }
         match self.action {
             FaultAction::Status { code, .. } if StatusCode::from_u16(code).is_err() => {
@@ -124,10 +115,7 @@ impl FaultRule {
     }
 
     fn matches(&self, method: &str, path: &str) -> bool {
-        self.method
-            .as_deref()
-            .is_none_or(|m| m.eq_ignore_ascii_case(method))
-            && glob_match(&self.path, path)
+        self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method)) && glob_match(&self.path, path)
     }
 }
 
@@ -142,11 +130,7 @@ pub struct ArmedFault {
 
 impl ArmedFault {
     pub fn new(rule: FaultRule) -> Self {
-        Self {
-            rule,
-            matched: 0,
-            fired: 0,
-        }
+        Self { rule, matched: 0, fired: 0 }
     }
 
     fn is_due(&self) -> bool {
@@ -191,12 +175,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 pub(crate) fn is_control_path(path: &str) -> bool {
     ["/_sim/requests", "/_sim/faults", "/_sim/stats"]
         .iter()
-        .any(|p| {
-            path == *p
-                || path
-                    .strip_prefix(p)
-                    .is_some_and(|rest| rest.starts_with('/'))
-        })
+        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')))
 }
 
 /// Marks a response with the fault that shaped it, for the request log.
@@ -212,30 +191,18 @@ pub async fn middleware(State(state): State<Arc<SimState>>, req: Request, next: 
         return next.run(req).await;
     };
     let mut response = apply(action.clone(), req, next).await;
-    response
-        .extensions_mut()
-        .insert(AppliedFault(action.name()));
+    response.extensions_mut().insert(AppliedFault(action.name()));
     response
 }
 
 async fn apply(action: FaultAction, req: Request, next: Next) -> Response {
     let body_fault = match action {
-        FaultAction::Status {
-            code,
-            retry_after,
-            body,
-        } => return status_response(code, retry_after, body),
-        FaultAction::Stall {
-            after_bytes: None,
-            ms,
-        } => {
+        FaultAction::Status { code, retry_after, body } => return status_response(code, retry_after, body),
+        FaultAction::Stall { after_bytes: None, ms } => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             return next.run(req).await;
         }
-        FaultAction::Stall {
-            after_bytes: Some(after),
-            ms,
-        } => BodyFault::Stall { after, ms },
+        FaultAction::Stall { after_bytes: Some(after), ms } => BodyFault::Stall { after, ms },
         FaultAction::ResetAfterBytes { bytes } => BodyFault::Reset { after: bytes },
         FaultAction::Truncate { bytes } => BodyFault::Truncate { after: bytes },
         FaultAction::RateLimit { bytes_per_sec } => BodyFault::Rate { bytes_per_sec },
@@ -247,9 +214,7 @@ fn status_response(code: u16, retry_after: Option<u64>, body: Option<String>) ->
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, Body::from(body.unwrap_or_default())).into_response();
     if let Some(secs) = retry_after {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     response
 }
@@ -260,10 +225,7 @@ mod tests {
 
     #[test]
     fn glob_matches_runs_of_characters() {
-        assert!(glob_match(
-            "/api/v1/stemcells/*",
-            "/api/v1/stemcells/bosh-aws"
-        ));
+        assert!(glob_match("/api/v1/stemcells/*", "/api/v1/stemcells/bosh-aws"));
         assert!(glob_match("/api/v1/stemcells/*", "/api/v1/stemcells/"));
         assert!(glob_match("/a/*/c", "/a/b/x/c"));
         assert!(glob_match("*", "/anything"));
@@ -275,17 +237,9 @@ mod tests {
 
     #[test]
     fn skip_then_count_then_stop() {
-        let action = FaultAction::Status {
-            code: 503,
-            retry_after: None,
-            body: None,
-        };
-        let mut rules = vec![ArmedFault::new(
-            FaultRule::new("/x", action).skip(1).count(2),
-        )];
-        let fired: Vec<bool> = (0..5)
-            .map(|_| select(&mut rules, "GET", "/x").is_some())
-            .collect();
+        let action = FaultAction::Status { code: 503, retry_after: None, body: None };
+        let mut rules = vec![ArmedFault::new(FaultRule::new("/x", action).skip(1).count(2))];
+        let fired: Vec<bool> = (0..5).map(|_| select(&mut rules, "GET", "/x").is_some()).collect();
         assert_eq!(fired, [false, true, true, false, false]);
         assert_eq!((rules[0].matched, rules[0].fired), (5, 2));
     }
@@ -300,24 +254,12 @@ mod tests {
 
     #[test]
     fn rule_yaml_shape() {
-        let rule: FaultRule = serde_yaml_ng::from_str(
-            "path: /a/*\ncount: 2\naction: {status: {code: 503, retry_after: 1}}",
-        )
-        .unwrap();
+        let rule: FaultRule =
+            serde_yaml_ng::from_str("path: /a/*\ncount: 2\naction: {status: {code: 503, retry_after: 1}}").unwrap();
         assert_eq!(rule.count, Some(2));
-        assert_eq!(
-            rule.action,
-            FaultAction::Status {
-                code: 503,
-                retry_after: Some(1),
-                body: None
-            }
-        );
+        assert_eq!(rule.action, FaultAction::Status { code: 503, retry_after: Some(1), body: None });
         let json = serde_json::to_string(&rule).unwrap();
-        assert_eq!(
-            json,
-            r#"{"path":"/a/*","skip":0,"count":2,"action":{"status":{"code":503,"retry_after":1}}}"#
-        );
+        assert_eq!(json, r#"{"path":"/a/*","skip":0,"count":2,"action":{"status":{"code":503,"retry_after":1}}}"#);
         assert_eq!(serde_json::from_str::<FaultRule>(&json).unwrap(), rule);
     }
 }

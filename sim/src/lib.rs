@@ -81,21 +81,10 @@ pub async fn start(scenario: Scenario, options: StartOptions) -> anyhow::Result<
         .handle(server.clone())
         .serve(router(Arc::clone(&state)).into_make_service());
     let task = tokio::spawn(serve);
-    server
-        .listening()
-        .await
-        .context("the simulator failed to start listening")?;
+    server.listening().await.context("the simulator failed to start listening")?;
 
     let url = format!("https://127.0.0.1:{port}");
-    Ok(SimHandle {
-        control_url: format!("{url}/_sim"),
-        url,
-        ca_cert_path,
-        state,
-        server,
-        task,
-        _ca_dir: ca_dir,
-    })
+    Ok(SimHandle { control_url: format!("{url}/_sim"), url, ca_cert_path, state, server, task, _ca_dir: ca_dir })
 }
 
 impl SimHandle {
@@ -123,10 +112,7 @@ pub fn router(state: Arc<SimState>) -> Router {
         .layer(from_fn_with_state(state, reqlog::middleware))
 }
 
-fn write_ca(
-    pem: &str,
-    ca_out: Option<PathBuf>,
-) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+fn write_ca(pem: &str, ca_out: Option<PathBuf>) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
     let (path, dir) = match ca_out {
         Some(path) => (path, None),
         None => {
@@ -134,7 +120,6 @@ fn write_ca(
             (dir.path().join("ca.pem"), Some(dir))
         }
     };
-    std::fs::write(&path, pem)
-        .with_context(|| format!("writing the CA certificate to {}", path.display()))?;
+    std::fs::write(&path, pem).with_context(|| format!("writing the CA certificate to {}", path.display()))?;
     Ok((path, dir))
 }

@@ -57,21 +57,13 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Option<A
         if flag == "--help" || flag == "-h" {
             return Ok(None);
         }
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| argv.next())
-                .with_context(|| format!("{flag} needs a value"))
-        };
+        let mut value = || inline.clone().or_else(|| argv.next()).with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--scenario" => args.scenario = Some(PathBuf::from(value()?)),
             "--ca-out" => args.options.ca_out = Some(PathBuf::from(value()?)),
             "--port" => {
                 let v = value()?;
-                args.options.port = Some(
-                    v.parse()
-                        .with_context(|| format!("--port: {v:?} is not a port number"))?,
-                );
+                args.options.port = Some(v.parse().with_context(|| format!("--port: {v:?} is not a port number"))?);
             }
             other => bail!("unknown argument {other:?}"),
         }
@@ -92,11 +84,8 @@ async fn serve(scenario: Scenario, options: StartOptions) -> anyhow::Result<()> 
     // Signal handlers go in before the ready line, so a SIGTERM right after it is never missed.
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let sim = repave_sim::start(scenario, options).await?;
-    let ready = Ready {
-        url: &sim.url,
-        ca_cert: sim.ca_cert_path.to_string_lossy().into_owned(),
-        control: &sim.control_url,
-    };
+    let ready =
+        Ready { url: &sim.url, ca_cert: sim.ca_cert_path.to_string_lossy().into_owned(), control: &sim.control_url };
     println!("{}", serde_json::to_string(&ready)?);
     eprintln!("repave-sim: listening on {}", sim.url);
     tokio::select! {

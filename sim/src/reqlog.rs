@@ -31,27 +31,18 @@ pub async fn middleware(State(state): State<Arc<SimState>>, req: Request, next: 
     };
     let response = next.run(req).await;
     record.status = response.status().as_u16();
-    record.fault = response
-        .extensions()
-        .get::<AppliedFault>()
-        .map(|f| f.0.to_owned());
+    record.fault = response.extensions().get::<AppliedFault>().map(|f| f.0.to_owned());
     let sent = state.log_request(record);
     count_body(response, sent)
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 /// The scheme of the `authorization` header (`Basic`, `Bearer`, …); the credentials are never read.
 fn auth_scheme(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?;
-    let scheme = value
-        .as_bytes()
-        .split(|b| b.is_ascii_whitespace())
-        .next()
-        .unwrap_or_default();
+    let scheme = value.as_bytes().split(|b| b.is_ascii_whitespace()).next().unwrap_or_default();
     Some(String::from_utf8_lossy(scheme).into_owned())
 }

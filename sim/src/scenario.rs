@@ -50,16 +50,10 @@ impl Scenario {
     /// Reads a scenario file: `.json` is parsed as JSON, anything else as YAML.
     pub fn from_file(path: impl AsRef<Path>) -> anyhow::Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading scenario file {}", path.display()))?;
-        let is_json = path
-            .extension()
-            .is_some_and(|ext| ext.eq_ignore_ascii_case("json"));
-        let parsed = if is_json {
-            Self::from_json_str(&text)
-        } else {
-            Self::from_yaml_str(&text)
-        };
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading scenario file {}", path.display()))?;
+        let is_json = path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("json"));
+        let parsed = if is_json { Self::from_json_str(&text) } else { Self::from_yaml_str(&text) };
         parsed.with_context(|| format!("invalid scenario file {}", path.display()))
     }
 
@@ -85,10 +79,7 @@ impl Scenario {
 
     fn validated(self) -> anyhow::Result<Self> {
         if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
-            bail!(
-                "time_scale must be a positive number, got {}",
-                self.time_scale
-            );
+            bail!("time_scale must be a positive number, got {}", self.time_scale);
         }
         for rule in &self.faults {
             rule.validate()?;

@@ -30,13 +30,8 @@ pub(crate) enum BodyFault {
 /// Pins the body's exact length, if known, as `Content-Length` before the body is wrapped.
 pub(crate) fn keep_length(response: &mut Response) {
     let exact = response.body().size_hint().exact();
-    if let (Some(len), false) = (
-        exact,
-        response.headers().contains_key(header::CONTENT_LENGTH),
-    ) {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let (Some(len), false) = (exact, response.headers().contains_key(header::CONTENT_LENGTH)) {
+        response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
 }
 
@@ -52,15 +47,7 @@ where
 /// Applies a body fault to a response.
 pub(crate) fn shape_body(response: Response, fault: BodyFault) -> Response {
     map_body(response, |inner| {
-        let shaper = Shaper {
-            inner,
-            pending: Bytes::new(),
-            sent: 0,
-            fault,
-            stalled: false,
-            first: None,
-            done: false,
-        };
+        let shaper = Shaper { inner, pending: Bytes::new(), sent: 0, fault, stalled: false, first: None, done: false };
         stream::unfold(shaper, Shaper::next_piece)
     })
 }
@@ -113,21 +100,13 @@ impl Shaper {
             BodyFault::Reset { after } if self.sent >= after => {
                 self.done = true;
                 let_hyper_flush().await;
-                return Some((
-                    Err(io::Error::new(
-                        io::ErrorKind::ConnectionReset,
-                        "injected reset",
-                    )),
-                    self,
-                ));
+                return Some((Err(io::Error::new(io::ErrorKind::ConnectionReset, "injected reset")), self));
             }
             BodyFault::Truncate { after } if self.sent >= after => {
                 let_hyper_flush().await;
                 return None;
             }
-            BodyFault::Reset { after } | BodyFault::Truncate { after } => {
-                self.take(after - self.sent)
-            }
+            BodyFault::Reset { after } | BodyFault::Truncate { after } => self.take(after - self.sent),
             BodyFault::Stall { after, ms } => self.stall_piece(after, ms).await,
             BodyFault::Rate { bytes_per_sec } => self.rate_piece(bytes_per_sec).await,
         };
@@ -149,9 +128,7 @@ impl Shaper {
     }
 
     fn take(&mut self, max: u64) -> Bytes {
-        let n = usize::try_from(max)
-            .unwrap_or(usize::MAX)
-            .min(self.pending.len());
+        let n = usize::try_from(max).unwrap_or(usize::MAX).min(self.pending.len());
         self.pending.split_to(n)
     }
 
@@ -171,8 +148,7 @@ impl Shaper {
         // Small pieces (a tenth of a second's worth) keep the throttle smooth rather than bursty.
         let piece = self.take((bytes_per_sec / 10).max(1));
         let first = *self.first.get_or_insert_with(Instant::now);
-        let due =
-            Duration::from_secs_f64((self.sent + piece.len() as u64) as f64 / bytes_per_sec as f64);
+        let due = Duration::from_secs_f64((self.sent + piece.len() as u64) as f64 / bytes_per_sec as f64);
         tokio::time::sleep_until(first + due).await;
         piece
     }

@@ -62,12 +62,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl SimState {
     pub fn new(scenario: Scenario) -> Self {
-        let faults = scenario
-            .faults
-            .iter()
-            .cloned()
-            .map(ArmedFault::new)
-            .collect();
+        let faults = scenario.faults.iter().cloned().map(ArmedFault::new).collect();
         Self {
             scenario,
             start: Instant::now(),
@@ -95,10 +90,7 @@ impl SimState {
     pub(crate) fn log_request(&self, mut record: RequestRecord) -> Arc<AtomicU64> {
         record.id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
         let bytes_sent = Arc::new(AtomicU64::new(0));
-        lock(&self.log).push(LogEntry {
-            record,
-            bytes_sent: Arc::clone(&bytes_sent),
-        });
+        lock(&self.log).push(LogEntry { record, bytes_sent: Arc::clone(&bytes_sent) });
         bytes_sent
     }
 
@@ -106,10 +98,7 @@ impl SimState {
     pub fn requests(&self) -> Vec<RequestRecord> {
         lock(&self.log)
             .iter()
-            .map(|e| RequestRecord {
-                bytes_sent: e.bytes_sent.load(Ordering::Relaxed),
-                ..e.record.clone()
-            })
+            .map(|e| RequestRecord { bytes_sent: e.bytes_sent.load(Ordering::Relaxed), ..e.record.clone() })
             .collect()
     }
 
@@ -133,11 +122,7 @@ impl SimState {
     }
 
     /// Counts this request against every matching rule and returns the action of the first one due to fire.
-    pub(crate) fn take_fault(
-        &self,
-        method: &str,
-        path: &str,
-    ) -> Option<crate::faults::FaultAction> {
+    pub(crate) fn take_fault(&self, method: &str, path: &str) -> Option<crate::faults::FaultAction> {
         crate::faults::select(&mut lock(&self.faults), method, path)
     }
 
@@ -164,18 +149,12 @@ impl SimState {
     /// Increments a counter until the guard drops: the usual way to measure concurrency of a route.
     pub fn track(self: &Arc<Self>, name: &str) -> CounterGuard {
         self.counter_add(name, 1);
-        CounterGuard {
-            state: Arc::clone(self),
-            name: name.to_owned(),
-        }
+        CounterGuard { state: Arc::clone(self), name: name.to_owned() }
     }
 
     /// Counters as `{name: {value, high_water}}`, sorted by name.
     pub fn stats(&self) -> serde_json::Value {
-        let counters: BTreeMap<String, Counter> = lock(&self.counters)
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
+        let counters: BTreeMap<String, Counter> = lock(&self.counters).iter().map(|(k, v)| (k.clone(), *v)).collect();
         serde_json::json!({ "uptime_ms": self.elapsed_ms(), "counters": counters })
     }
 

@@ -32,8 +32,7 @@ pub struct RunningSim {
 impl RunningSim {
     /// Starts a simulator from a YAML (or JSON) scenario; panics with the reason if it cannot.
     pub fn start(scenario_yaml: &str) -> Self {
-        let scenario = Scenario::from_yaml_str(scenario_yaml)
-            .unwrap_or_else(|e| panic!("invalid scenario: {e:#}"));
+        let scenario = Scenario::from_yaml_str(scenario_yaml).unwrap_or_else(|e| panic!("invalid scenario: {e:#}"));
         Self::start_with(scenario)
     }
 
@@ -46,9 +45,7 @@ impl RunningSim {
             .name("repave-sim".to_owned())
             .spawn(move || serve(scenario, ready_tx, stop_rx, stopped_tx))
             .expect("spawning the simulator thread");
-        let ready = ready_rx
-            .recv_timeout(START_WAIT)
-            .unwrap_or_else(|e| panic!("simulator did not start: {e}"));
+        let ready = ready_rx.recv_timeout(START_WAIT).unwrap_or_else(|e| panic!("simulator did not start: {e}"));
         let handle = ready.unwrap_or_else(|e| panic!("simulator failed to start: {e}"));
         Self {
             url: handle.url,
@@ -115,11 +112,7 @@ fn serve(
     stop: oneshot::Receiver<()>,
     stopped: mpsc::Sender<()>,
 ) {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             let _ = ready.send(Err(format!("building the runtime: {e}")));

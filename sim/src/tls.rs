@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
 };
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
@@ -28,39 +28,28 @@ pub fn install_ring_provider() {
 pub fn generate() -> anyhow::Result<Certs> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "repave-sim test CA");
+    ca_params.distinguished_name.push(DnType::CommonName, "repave-sim test CA");
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
 
     // rcgen turns SAN strings that parse as IP addresses into IP SANs.
     let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "repave-sim");
+    params.distinguished_name.push(DnType::CommonName, "repave-sim");
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &ca)?;
-    Ok(Certs {
-        ca_pem: ca.pem(),
-        server_cert_pem: cert.pem(),
-        server_key_pem: key.serialize_pem(),
-    })
+    Ok(Certs { ca_pem: ca.pem(), server_cert_pem: cert.pem(), server_key_pem: key.serialize_pem() })
 }
 
 /// A rustls server config for the generated certificate, HTTP/1.1 only (the server speaks nothing else).
 pub fn server_config(certs: &Certs) -> anyhow::Result<Arc<ServerConfig>> {
-    let chain = vec![CertificateDer::from_pem_slice(
-        certs.server_cert_pem.as_bytes(),
-    )?];
+    let chain = vec![CertificateDer::from_pem_slice(certs.server_cert_pem.as_bytes())?];
     let key = PrivateKeyDer::from_pem_slice(certs.server_key_pem.as_bytes())?;
-    let mut config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .context("building the TLS server config")?;
+    let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("building the TLS server config")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

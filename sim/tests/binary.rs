@@ -39,13 +39,8 @@ fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitStatus 
 fn prints_ready_line_serves_and_exits_0_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let ca_out = dir.path().join("ca.pem");
-    let mut child = Command::new(BIN)
-        .arg("--ca-out")
-        .arg(&ca_out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        Command::new(BIN).arg("--ca-out").arg(&ca_out).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let line = ready_line(&mut child, Duration::from_secs(30));
     assert!(line.starts_with(r#"{"url":"https://127.0.0.1:"#), "{line}");
     let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -55,14 +50,7 @@ fn prints_ready_line_serves_and_exits_0_on_sigterm() {
     assert_eq!(ready["control"].as_str().unwrap(), format!("{url}/_sim"));
 
     let client = common::client(&ca_out);
-    assert!(
-        client
-            .get(format!("{url}/_sim/json"))
-            .send()
-            .unwrap()
-            .status()
-            .is_success()
-    );
+    assert!(client.get(format!("{url}/_sim/json")).send().unwrap().status().is_success());
 
     let pid = i32::try_from(child.id()).unwrap();
     // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped) has no memory effects.
@@ -72,11 +60,7 @@ fn prints_ready_line_serves_and_exits_0_on_sigterm() {
 }
 
 fn run_failing(args: &[&str]) -> String {
-    let output = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let output = Command::new(BIN).args(args).stdin(Stdio::null()).output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{args:?}");
     assert!(output.stdout.is_empty());
     String::from_utf8(output.stderr).unwrap()
@@ -95,10 +79,7 @@ fn invalid_scenario_exits_1_naming_the_file_and_key() {
     let file = dir.path().join("bad.yaml");
     std::fs::write(&file, "time_scale: 0.1\ntksi: {}\n").unwrap();
     let stderr = run_failing(&["--scenario", file.to_str().unwrap()]);
-    assert!(
-        stderr.contains("bad.yaml") && stderr.contains("tksi"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("bad.yaml") && stderr.contains("tksi"), "{stderr}");
 
     let missing = dir.path().join("missing.json");
     assert!(run_failing(&["--scenario", missing.to_str().unwrap()]).contains("missing.json"));

@@ -47,6 +47,8 @@ struct Counter {
 /// Shared state of one running simulator.
 pub struct SimState {
     pub scenario: Scenario,
+    /// Access tokens issued by the simulated UAA.
+    pub uaa: crate::uaa::Tokens,
     pub start: Instant,
     log: Mutex<Vec<LogEntry>>,
     next_request_id: AtomicU64,
@@ -65,6 +67,7 @@ impl SimState {
         let faults = scenario.faults.iter().cloned().map(ArmedFault::new).collect();
         Self {
             scenario,
+            uaa: Default::default(),
             start: Instant::now(),
             log: Mutex::new(Vec::new()),
             next_request_id: AtomicU64::new(1),

@@ -83,6 +83,28 @@ fn execute(step: Step, stdin: &mut dyn Read, args: &[String], env: Env, log: &Lo
     runtime.block_on(dispatch(kind, step, request, ctx))
 }
 
+/// Parses a request's `source` and `params` for `step` with exactly the strict types the binaries use,
+/// without running anything. Pipeline checks use it so example pipelines can never drift from the code.
+pub fn validate_config(step: Step, request: &Request) -> Result<Kind> {
+    let kind = Kind::from_source(&request.source)?;
+    match kind {
+        Kind::Stemcell => {
+            config::parse::<config::stemcell::Source>(&request.source, "source")?;
+            match step {
+                Step::Check => {}
+                Step::In => {
+                    config::parse::<config::stemcell::GetParams>(&request.params, "params")?;
+                }
+                Step::Out => {
+                    config::parse::<config::stemcell::PutParams>(&request.params, "params")?;
+                }
+            }
+        }
+        Kind::Kubernetes | Kind::Fleet => bail!("kind `{}` is not implemented yet", kind.name()),
+    }
+    Ok(kind)
+}
+
 async fn dispatch(kind: Kind, step: Step, request: Request, ctx: Ctx) -> Result<String> {
     match kind {
         Kind::Stemcell => stemcell::run(step, request, ctx).await,

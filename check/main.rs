@@ -1,15 +1,5 @@
-//! `/opt/resource/check`: hands the real process I/O to the library.
+//! `/opt/resource/check`: the Concourse check script. All behaviour lives in the library.
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let env = repave::process_env();
-    let status = repave::run(
-        repave::protocol::Step::Check,
-        &mut std::io::stdin().lock(),
-        &mut std::io::stdout().lock(),
-        Box::new(std::io::stderr()),
-        &args,
-        env,
-    );
-    std::process::exit(status);
+    repave::process_main(repave::protocol::Step::Check);
 }

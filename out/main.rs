@@ -1,15 +1,5 @@
-//! `/opt/resource/out`: hands the real process I/O to the library.
+//! `/opt/resource/out`: the Concourse put script (`out DIR`). All behaviour lives in the library.
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let env = repave::process_env();
-    let status = repave::run(
-        repave::protocol::Step::Out,
-        &mut std::io::stdin().lock(),
-        &mut std::io::stdout().lock(),
-        Box::new(std::io::stderr()),
-        &args,
-        env,
-    );
-    std::process::exit(status);
+    repave::process_main(repave::protocol::Step::Out);
 }

@@ -22,6 +22,21 @@ use std::path::PathBuf;
 /// The process environment, passed down explicitly (nothing below the entry point reads it).
 pub type Env = BTreeMap<String, String>;
 
+/// The whole of a binary's `main`: run `step` with the real stdin, stdout, stderr, argv and
+/// environment, and exit with its status.
+pub fn process_main(step: Step) -> ! {
+    let args: Vec<String> = std::env::args().collect();
+    let status = run(
+        step,
+        &mut std::io::stdin().lock(),
+        &mut std::io::stdout().lock(),
+        Box::new(std::io::stderr()),
+        &args,
+        process_env(),
+    );
+    std::process::exit(status)
+}
+
 /// The real process environment, skipping variables that are not valid UTF-8 (std's `vars()` would
 /// panic on them).
 pub fn process_env() -> Env {

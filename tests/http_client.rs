@@ -255,3 +255,37 @@ async fn user_agent_names_repave() {
     let head = server.join().unwrap();
     assert!(head.contains(&format!("user-agent: repave/{}", env!("CARGO_PKG_VERSION"))), "{head}");
 }
+
+/// A slowloris-style trickle resets any per-read stall timer, so the overall request deadline must
+/// end it.
+#[tokio::test]
+async fn a_trickling_server_is_cut_off_by_the_request_deadline() {
+    let sim = RunningSim::start("");
+    sim.add_fault(FaultRule::new("/_sim/big-json/*", FaultAction::RateLimit { bytes_per_sec: 200 }));
+    let config = HttpConfig { request_timeout: Duration::from_millis(800), attempts: 1, ..config(&sim) };
+    let (http, _) = client(config, &Env::new());
+    let err = http.get_bytes(&format!("{}/_sim/big-json/100000", sim.url()), HeaderMap::new()).await.unwrap_err();
+    assert!(format!("{err:#}").contains("timed out"), "{err:#}");
+}
+
+/// A server that never stops sending headers must not make the client buffer without bound.
+#[tokio::test]
+async fn endless_headers_are_refused() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}/", listener.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = [0u8; 1024];
+        let _ = stream.read(&mut head);
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n");
+        // Bounded: 64 MiB at most, or until the client hangs up.
+        for i in 0..1_000_000u32 {
+            if stream.write_all(format!("x-filler-{i}: {}\r\n", "a".repeat(48)).as_bytes()).is_err() {
+                break;
+            }
+        }
+    });
+    let config = HttpConfig { attempts: 1, ..HttpConfig::default() };
+    let http = HttpClient::new(config, &Env::new(), &Log::sink()).unwrap();
+    assert!(http.get_bytes(&url, HeaderMap::new()).await.is_err());
+}

@@ -9,6 +9,7 @@ pub mod config;
 pub mod http;
 pub mod protocol;
 pub mod redact;
+pub mod rollout;
 pub mod stemcell;
 
 use anyhow::{Context, Result, bail};

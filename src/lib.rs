@@ -6,6 +6,7 @@
 
 pub mod clients;
 pub mod config;
+pub mod fleet;
 pub mod http;
 pub mod protocol;
 pub mod redact;
@@ -116,7 +117,19 @@ pub fn validate_config(step: Step, request: &Request) -> Result<Kind> {
                 }
             }
         }
-        Kind::Kubernetes | Kind::Fleet => bail!("kind `{}` is not implemented yet", kind.name()),
+        Kind::Fleet => {
+            config::parse::<config::fleet::Source>(&request.source, "source")?.validate()?;
+            match step {
+                Step::Check => {}
+                Step::In => {
+                    config::parse::<config::fleet::GetParams>(&request.params, "params")?;
+                }
+                Step::Out => {
+                    config::parse::<config::fleet::PutParams>(&request.params, "params")?.validate()?;
+                }
+            }
+        }
+        Kind::Kubernetes => bail!("kind `{}` is not implemented yet", kind.name()),
     }
     Ok(kind)
 }
@@ -124,6 +137,7 @@ pub fn validate_config(step: Step, request: &Request) -> Result<Kind> {
 async fn dispatch(kind: Kind, step: Step, request: Request, ctx: Ctx) -> Result<String> {
     match kind {
         Kind::Stemcell => stemcell::run(step, request, ctx).await,
-        Kind::Kubernetes | Kind::Fleet => bail!("kind `{}` is not implemented yet", kind.name()),
+        Kind::Fleet => fleet::run(step, request, ctx).await,
+        Kind::Kubernetes => bail!("kind `{}` is not implemented yet", kind.name()),
     }
 }

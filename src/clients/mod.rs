@@ -2,4 +2,6 @@
 //! what to do with the answers lives in the kind modules and the rollout engine.
 
 pub mod director;
+pub mod kube;
+pub mod tkgi;
 pub mod uaa;

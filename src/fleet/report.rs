@@ -134,7 +134,7 @@ mod tests {
             cs("c", "2", "UPGRADE", "succeeded"),
         ];
         let text = plan_text(&plan(&clusters, "2", false, &CanarySpec::Count(1)).unwrap());
-        assert!(text.contains("| 1 | a       | canary | 1 → 2"), "{text}");
+        assert!(text.contains("| 1   | a       | canary | 1 → 2"), "{text}");
         assert!(text.contains("held by another action in progress (UPDATE)"), "{text}");
         assert!(text.contains("already at the target version"), "{text}");
         let report = Report {

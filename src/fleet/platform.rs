@@ -25,6 +25,7 @@ pub fn state_of(cluster: &crate::clients::tkgi::Cluster) -> ClusterState {
         version: cluster.pks_version.clone(),
         last_action: cluster.last_action.clone(),
         last_action_state: cluster.last_action_state.clone(),
+        description: cluster.last_action_description.clone(),
     }
 }
 

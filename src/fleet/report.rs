@@ -127,6 +127,7 @@ mod tests {
             version: v.into(),
             last_action: a.into(),
             last_action_state: s.into(),
+            description: String::new(),
         };
         let clusters = [
             cs("a", "1", "CREATE", "succeeded"),

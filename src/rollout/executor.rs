@@ -300,7 +300,7 @@ impl<'a, P: Platform> Executor<'a, P> {
                                 state.version,
                                 self.target
                             ),
-                            Phase::Failed => bail!("upgrade {}", state.last_action_state),
+                            Phase::Failed => bail!("upgrade {}: {}", state.last_action_state, state.description),
                             Phase::Running | Phase::Unknown => {}
                         }
                     }
@@ -467,6 +467,7 @@ mod tests {
             version: version.into(),
             last_action: action.into(),
             last_action_state: state.into(),
+            description: "bosh task failed".into(),
         }
     }
 

@@ -16,6 +16,8 @@ pub struct ClusterState {
     pub version: String,
     pub last_action: String,
     pub last_action_state: String,
+    /// The platform's words about the last action (shown when it failed).
+    pub description: String,
 }
 
 /// How a cluster's last action stands.
@@ -197,6 +199,7 @@ mod tests {
             version: version.into(),
             last_action: action.into(),
             last_action_state: state.into(),
+            description: String::new(),
         }
     }
 

@@ -292,3 +292,43 @@ fn target_must_be_known() {
     result.json();
     assert_eq!(total_starts(&sim), 1);
 }
+
+#[test]
+fn password_login_through_pks_cli() {
+    let sim = RunningSim::start(&world(&["{name: a}"], 1200, "").replace(
+        "  token_ttl_secs: 3600\n",
+        &format!("  users: [{{username: ops, password: {SENTINEL}, scopes: [pks.clusters.manage]}}]\n  token_ttl_secs: 3600\n"),
+    ));
+    let mut s = source(&sim, json!({"username": "ops", "password": SENTINEL}));
+    s.as_object_mut().unwrap().retain(|k, _| k != "client_id" && k != "client_secret");
+    let result = run_step("check", &json!({"source": s}).to_string(), None, &[]);
+    assert_eq!(result.json()[0]["clusters"], "1");
+}
+
+#[tokio::test]
+async fn director_deployments_match_the_tkgi_clusters() {
+    use repave::clients::uaa::{Grant, Uaa};
+    use repave::http::{HttpClient, HttpConfig, Retry};
+    let sim = RunningSim::start(
+        &world(&["{name: a, uuid: 9527ebaa-e2fa-422f-a52b-de3c3f0e39a4}", "{name: b}"], 1200, "")
+            .replace("scopes: [pks.clusters.admin]", "scopes: [pks.clusters.admin, bosh.admin]"),
+    );
+    let config =
+        HttpConfig { ca_cert: Some(std::fs::read_to_string(sim.ca_cert_path()).unwrap()), ..HttpConfig::default() };
+    let http = HttpClient::new(config, &repave::Env::new(), &repave::redact::Log::sink()).unwrap();
+    let grant = Grant::ClientCredentials { client_id: "repave".into(), client_secret: SENTINEL.into() };
+    let uaa = Uaa::new(http, sim.url(), grant);
+    let get = |path: &str| {
+        let url = format!("{}{path}", sim.url());
+        let uaa = &uaa;
+        async move { uaa.send(Retry::Idempotent, |c| c.get(&url)).await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let clusters = get("/v1/clusters").await;
+    let deployments = get("/deployments").await;
+    let uuids: Vec<String> =
+        clusters.as_array().unwrap().iter().map(|c| c["uuid"].as_str().unwrap().to_string()).collect();
+    assert_eq!(uuids[0], "9527ebaa-e2fa-422f-a52b-de3c3f0e39a4");
+    let names: Vec<&str> = deployments.as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(names, uuids.iter().map(|u| format!("service-instance_{u}")).collect::<Vec<_>>());
+    assert_eq!(deployments[0]["stemcells"][0]["version"], "1.445");
+}

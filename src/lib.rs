@@ -7,6 +7,7 @@
 pub mod clients;
 pub mod config;
 pub mod http;
+pub mod kubernetes;
 pub mod protocol;
 pub mod redact;
 pub mod stemcell;

@@ -11,6 +11,7 @@ pub mod kubernetes;
 pub mod protocol;
 pub mod redact;
 pub mod stemcell;
+pub mod window;
 
 use anyhow::{Context, Result, bail};
 use config::Kind;

@@ -88,6 +88,7 @@ fn execute(step: Step, stdin: &mut dyn Read, args: &[String], env: Env, log: &Lo
 async fn dispatch(kind: Kind, step: Step, request: Request, ctx: Ctx) -> Result<String> {
     match kind {
         Kind::Stemcell => stemcell::run(step, request, ctx).await,
-        Kind::Kubernetes | Kind::Fleet => bail!("kind `{}` is not implemented yet", kind.name()),
+        Kind::Kubernetes => kubernetes::run(step, request, ctx).await,
+        Kind::Fleet => bail!("kind `{}` is not implemented yet", kind.name()),
     }
 }

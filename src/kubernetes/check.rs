@@ -83,7 +83,8 @@ async fn read_channel(feed: &FeedClient, channel: Channel, log: &Log) -> Result<
 }
 
 /// Each minor's `stable-M.N.txt` (and `latest-M.N.txt` with pre-releases) from `min` upward. The
-/// first minor with no file at all ends the probing: it has not been released.
+/// first minor with no file after one that had a file ends the probing: it has not been released.
+/// Missing minors before the first found one are skipped (a mirror may drop end-of-life minors).
 async fn read_minors(
     feed: &FeedClient,
     major: u64,
@@ -98,6 +99,10 @@ async fn read_minors(
         let stable = read_minor_file(feed, "stable", major, minor).await?;
         let latest = if include_prereleases { read_minor_file(feed, "latest", major, minor).await? } else { None };
         if stable.is_none() && latest.is_none() {
+            if found.is_empty() {
+                log.line(format!("{major}.{minor} has no release feed (404): skipped"));
+                continue;
+            }
             log.line(format!("{major}.{minor} has no release feed yet (404): stopped probing there"));
             break;
         }

@@ -83,8 +83,12 @@ fn from_version(params: &GetParams, dir: &Path) -> Result<Option<KubeVersion>> {
 /// The skew-policy path, reading each intermediate minor's `stable-M.N.txt` from the feed.
 async fn path_via_feed(feed: &FeedClient, from: &KubeVersion, to: &KubeVersion) -> Result<Vec<KubeVersion>> {
     // Refuse downgrades and major changes before asking the feed anything.
-    if let Err(err @ (SkewError::Downgrade { .. } | SkewError::MajorChange { .. })) = skew::check_skew(from, to) {
-        bail!("no upgrade path from params: {err}");
+    match skew::check_skew(from, to) {
+        Err(err @ SkewError::Downgrade { .. }) => {
+            bail!("the from version {from} is newer than the fetched version {to}, so there is no upgrade path: {err}")
+        }
+        Err(err @ SkewError::MajorChange { .. }) => bail!("no upgrade path: {err}"),
+        _ => {}
     }
     if to.minor.saturating_sub(from.minor) > MAX_PATH_MINORS {
         bail!("{from} → {to} spans more than {MAX_PATH_MINORS} minors: check params.from_version");

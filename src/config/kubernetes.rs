@@ -71,10 +71,6 @@ impl Channel {
             "latest" => Track::Latest,
             _ => return Err(bad()),
         };
-        let number = |s: &str| {
-            let ok = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
-            ok.then(|| s.parse::<u64>().ok()).flatten()
-        };
         let (major, minor) = match line {
             None => (None, None),
             Some(line) => match line.split_once('.') {
@@ -148,15 +144,27 @@ impl Source {
     }
 }
 
+/// A decimal number without a sign or leading zeros.
+fn number(text: &str) -> Option<u64> {
+    let ok = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && (text == "0" || !text.starts_with('0'));
+    ok.then(|| text.parse().ok()).flatten()
+}
+
+/// `1.30` or `v1.30` into (major, minor); the error names the field.
+fn parse_minor(field: &str, text: &str) -> Result<(u64, u64)> {
+    let body = text.strip_prefix('v').unwrap_or(text);
+    match body.split_once('.').and_then(|(major, minor)| Some((number(major)?, number(minor)?))) {
+        Some(pair) => Ok(pair),
+        None => bail!("source.{field} `{text}` is not a Kubernetes minor version: expected MAJOR.MINOR such as `1.30`"),
+    }
+}
+
 fn minor_range(min: &str, max: Option<&str>) -> Result<Selection> {
-    let parse = |field: &str, text: &str| {
-        crate::kubernetes::versions::parse_minor(text).map_err(|e| anyhow::anyhow!("source.{field}: {e}"))
-    };
-    let (major, low) = parse("minor_min", min)?;
+    let (major, low) = parse_minor("minor_min", min)?;
     let high = match max {
         None => None,
         Some(text) => {
-            let (max_major, high) = parse("minor_max", text)?;
+            let (max_major, high) = parse_minor("minor_max", text)?;
             if max_major != major {
                 bail!("source.minor_min `{min}` and source.minor_max `{text}` must have the same major version");
             }
@@ -228,7 +236,12 @@ mod tests {
             (json!({"channel": "stable", "minor_min": "1.28"}), "exclude each other"),
             (json!({"minor_max": "1.30"}), "source.minor_max needs source.minor_min"),
             (json!({"minor_min": "1.30", "minor_max": "1.28"}), "is below source.minor_min"),
-            (json!({"minor_min": "1.30.1"}), "source.minor_min: `1.30.1` is not a Kubernetes minor version"),
+            (json!({"minor_min": "1.30.1"}), "source.minor_min `1.30.1` is not a Kubernetes minor version"),
+            (
+                json!({"minor_min": "1.28", "minor_max": "1.x"}),
+                "source.minor_max `1.x` is not a Kubernetes minor version",
+            ),
+            (json!({"minor_min": "v1.030"}), "source.minor_min `v1.030`"),
             (json!({"minor_min": "1.28", "minor_max": "2.1"}), "same major version"),
             (json!({"channel": "latest-1.31"}), "set source.include_prereleases: true"),
             (json!({"channel": "nightly"}), "source.channel `nightly` is not a channel"),

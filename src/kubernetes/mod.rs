@@ -9,8 +9,8 @@ pub mod versions;
 
 use crate::Ctx;
 use crate::clients::k8s_feed::FeedClient;
+use crate::config;
 use crate::config::kubernetes::{GetParams, Selection, Source};
-use crate::config::{self};
 use crate::http::{HttpClient, HttpConfig};
 use crate::protocol::{self, Request, Step, Version};
 use anyhow::{Context, Result, bail};

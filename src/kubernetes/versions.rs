@@ -5,7 +5,7 @@
 //! errors here must name what was expected; ordering still follows SemVer 2.0 (a pre-release sorts
 //! before its release, build metadata is ignored).
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use std::cmp::Ordering;
 use std::fmt;
 
@@ -97,7 +97,7 @@ fn number(text: &str) -> Option<u64> {
 }
 
 /// At most 100 bytes of untrusted input, for error messages.
-pub(crate) fn quote(text: &str) -> String {
+fn quote(text: &str) -> String {
     let mut end = text.len().min(100);
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -175,17 +175,6 @@ impl std::str::FromStr for KubeVersion {
     }
 }
 
-/// Parses `1.30` or `v1.30` (a minor line) into (major, minor).
-pub fn parse_minor(text: &str) -> Result<(u64, u64)> {
-    let trimmed = text.trim();
-    let body = trimmed.strip_prefix('v').unwrap_or(trimmed);
-    let parsed = body.split_once('.').and_then(|(major, minor)| Some((number(major)?, number(minor)?)));
-    match parsed {
-        Some(pair) => Ok(pair),
-        None => bail!("`{}` is not a Kubernetes minor version: expected MAJOR.MINOR such as `1.30`", quote(trimmed)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,14 +245,5 @@ mod tests {
         assert_eq!(x.tag(), "v1.31.0-rc.1");
         assert_eq!(x.to_string(), "1.31.0-rc.1+build.5");
         assert_eq!(x.minor_str(), "1.31");
-    }
-
-    #[test]
-    fn minors() {
-        assert_eq!(parse_minor("1.30").unwrap(), (1, 30));
-        assert_eq!(parse_minor("v1.9").unwrap(), (1, 9));
-        for bad in ["1", "1.30.1", "1.x", "", "1.030"] {
-            assert!(parse_minor(bad).is_err(), "{bad}");
-        }
     }
 }

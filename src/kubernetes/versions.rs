@@ -175,6 +175,21 @@ impl std::str::FromStr for KubeVersion {
     }
 }
 
+/// Deserializes from the string form, so fleet files and params can hold `1.30.14` or `v1.30.14`.
+impl<'de> serde::Deserialize<'de> for KubeVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        KubeVersion::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serializes as [`Display`](fmt::Display) does: `1.28.11+vmware.1`.
+impl serde::Serialize for KubeVersion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +260,14 @@ mod tests {
         assert_eq!(x.tag(), "v1.31.0-rc.1");
         assert_eq!(x.to_string(), "1.31.0-rc.1+build.5");
         assert_eq!(x.minor_str(), "1.31");
+    }
+
+    #[test]
+    fn serde_uses_the_string_form() {
+        let parsed: KubeVersion = serde_json::from_str(r#""v1.28.11+vmware.1""#).unwrap();
+        assert_eq!(parsed, v("1.28.11"));
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), r#""1.28.11+vmware.1""#);
+        let err = serde_json::from_str::<KubeVersion>(r#""1.28""#).unwrap_err().to_string();
+        assert!(err.contains("`1.28` is not a Kubernetes version"), "{err}");
     }
 }

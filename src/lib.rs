@@ -8,12 +8,14 @@ pub mod clients;
 pub mod config;
 pub mod fleet;
 pub mod http;
+pub mod kubernetes;
 pub mod protocol;
 pub mod redact;
 pub mod rollout;
 pub mod stemcell;
+pub mod window;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use config::Kind;
 use protocol::{Request, Step};
 use redact::Log;
@@ -129,7 +131,7 @@ pub fn validate_config(step: Step, request: &Request) -> Result<Kind> {
                 }
             }
         }
-        Kind::Kubernetes => bail!("kind `{}` is not implemented yet", kind.name()),
+        Kind::Kubernetes => kubernetes::validate(step, request)?,
     }
     Ok(kind)
 }
@@ -138,6 +140,6 @@ async fn dispatch(kind: Kind, step: Step, request: Request, ctx: Ctx) -> Result<
     match kind {
         Kind::Stemcell => stemcell::run(step, request, ctx).await,
         Kind::Fleet => fleet::run(step, request, ctx).await,
-        Kind::Kubernetes => bail!("kind `{}` is not implemented yet", kind.name()),
+        Kind::Kubernetes => kubernetes::run(step, request, ctx).await,
     }
 }

@@ -12,6 +12,7 @@ pub mod deployments;
 pub mod director;
 pub mod faults;
 pub mod k8s;
+pub mod releases;
 mod reqlog;
 pub mod scenario;
 mod shaping;
@@ -110,6 +111,7 @@ pub fn router(state: Arc<SimState>) -> Router {
         .merge(tkgi::routes(Arc::clone(&state)))
         .merge(k8s::routes(Arc::clone(&state)))
         .merge(deployments::routes(Arc::clone(&state)))
+        .merge(releases::routes(Arc::clone(&state)))
         .merge(control::routes(Arc::clone(&state)))
         .layer(from_fn_with_state(Arc::clone(&state), faults::middleware))
         .layer(from_fn_with_state(state, reqlog::middleware))

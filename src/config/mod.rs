@@ -6,6 +6,7 @@
 //! durations, the director block) live here.
 
 pub mod fleet;
+pub mod kubernetes;
 pub mod stemcell;
 
 use anyhow::{Result, anyhow, bail};

@@ -6,7 +6,9 @@
 //! stemcell) or to a scripted failure. Transitions are applied lazily, under one short lock, whenever the fleet
 //! is touched — so a client only ever sees a cluster finish when it looks, and the concurrency counter
 //! `tkgi.upgrades_in_flight` (with its high-water mark) counts exactly the upgrades a client could see running.
-//! `tkgi.upgrade_starts` and `tkgi.upgrade_starts.<name>` count accepted upgrade requests.
+//! `tkgi.upgrade_starts` and `tkgi.upgrade_starts.<name>` count accepted upgrade requests. Once a response has
+//! shown a client an upgrade that failed during the run, every further accepted start also counts in
+//! `tkgi.starts_after_failure_seen`: the sim's evidence for "nothing starts after a stop".
 //!
 //! ASSUMED, unpublished routes (configurable, same defaults as repave): the upgrade request
 //! `PATCH /v1/clusters/{name}` with `{"upgrade":true}`, and the platform version at `GET /actuator/info`
@@ -143,6 +145,8 @@ pub struct Fleet {
     clusters: Mutex<BTreeMap<String, Cluster>>,
     /// Kubeconfig tokens handed out by binds → cluster name.
     kube_tokens: Mutex<HashMap<String, String>>,
+    /// Set once a GET answer has included a cluster whose upgrade failed during this run.
+    failure_seen: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +163,8 @@ struct Cluster {
     ends: Option<(Instant, bool)>,
     failures_left: u32,
     workers: u32,
+    /// An upgrade of this run ended in failure (scenario-seeded failures do not count).
+    upgrade_failed: bool,
 }
 
 /// What the deployments and Kubernetes routes need to know about a cluster.
@@ -194,12 +200,13 @@ impl Fleet {
                     ends,
                     failures_left: c.upgrade_failures,
                     workers: config.plans.iter().find(|p| p.name == c.plan_name).map_or(3, |p| p.worker_instances),
+                    upgrade_failed: false,
                     config: c.clone(),
                 };
                 (c.name.clone(), cluster)
             })
             .collect();
-        Fleet { clusters: Mutex::new(clusters), kube_tokens: Mutex::default() }
+        Fleet { clusters: Mutex::new(clusters), kube_tokens: Mutex::default(), failure_seen: Default::default() }
     }
 
     /// Every cluster after applying due transitions.
@@ -215,6 +222,13 @@ impl Fleet {
                 stemcell: c.stemcell.clone(),
             })
             .collect()
+    }
+
+    /// Records that a client has been shown `c`, so a failure it carries counts as seen from now on.
+    fn note_shown(&self, c: &Cluster) {
+        if c.upgrade_failed {
+            self.failure_seen.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     /// The cluster a kubeconfig token was issued for.
@@ -249,6 +263,7 @@ fn advance(clusters: &mut BTreeMap<String, Cluster>, state: &SimState) {
             }
         } else {
             c.last_action_state = c.config.failure_state.clone();
+            c.upgrade_failed = upgrade;
             c.description = "Instance upgrade failed: bosh task failed: 'worker/2' is not running after update".into();
         }
     }
@@ -309,6 +324,7 @@ async fn list(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Respons
     }
     let mut clusters = lock(&state.fleet.clusters);
     advance(&mut clusters, &state);
+    clusters.values().for_each(|c| state.fleet.note_shown(c));
     Json(clusters.values().map(cluster_json).collect::<Vec<_>>()).into_response()
 }
 
@@ -319,7 +335,10 @@ async fn show(State(state): State<Arc<SimState>>, Path(name): Path<String>, head
     let mut clusters = lock(&state.fleet.clusters);
     advance(&mut clusters, &state);
     match clusters.get(&name) {
-        Some(c) => Json(cluster_json(c)).into_response(),
+        Some(c) => {
+            state.fleet.note_shown(c);
+            Json(cluster_json(c)).into_response()
+        }
         None => not_found(&name),
     }
 }
@@ -357,6 +376,9 @@ async fn upgrade(
     state.counter_add("tkgi.upgrades_in_flight", 1);
     state.counter_add("tkgi.upgrade_starts", 1);
     state.counter_add(&format!("tkgi.upgrade_starts.{name}"), 1);
+    if state.fleet.failure_seen.load(std::sync::atomic::Ordering::SeqCst) {
+        state.counter_add("tkgi.starts_after_failure_seen", 1);
+    }
     (StatusCode::ACCEPTED, Json(cluster_json(c))).into_response()
 }
 

@@ -14,8 +14,8 @@
 use super::plan::{Action, ClusterState, Phase, Plan, Planned};
 use crate::redact::Log;
 use anyhow::{Result, bail};
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::{Instant, sleep, timeout};
@@ -191,16 +191,29 @@ impl<'a, P: Platform> Executor<'a, P> {
                 let Some(planned) = queue.next() else { break };
                 running.push(self.job(planned));
             }
-            let Some(result) = running.next().await else { break };
-            if result.failed() && self.settings.on_failure == OnFailure::Stop && report.halted.is_none() {
-                let reason = format!("{} failed and on_failure is stop", result.name);
-                self.progress("rollout", &format!("{reason}: no new cluster will start; waiting for running ones"));
-                report.halted = Some(reason);
+            let Some(first) = running.next().await else { break };
+            // Take every job that has already finished before deciding to start more: when a success
+            // and a failure land in the same poll round, the freed slot must not go to a new cluster.
+            let mut finished = vec![first];
+            while let Some(Some(more)) = running.next().now_or_never() {
+                finished.push(more);
             }
-            report.clusters.push(result);
+            for result in finished {
+                self.record(result, report);
+            }
         }
         let reason = report.halted.clone().unwrap_or_default();
         report.clusters.extend(queue.map(|p| self.not_started(p, &reason)));
+    }
+
+    /// Files one finished cluster; a failure under `on_failure: stop` halts new starts.
+    fn record(&self, result: ClusterReport, report: &mut Report) {
+        if result.failed() && self.settings.on_failure == OnFailure::Stop && report.halted.is_none() {
+            let reason = format!("{} failed and on_failure is stop", result.name);
+            self.progress("rollout", &format!("{reason}: no new cluster will start; waiting for running ones"));
+            report.halted = Some(reason);
+        }
+        report.clusters.push(result);
     }
 
     fn start_refused(&self) -> Option<String> {
@@ -371,6 +384,8 @@ mod tests {
         busy_answers: BTreeMap<String, u32>,
         lose_start_answer: Vec<String>,
         unhealthy: Vec<String>,
+        /// Failing upgrades end at the normal duration instead of early.
+        fail_late: bool,
         starts: BTreeMap<String, u32>,
         in_flight: usize,
         high_water: usize,
@@ -429,7 +444,7 @@ mod tests {
             }
             // Failures come back early, so a failure is seen while other upgrades still run.
             let failing = s.fail.iter().any(|n| n == name);
-            let until = Instant::now() + if failing { self.duration / 2 } else { self.duration };
+            let until = Instant::now() + if failing && !s.fail_late { self.duration / 2 } else { self.duration };
             let (state, finish) = s.clusters.get_mut(name).unwrap();
             if state.phase() == Phase::Running {
                 return Ok(Start::Busy("409 upgrade in progress".into()));
@@ -519,6 +534,18 @@ mod tests {
         assert_eq!(report.names(|o| *o == Outcome::Succeeded), ["c00"]);
         assert_eq!(report.names(|o| matches!(o, Outcome::Failed(_))), ["c01"]);
         assert_eq!(fake.snapshot().0.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_seen_in_the_same_round_as_a_success_still_stops() {
+        // c00 succeeds and c01 fails at the same instant; the slot c00 frees must not go to c02.
+        let fake = Fake::new(&NAMES, Duration::from_secs(60)).with(|s| {
+            s.fail.push("c01".into());
+            s.fail_late = true;
+        });
+        let report = roll(&fake, settings(2, OnFailure::Stop), CanarySpec::Count(0)).await;
+        assert_eq!(report.names(|o| matches!(o, Outcome::Failed(_))), ["c01"]);
+        assert_eq!(fake.snapshot().0.len(), 2, "{report:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -3,6 +3,8 @@
 //! run — a sentinel secret never appears in stdout, stderr or any file the step wrote.
 #![allow(dead_code)]
 
+pub mod fleet;
+
 use serde_json::Value;
 use std::io::Write;
 use std::path::Path;

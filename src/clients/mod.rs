@@ -1,5 +1,6 @@
 //! Thin typed API clients, one per platform API. They know routes and JSON shapes, never policy:
 //! what to do with the answers lives in the kind modules and the rollout engine.
 
+pub mod boshio;
 pub mod director;
 pub mod uaa;

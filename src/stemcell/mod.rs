@@ -1,6 +1,10 @@
 //! `kind: stemcell`: track bosh.io stemcells (check), download and verify them (in), upload them to a
 //! BOSH director (out).
 
+pub mod catalog;
+pub mod download;
+pub mod versions;
+
 use crate::Ctx;
 use crate::config::{
     self,

@@ -49,6 +49,8 @@ pub struct SimState {
     pub scenario: Scenario,
     /// Access tokens issued by the simulated UAA.
     pub uaa: crate::uaa::Tokens,
+    /// The simulated director's uploaded stemcells and tasks.
+    pub director: crate::director::DirectorState,
     pub start: Instant,
     log: Mutex<Vec<LogEntry>>,
     next_request_id: AtomicU64,
@@ -65,9 +67,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl SimState {
     pub fn new(scenario: Scenario) -> Self {
         let faults = scenario.faults.iter().cloned().map(ArmedFault::new).collect();
+        let director = crate::director::DirectorState::new(&scenario.director);
         Self {
             scenario,
             uaa: Default::default(),
+            director,
             start: Instant::now(),
             log: Mutex::new(Vec::new()),
             next_request_id: AtomicU64::new(1),

@@ -51,6 +51,10 @@ pub struct SimState {
     pub uaa: crate::uaa::Tokens,
     /// The simulated director's uploaded stemcells and tasks.
     pub director: crate::director::DirectorState,
+    /// The TKGI clusters, shared by the TKGI, director-deployments and Kubernetes routes.
+    pub fleet: crate::tkgi::Fleet,
+    /// The simulator's CA (PEM), set once at start; kubeconfigs from TKGI binds embed it.
+    pub ca_pem: std::sync::OnceLock<String>,
     pub start: Instant,
     log: Mutex<Vec<LogEntry>>,
     next_request_id: AtomicU64,
@@ -68,10 +72,13 @@ impl SimState {
     pub fn new(scenario: Scenario) -> Self {
         let faults = scenario.faults.iter().cloned().map(ArmedFault::new).collect();
         let director = crate::director::DirectorState::new(&scenario.director);
+        let fleet = crate::tkgi::Fleet::new(&scenario.tkgi, scenario.time_scale);
         Self {
             scenario,
             uaa: Default::default(),
             director,
+            fleet,
+            ca_pem: Default::default(),
             start: Instant::now(),
             log: Mutex::new(Vec::new()),
             next_request_id: AtomicU64::new(1),

@@ -3,4 +3,7 @@
 
 pub mod boshio;
 pub mod director;
+pub mod k8s_feed;
+pub mod kube;
+pub mod tkgi;
 pub mod uaa;

@@ -1,21 +1,211 @@
-//! bosh.io: the stemcell list API (`/api/v1/stemcells/{name}`, `?all=1`) and the stemcell tarballs (HEAD, `Range` → 206), built on [`crate::blob`].
+//! bosh.io: the stemcell list API (`/api/v1/stemcells/{name}`, `?all=1`) and the stemcell tarballs (HEAD,
+//! `Range` → 206), built on [`crate::blob`] so a tarball of any size costs no disk.
 //!
-//! Skeleton: the scenario section (key `boshio`) and the router exist so the rest of the simulator is wired;
-//! the routes and their state come later.
+//! Tarball URLs point back at the simulator (`https://<host>/stemcells/{name}/{version}/{flavor}/{file}`), using
+//! the request's `Host`, so they work on whatever port the simulator got.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use serde::Deserialize;
+use serde_json::{Value, json};
 
+use crate::blob::{self, BlobDigests};
 use crate::state::SimState;
 
 /// The `boshio` section of a scenario file. Unknown keys are rejected so a typo in a scenario fails loudly.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {}
+pub struct Config {
+    /// Stemcell lines, each with its versions in the order the API lists them (bosh.io: newest first).
+    #[serde(default)]
+    pub stemcells: Vec<Line>,
+}
 
-/// The routes this platform serves; merged into the simulator's one router.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Line {
+    pub name: String,
+    #[serde(default)]
+    pub versions: Vec<VersionConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionConfig {
+    pub version: String,
+    #[serde(default)]
+    pub regular: Option<VariantConfig>,
+    #[serde(default)]
+    pub light: Option<VariantConfig>,
+    #[serde(default)]
+    pub light_china: Option<VariantConfig>,
+}
+
+/// One tarball of a version.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VariantConfig {
+    pub size: u64,
+    /// Which digests the API publishes (`md5`, `sha1`, `sha256`).
+    pub checksums: Vec<String>,
+    /// Publish wrong values for every listed digest (the tarball itself stays the same).
+    pub wrong_checksum: bool,
+    /// `false`: the tarball host ignores `Range` and sends no `Accept-Ranges` (a plain stream).
+    pub ranges: bool,
+    /// The URL's last segment, as written (may hold `%2F` to test name validation).
+    pub filename: Option<String>,
+}
+
+impl Default for VariantConfig {
+    fn default() -> Self {
+        Self {
+            size: 1 << 20,
+            checksums: vec!["md5".into(), "sha1".into(), "sha256".into()],
+            wrong_checksum: false,
+            ranges: true,
+            filename: None,
+        }
+    }
+}
+
+const FLAVORS: [&str; 3] = ["regular", "light", "light_china"];
+
+impl VersionConfig {
+    pub fn variant(&self, flavor: &str) -> Option<&VariantConfig> {
+        match flavor {
+            "regular" => self.regular.as_ref(),
+            "light" => self.light.as_ref(),
+            "light_china" => self.light_china.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// A variant found from its tarball path.
+pub struct Found<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub variant: &'a VariantConfig,
+    pub seed: u64,
+}
+
+/// Finds the variant a simulator tarball path (`/stemcells/{name}/{version}/{flavor}/{file}`) names.
+pub fn find<'a>(config: &'a Config, name: &str, version: &str, flavor: &str) -> Option<Found<'a>> {
+    let line = config.stemcells.iter().find(|l| l.name == name)?;
+    let v = line.versions.iter().find(|v| v.version == version)?;
+    let variant = v.variant(flavor)?;
+    Some(Found { name: &line.name, version: &v.version, variant, seed: seed(name, version, flavor) })
+}
+
+/// The blob seed of a tarball: a stable hash (FNV-1a) of what identifies it.
+pub fn seed(name: &str, version: &str, flavor: &str) -> u64 {
+    format!("{name}/{version}/{flavor}")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The tarball path for a variant (without scheme and host).
+pub fn tarball_path(name: &str, version: &str, flavor: &str, variant: &VariantConfig) -> String {
+    let prefix = if flavor == "regular" { "" } else { "light-" };
+    let file = variant.filename.clone().unwrap_or_else(|| format!("{prefix}bosh-stemcell-{version}-{name}.tgz"));
+    format!("/stemcells/{name}/{version}/{flavor}/{file}")
+}
+
 pub fn routes(state: Arc<SimState>) -> Router {
-    Router::new().with_state(state)
+    Router::new()
+        .route("/api/v1/stemcells/{name}", get(list))
+        .route("/stemcells/{name}/{version}/{flavor}/{file}", get(tarball))
+        .with_state(state)
+}
+
+async fn list(
+    State(state): State<Arc<SimState>>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let base = base_url(&headers);
+    let Some(line) = state.scenario.boshio.stemcells.iter().find(|l| l.name == name) else {
+        return Json(json!([])).into_response();
+    };
+    let all = query.get("all").is_some_and(|v| matches!(v.as_str(), "1" | "true" | "t"));
+    let limit = if all { usize::MAX } else { 40 };
+    let mut records = Vec::new();
+    for v in line.versions.iter().take(limit) {
+        let mut record = json!({"name": line.name, "version": v.version});
+        for flavor in FLAVORS {
+            if let Some(variant) = v.variant(flavor) {
+                record[flavor] = variant_json(&state, &base, &line.name, &v.version, flavor, variant).await;
+            }
+        }
+        records.push(record);
+    }
+    Json(Value::Array(records)).into_response()
+}
+
+async fn variant_json(
+    state: &Arc<SimState>,
+    base: &str,
+    name: &str,
+    version: &str,
+    flavor: &str,
+    variant: &VariantConfig,
+) -> Value {
+    let digests = digests(state, seed(name, version, flavor), variant.size).await;
+    let url = format!("{base}{}", tarball_path(name, version, flavor, variant));
+    let mut out = json!({"url": url, "size": variant.size});
+    for algo in &variant.checksums {
+        let value = match algo.as_str() {
+            "md5" => &digests.md5,
+            "sha1" => &digests.sha1,
+            "sha256" => &digests.sha256,
+            _ => continue,
+        };
+        // Flipping the first hex digit keeps the shape of a real digest.
+        let value = if variant.wrong_checksum { flip(value) } else { value.clone() };
+        out[algo.as_str()] = value.into();
+    }
+    out
+}
+
+fn flip(hex: &str) -> String {
+    let first = if hex.starts_with('0') { '1' } else { '0' };
+    format!("{first}{}", &hex[1..])
+}
+
+/// Digests are CPU-bound (seconds per GiB): computed once, off the async workers.
+pub async fn digests(state: &Arc<SimState>, seed: u64, size: u64) -> BlobDigests {
+    let state = Arc::clone(state);
+    tokio::task::spawn_blocking(move || state.blob_digests(seed, size)).await.expect("digest task")
+}
+
+async fn tarball(
+    State(state): State<Arc<SimState>>,
+    Path((name, version, flavor, _file)): Path<(String, String, String, String)>,
+    method: Method,
+    mut headers: HeaderMap,
+) -> Response {
+    let Some(found) = find(&state.scenario.boshio, &name, &version, &flavor) else {
+        return (StatusCode::NOT_FOUND, "no such stemcell tarball").into_response();
+    };
+    if !found.variant.ranges {
+        headers.remove(header::RANGE);
+    }
+    let mut response = blob::blob_response(found.seed, found.variant.size, &headers, &method);
+    if !found.variant.ranges {
+        response.headers_mut().remove(header::ACCEPT_RANGES);
+    }
+    response
+}
+
+/// `https://<Host>`: the simulator only speaks TLS.
+pub fn base_url(headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    format!("https://{host}")
 }

@@ -1,21 +1,366 @@
-//! The BOSH director: `/info`, `/stemcells` (POST answers 302 to `/tasks/{id}`), `/deployments`, `/tasks/{id}` and task output.
+//! The BOSH director: `/info`, `/stemcells` (POST answers 302 to `/tasks/{id}`), `/tasks/{id}` and task output.
 //!
-//! Skeleton: the scenario section (key `director`) and the router exist so the rest of the simulator is wired;
-//! the routes and their state come later.
+//! Shapes follow reference/platform-apis.md §2. `/info` is open and names the simulator itself as the UAA; every
+//! other route needs a bearer token from the simulated UAA with `bosh.admin`. A stemcell upload creates a task
+//! that stays `processing` for `task_polls` polls of `GET /tasks/{id}`, then ends `done` (the stemcell is added)
+//! or `error`. The director "fetches" a location by resolving it against the simulated bosh.io tarballs and
+//! identifies an uploaded tarball by its size and sha1, so no bytes are stored.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::StreamExt;
 use serde::Deserialize;
+use serde_json::json;
+use sha1::{Digest, Sha1};
 
 use crate::state::SimState;
 
 /// The `director` section of a scenario file. Unknown keys are rejected so a typo in a scenario fails loudly.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub name: String,
+    /// Stemcells already uploaded.
+    pub stemcells: Vec<StemcellConfig>,
+    /// Polls a task answers `processing` before it ends.
+    pub task_polls: u32,
+    /// Uploads of these stemcell versions end in `error` with this message.
+    pub fail_uploads: Vec<FailConfig>,
+}
 
-/// The routes this platform serves; merged into the simulator's one router.
+impl Default for Config {
+    fn default() -> Self {
+        Self { name: "sim-director".into(), stemcells: Vec::new(), task_polls: 2, fail_uploads: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StemcellConfig {
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub operating_system: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailConfig {
+    pub version: String,
+    pub error: String,
+}
+
+/// The director's mutable world: uploaded stemcells and tasks.
+#[derive(Default)]
+pub struct DirectorState(Mutex<Inner>);
+
+#[derive(Default)]
+struct Inner {
+    stemcells: Vec<StemcellConfig>,
+    tasks: Vec<Task>,
+}
+
+struct Task {
+    id: u64,
+    state: &'static str,
+    description: String,
+    result: Option<String>,
+    polls_left: u32,
+    /// `Ok((name, version))` to add on success, `Err(message)` to fail with.
+    outcome: Result<(String, String), String>,
+    events: String,
+}
+
+impl DirectorState {
+    pub fn new(config: &Config) -> Self {
+        DirectorState(Mutex::new(Inner { stemcells: config.stemcells.clone(), tasks: Vec::new() }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stemcells on the director now, as `(name, version)`.
+    pub fn stemcells(&self) -> Vec<(String, String)> {
+        self.lock().stemcells.iter().map(|s| (s.name.clone(), s.version.clone())).collect()
+    }
+
+    /// How many tasks were created.
+    pub fn task_count(&self) -> usize {
+        self.lock().tasks.len()
+    }
+}
+
 pub fn routes(state: Arc<SimState>) -> Router {
-    Router::new().with_state(state)
+    Router::new()
+        .route("/info", get(info))
+        .route("/stemcells", get(list_stemcells).post(upload_stemcell))
+        .route("/tasks/{id}", get(task))
+        .route("/tasks/{id}/output", get(task_output))
+        .with_state(state)
+}
+
+const SCOPES: &[&str] = &["bosh.admin", "bosh.stemcells.upload"];
+
+async fn info(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
+    let uaa = crate::boshio::base_url(&headers);
+    Json(json!({
+        "name": state.scenario.director.name,
+        "uuid": "5d6e1f2a-0000-4000-8000-000000000001",
+        "version": "282.0.0 (00000000)",
+        "user": null,
+        "cpi": "sim_cpi",
+        "stemcell_os": "ubuntu-jammy",
+        "stemcell_version": "1.506",
+        "user_authentication": {"type": "uaa", "options": {"url": uaa, "urls": [uaa]}},
+        "features": {
+            "local_dns": {"status": true, "extras": {"domain_name": "bosh"}},
+            "power_dns": {"status": false},
+            "snapshots": {"status": false},
+            "config_server": {"status": false, "extras": {"urls": []}},
+        },
+    }))
+    .into_response()
+}
+
+async fn list_stemcells(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
+    if let Err(denied) = crate::uaa::authorize(&state, &headers, SCOPES) {
+        return denied;
+    }
+    let mut list = state.director.lock().stemcells.clone();
+    list.sort_by(|a, b| a.name.cmp(&b.name).then(a.version.cmp(&b.version)));
+    let out: Vec<_> = list
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            json!({"name": s.name, "operating_system": s.operating_system, "version": s.version,
+                   "cid": format!("sc-{i:08}"), "cpi": "", "deployments": [], "api_version": 3, "id": i + 1})
+        })
+        .collect();
+    Json(out).into_response()
+}
+
+#[derive(Deserialize)]
+struct Location {
+    location: String,
+    #[serde(default)]
+    sha1: Option<String>,
+}
+
+async fn upload_stemcell(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Body) -> Response {
+    if let Err(denied) = crate::uaa::authorize(&state, &headers, SCOPES) {
+        return denied;
+    }
+    let is_json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
+    let outcome = if is_json {
+        let bytes = match axum::body::to_bytes(body, 1 << 20).await {
+            Ok(b) => b,
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        };
+        match serde_json::from_slice::<Location>(&bytes) {
+            Ok(loc) => resolve_location(&state, &loc).await,
+            Err(e) => return director_error(StatusCode::BAD_REQUEST, 40000, &format!("invalid JSON: {e}")),
+        }
+    } else {
+        identify_upload(&state, body).await
+    };
+    let outcome = outcome.and_then(|(name, version)| {
+        match state.scenario.director.fail_uploads.iter().find(|f| f.version == version) {
+            Some(fail) => Err(fail.error.clone()),
+            None => Ok((name, version)),
+        }
+    });
+    let id = create_task(&state, outcome);
+    let mut response = StatusCode::FOUND.into_response();
+    let location = HeaderValue::from_str(&format!("/tasks/{id}")).expect("a number is a valid header");
+    response.headers_mut().insert(header::LOCATION, location);
+    response
+}
+
+/// Resolves a `location` against the simulated bosh.io tarballs and checks its sha1 (or `sha256:`).
+async fn resolve_location(state: &Arc<SimState>, loc: &Location) -> Result<(String, String), String> {
+    let path = loc.location.split_once("://").map(|(_, rest)| rest).and_then(|r| r.find('/').map(|i| &r[i..]));
+    let parts: Vec<&str> = path.unwrap_or("").trim_start_matches('/').split('/').collect();
+    let not_found =
+        || format!("Downloading remote stemcell failed. Check task debug log for details. 404 {}", loc.location);
+    let ["stemcells", name, version, flavor, _file] = parts.as_slice() else { return Err(not_found()) };
+    let Some(found) = crate::boshio::find(&state.scenario.boshio, name, version, flavor) else {
+        return Err(not_found());
+    };
+    let (name, version) = (found.name.to_string(), found.version.to_string());
+    let digests = crate::boshio::digests(state, found.seed, found.variant.size).await;
+    match loc.sha1.as_deref() {
+        Some(want) => {
+            let (algo, actual) = match want.strip_prefix("sha256:") {
+                Some(_) => ("sha256", format!("sha256:{}", digests.sha256)),
+                None => ("sha1", digests.sha1.clone()),
+            };
+            if want != actual {
+                return Err(format!("Stemcell {algo} mismatch. Expected {want}, got {actual}"));
+            }
+            Ok((name, version))
+        }
+        None => Ok((name, version)),
+    }
+}
+
+/// Identifies an uploaded tarball by size and sha1 among the simulated bosh.io tarballs.
+async fn identify_upload(state: &Arc<SimState>, body: Body) -> Result<(String, String), String> {
+    let mut stream = body.into_data_stream();
+    let (mut sha1, mut size) = (Sha1::new(), 0u64);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| format!("reading the upload: {e}"))?;
+        size += chunk.len() as u64;
+        sha1.update(&chunk);
+    }
+    let sha1 = hex::encode(sha1.finalize());
+    for line in &state.scenario.boshio.stemcells {
+        for v in &line.versions {
+            for flavor in ["regular", "light", "light_china"] {
+                if v.variant(flavor).is_none_or(|var| var.size != size) {
+                    continue;
+                }
+                let seed = crate::boshio::seed(&line.name, &v.version, flavor);
+                if crate::boshio::digests(state, seed, size).await.sha1 == sha1 {
+                    return Ok((line.name.clone(), v.version.clone()));
+                }
+            }
+        }
+    }
+    Err(format!("Stemcell is not a valid tarball ({size} bytes, sha1 {sha1})"))
+}
+
+fn create_task(state: &SimState, outcome: Result<(String, String), String>) -> u64 {
+    let mut inner = state.director.lock();
+    let id = inner.tasks.len() as u64 + 1;
+    let events = event("Update stemcell", "Downloading remote stemcell", "started", None);
+    let polls_left = state.scenario.director.task_polls;
+    inner.tasks.push(Task {
+        id,
+        state: "processing",
+        description: "create stemcell".into(),
+        result: None,
+        polls_left,
+        outcome,
+        events,
+    });
+    id
+}
+
+fn event(stage: &str, task: &str, state: &str, error: Option<&str>) -> String {
+    let mut e = json!({"time": 1_724_140_800, "stage": stage, "tags": [], "total": 1, "task": task, "index": 1,
+                       "state": state, "progress": if state == "started" { 0 } else { 100 }});
+    if let Some(message) = error {
+        e["data"] = json!({"error": message});
+    }
+    format!("{e}\n")
+}
+
+/// Advances a task by one poll; on its last poll it ends and applies its outcome.
+fn advance(inner: &mut Inner, id: u64) -> Option<serde_json::Value> {
+    let index = inner.tasks.iter().position(|t| t.id == id)?;
+    let task = &mut inner.tasks[index];
+    if task.state == "processing" {
+        if task.polls_left > 0 {
+            task.polls_left -= 1;
+        } else {
+            finish(task);
+            if let (Ok((name, version)), "done") = (&task.outcome, task.state) {
+                let (name, version) = (name.clone(), version.clone());
+                if !inner.stemcells.iter().any(|s| s.name == name && s.version == version) {
+                    inner.stemcells.push(StemcellConfig { name, version, operating_system: "ubuntu-jammy".into() });
+                }
+            }
+        }
+    }
+    let task = &inner.tasks[index];
+    Some(json!({"id": task.id, "state": task.state, "description": task.description, "timestamp": 1_724_141_100,
+                "started_at": 1_724_140_790, "result": task.result, "user": "repave", "deployment": null, "context_id": ""}))
+}
+
+fn finish(task: &mut Task) {
+    match &task.outcome {
+        Ok((name, version)) => {
+            task.events.push_str(&event("Update stemcell", "Downloading remote stemcell", "finished", None));
+            task.events.push_str(&event("Update stemcell", "Uploading stemcell to the cloud", "finished", None));
+            task.state = "done";
+            task.result = Some(format!("/stemcells/{name}/{version}"));
+        }
+        Err(message) => {
+            task.events.push_str(&event("Update stemcell", "Downloading remote stemcell", "failed", Some(message)));
+            task.events
+                .push_str(&format!("{}\n", json!({"time": 1_724_140_900, "error": {"code": 100, "message": message}})));
+            task.state = "error";
+            task.result = Some(message.clone());
+        }
+    }
+}
+
+async fn task(State(state): State<Arc<SimState>>, Path(id): Path<u64>, headers: HeaderMap) -> Response {
+    if let Err(denied) = crate::uaa::authorize(&state, &headers, SCOPES) {
+        return denied;
+    }
+    match advance(&mut state.director.lock(), id) {
+        Some(task) => Json(task).into_response(),
+        None => director_error(StatusCode::NOT_FOUND, 10000, &format!("Task {id} could not be found")),
+    }
+}
+
+#[derive(Deserialize)]
+struct OutputQuery {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+async fn task_output(
+    State(state): State<Arc<SimState>>,
+    Path(id): Path<u64>,
+    Query(query): Query<OutputQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(denied) = crate::uaa::authorize(&state, &headers, SCOPES) {
+        return denied;
+    }
+    let text = {
+        let inner = state.director.lock();
+        let Some(task) = inner.tasks.iter().find(|t| t.id == id) else {
+            return director_error(StatusCode::NOT_FOUND, 10000, &format!("Task {id} could not be found"));
+        };
+        match query.kind.as_deref() {
+            Some("result") => task.result.clone().map(|r| format!("{r}\n")).unwrap_or_default(),
+            _ => task.events.clone(),
+        }
+    };
+    let from = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+        .and_then(|v| v.strip_suffix('-'))
+        .and_then(|v| v.parse::<usize>().ok());
+    match from {
+        None if text.is_empty() => StatusCode::NO_CONTENT.into_response(),
+        None => text.into_response(),
+        Some(from) if from >= text.len() => {
+            let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            let range = HeaderValue::from_str(&format!("bytes */{}", text.len())).expect("numbers are valid");
+            r.headers_mut().insert(header::CONTENT_RANGE, range);
+            r
+        }
+        Some(from) => {
+            let range = format!("bytes {from}-{}/{}", text.len() - 1, text.len());
+            let mut r = (StatusCode::PARTIAL_CONTENT, text[from..].to_string()).into_response();
+            r.headers_mut().insert(header::CONTENT_RANGE, HeaderValue::from_str(&range).expect("numbers are valid"));
+            r
+        }
+    }
+}
+
+fn director_error(status: StatusCode, code: u32, description: &str) -> Response {
+    (status, Json(json!({"code": code, "description": description}))).into_response()
 }

@@ -49,6 +49,8 @@ pub struct SimState {
     pub scenario: Scenario,
     /// Access tokens issued by the simulated UAA.
     pub uaa: crate::uaa::Tokens,
+    /// The simulated director's uploaded stemcells and tasks.
+    pub director: crate::director::DirectorState,
     /// The TKGI clusters, shared by the TKGI, director-deployments and Kubernetes routes.
     pub fleet: crate::tkgi::Fleet,
     /// The simulator's CA (PEM), set once at start; kubeconfigs from TKGI binds embed it.
@@ -69,10 +71,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl SimState {
     pub fn new(scenario: Scenario) -> Self {
         let faults = scenario.faults.iter().cloned().map(ArmedFault::new).collect();
+        let director = crate::director::DirectorState::new(&scenario.director);
         let fleet = crate::tkgi::Fleet::new(&scenario.tkgi, scenario.time_scale);
         Self {
             scenario,
             uaa: Default::default(),
+            director,
             fleet,
             ca_pem: Default::default(),
             start: Instant::now(),

@@ -7,9 +7,9 @@
 use crate::Env;
 use crate::clients::uaa::{Grant, Uaa};
 use crate::config::DirectorSource;
-use crate::http::{HttpClient, HttpConfig, Retry};
+use crate::http::{HttpClient, HttpConfig, Retry, read_capped, status_error};
 use crate::redact::Log;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use reqwest::header::HeaderMap;
 use reqwest::{Client, RequestBuilder, Response};
 use serde::Deserialize;
@@ -93,6 +93,141 @@ impl Director {
             }
         }
     }
+}
+
+// --- stemcells and tasks ---
+
+/// One entry of `GET /stemcells` (the key is `operating_system`, not `os`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct DirectorStemcell {
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub operating_system: String,
+    #[serde(default)]
+    pub cid: String,
+}
+
+/// `GET /tasks/{id}`; for a failed task `result` holds the error message.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Task {
+    pub id: u64,
+    pub state: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub result: Option<String>,
+}
+
+impl Task {
+    /// bosh-cli's rule: queued, processing and cancelling are still running.
+    pub fn is_running(&self) -> bool {
+        matches!(self.state.as_str(), "queued" | "processing" | "cancelling")
+    }
+}
+
+impl Director {
+    /// The stemcells already uploaded.
+    pub async fn stemcells(&self) -> Result<Vec<DirectorStemcell>> {
+        let url = self.url("/stemcells");
+        let response = self.send(Retry::Idempotent, |c| c.get(&url)).await?;
+        self.json(response, &format!("listing stemcells at {url}")).await
+    }
+
+    /// `POST /stemcells {location, sha1}`: the director fetches the tarball itself. `digest` is a
+    /// sha1 hex or `sha256:<hex>`. Returns the task id.
+    pub async fn upload_stemcell_url(&self, location: &str, digest: Option<&str>) -> Result<u64> {
+        let url = self.url("/stemcells");
+        let mut body = serde_json::json!({ "location": location });
+        if let Some(digest) = digest {
+            body["sha1"] = digest.into();
+        }
+        let response = self.send(Retry::NotIdempotent, |c| c.post(&url).json(&body)).await?;
+        task_from_redirect(response, &format!("asking {url} to fetch {location}")).await
+    }
+
+    /// `POST /stemcells` with the tarball as the body (`application/x-compressed`, as bosh-cli sends
+    /// it), streamed from disk in small chunks. Returns the task id.
+    pub async fn upload_stemcell_file(&self, path: &std::path::Path) -> Result<u64> {
+        let url = self.url("/stemcells");
+        let len = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+        let response = self
+            .send(Retry::NotIdempotent, |c| {
+                c.post(&url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/x-compressed")
+                    .header(reqwest::header::CONTENT_LENGTH, len)
+                    .body(file_body(path.to_path_buf()))
+            })
+            .await?;
+        task_from_redirect(response, &format!("uploading {} to {url}", path.display())).await
+    }
+
+    pub async fn task(&self, id: u64) -> Result<Task> {
+        let url = self.url(&format!("/tasks/{id}"));
+        let response = self.send(Retry::Idempotent, |c| c.get(&url)).await?;
+        self.json(response, &format!("reading task {id} at {url}")).await
+    }
+
+    /// Task output of `kind` (`event`, `result`, …) from byte `from` on; empty when nothing is new.
+    pub async fn task_output(&self, id: u64, kind: &str, from: u64) -> Result<Vec<u8>> {
+        let url = self.url(&format!("/tasks/{id}/output?type={kind}"));
+        let response = self
+            .send(Retry::Idempotent, |c| c.get(&url).header(reqwest::header::RANGE, format!("bytes={from}-")))
+            .await?;
+        let status = response.status();
+        let what = format!("reading the output of task {id} at {url}");
+        match status.as_u16() {
+            204 | 416 => Ok(Vec::new()),
+            206 => Ok(read_capped(response, 32 << 20).await.map_err(|f| f.error).context(what)?),
+            // A server that ignores Range sends everything: keep only what is new.
+            200 => {
+                let body = read_capped(response, 32 << 20).await.map_err(|f| f.error).context(what)?;
+                Ok(body.get(from as usize..).unwrap_or_default().to_vec())
+            }
+            _ => Err(status_error(response, 2048).await.context(what)),
+        }
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(&self, response: Response, what: &str) -> Result<T> {
+        if !response.status().is_success() {
+            return Err(status_error(response, 2048).await.context(what.to_string()));
+        }
+        let body = read_capped(response, 32 << 20).await.map_err(|f| f.error).with_context(|| what.to_string())?;
+        serde_json::from_slice(&body).with_context(|| format!("{what}: decoding the answer"))
+    }
+}
+
+/// Async director calls answer 302 `Location: /tasks/{id}`; anything else is an error.
+async fn task_from_redirect(response: Response, what: &str) -> Result<u64> {
+    let status = response.status();
+    if status != reqwest::StatusCode::FOUND && status != reqwest::StatusCode::SEE_OTHER {
+        return Err(status_error(response, 2048).await.context(what.to_string()));
+    }
+    let location = response.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    location
+        .rsplit_once("/tasks/")
+        .and_then(|(_, id)| id.trim_end_matches('/').parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("{what}: the director redirected to `{location}`, not to /tasks/ID"))
+}
+
+/// A request body that reads the file lazily in 64 KiB chunks, so memory does not grow with it and
+/// a retried request (built again) starts from the beginning.
+fn file_body(path: std::path::PathBuf) -> reqwest::Body {
+    use tokio::io::AsyncReadExt;
+    let stream = futures_util::stream::try_unfold((path, None::<tokio::fs::File>), |(path, file)| async move {
+        let mut file = match file {
+            Some(file) => file,
+            None => tokio::fs::File::open(&path).await?,
+        };
+        let mut buf = vec![0u8; 64 << 10];
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            return Ok::<_, std::io::Error>(None);
+        }
+        buf.truncate(n);
+        Ok(Some((buf, (path, Some(file)))))
+    });
+    reqwest::Body::wrap_stream(stream)
 }
 
 // --- deployments ---

@@ -1,0 +1,578 @@
+//! The tarball download engine: parallel HTTP ranges (or one stream), one-pass hashing overlapped
+//! with the transfer, resume after a dropped connection, progress lines, and a verified rename.
+//!
+//! Layout of a ranged download: the file is cut into pieces of a few MiB; `parallel` workers take
+//! pieces in file order and write each received chunk at its offset (positioned writes into one
+//! temp file). A hasher thread reads back the contiguous prefix of finished bytes and hashes it.
+//!
+//! Why read-back rather than handing chunks to the hasher through a channel: a channel in file order
+//! would either buffer out-of-order chunks (memory grows with the file) or make later pieces wait for
+//! earlier ones (one slow connection stalls all). Reading back what was just written costs one copy
+//! from the page cache, keeps memory at one fixed buffer, and never slows a connection. Because
+//! pieces are small and taken in order, the contiguous prefix trails the download by about
+//! `parallel` pieces, so the hash finishes moments after the last byte arrives.
+
+use crate::clients::boshio::Variant;
+use crate::http::{Failure, HttpClient, Retry, classify, is_retryable_status, parse_retry_after, status_error};
+use crate::redact::Log;
+use anyhow::{Context, Result, anyhow, bail};
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, RANGE};
+use sha2::Digest;
+use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+/// A digest bosh.io publishes, the strongest one available.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checksum {
+    pub algo: Algo,
+    pub hex: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algo {
+    Sha256,
+    Sha1,
+    Md5,
+}
+
+impl Algo {
+    pub fn name(self) -> &'static str {
+        match self {
+            Algo::Sha256 => "sha256",
+            Algo::Sha1 => "sha1",
+            Algo::Md5 => "md5",
+        }
+    }
+}
+
+impl Checksum {
+    /// sha256 when published, else sha1, else md5 (bosh.io always has md5; older versions lack
+    /// sha256). `None` only for a mirror that publishes no digest at all.
+    pub fn for_variant(variant: &Variant) -> Option<Checksum> {
+        let non_empty =
+            |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_lowercase);
+        [(Algo::Sha256, &variant.sha256), (Algo::Sha1, &variant.sha1), (Algo::Md5, &variant.md5)]
+            .into_iter()
+            .find_map(|(algo, value)| non_empty(value).map(|hex| Checksum { algo, hex }))
+    }
+}
+
+/// One running digest of the selected algorithm.
+enum Hasher {
+    Sha256(sha2::Sha256),
+    Sha1(sha1::Sha1),
+    Md5(md5::Md5),
+}
+
+impl Hasher {
+    fn new(algo: Algo) -> Self {
+        match algo {
+            Algo::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            Algo::Sha1 => Hasher::Sha1(sha1::Sha1::new()),
+            Algo::Md5 => Hasher::Md5(md5::Md5::new()),
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Sha1(h) => h.update(data),
+            Hasher::Md5(h) => h.update(data),
+        }
+    }
+
+    fn hex(self) -> String {
+        match self {
+            Hasher::Sha256(h) => format!("{:x}", h.finalize()),
+            Hasher::Sha1(h) => format!("{:x}", h.finalize()),
+            Hasher::Md5(h) => format!("{:x}", h.finalize()),
+        }
+    }
+}
+
+/// Tuning of one download.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Parallel range requests (1 = one resumable stream).
+    pub parallel: u32,
+    /// How often a progress line is logged.
+    pub progress_every: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { parallel: 8, progress_every: Duration::from_secs(5) }
+    }
+}
+
+/// Pieces are small so the hashed prefix follows the download closely, and large enough that one
+/// request per piece costs nothing measurable.
+const MIN_PIECE: u64 = 256 << 10;
+const MAX_PIECE: u64 = 16 << 20;
+/// The hasher's read-back buffer: the only buffer whose size we choose.
+const HASH_BUF: usize = 256 << 10;
+/// How long the hasher sleeps when it has caught up and no writer woke it.
+const HASHER_NAP: Duration = Duration::from_millis(20);
+/// Total length unknown (a server without Content-Length).
+const UNKNOWN: u64 = u64::MAX;
+
+/// Cuts `len` bytes into contiguous pieces, about 8 per connection, in file order.
+pub fn plan_pieces(len: u64, parallel: u32) -> Vec<Range<u64>> {
+    let piece = (len / (u64::from(parallel.max(1)) * 8)).clamp(MIN_PIECE, MAX_PIECE);
+    (0..len).step_by(piece as usize).map(|start| start..(start + piece).min(len)).collect()
+}
+
+/// What a HEAD told us about the tarball.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Probe {
+    len: Option<u64>,
+    ranges: bool,
+}
+
+/// The result of a verified download.
+#[derive(Debug)]
+pub struct Downloaded {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub connections: usize,
+}
+
+/// Downloads `url` to `dest`, verifying `expected`. Nothing appears under `dest` unless the digest
+/// matched: the bytes go to a temp file in the same directory, renamed at the end (and removed on
+/// any failure when the temp file is dropped).
+pub async fn download(
+    http: &HttpClient,
+    url: &str,
+    dest: &Path,
+    expected: &Checksum,
+    opts: &Options,
+) -> Result<Downloaded> {
+    let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let temp = tempfile::Builder::new()
+        .prefix(".repave-download-")
+        .suffix(".part")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    let probe = probe(http, url).await;
+    let started = Instant::now();
+    let job = Job {
+        http: http.clone(),
+        url: url.to_string(),
+        file: Arc::new(temp.as_file().try_clone()?),
+        algo: expected.algo,
+    };
+    let (hex, bytes, connections) = match probe {
+        Probe { len: Some(len), ranges: true } if len > 0 => {
+            let pieces = plan_pieces(len, opts.parallel);
+            let connections = pieces.len().min(opts.parallel.max(1) as usize);
+            http.log().line(format!(
+                "downloading {url}: {} in {} pieces over {connections} connection(s)",
+                mib(len),
+                pieces.len()
+            ));
+            let hex = job.run(pieces, connections, true, opts).await.map_err(|f| f.error)?;
+            (hex, len, connections)
+        }
+        Probe { len, .. } => {
+            http.log().line(format!(
+                "downloading {url}: {} in one stream (the server {})",
+                len.map_or("unknown size".to_string(), mib),
+                if len.is_none() { "sent no Content-Length" } else { "does not support ranges" }
+            ));
+            let (hex, bytes) = job.whole(len, opts).await?;
+            (hex, bytes, 1)
+        }
+    };
+    if hex != expected.hex {
+        // `temp` is dropped on return: the unverified bytes are removed.
+        bail!(
+            "{} of {url} does not match the published checksum: expected {}, computed {hex}; the download was discarded",
+            expected.algo.name(),
+            expected.hex
+        );
+    }
+    let elapsed = started.elapsed().as_secs_f64().max(1e-3);
+    http.log().line(format!(
+        "downloaded {} in {elapsed:.1}s ({:.1} MiB/s), {} verified",
+        mib(bytes),
+        bytes as f64 / 1048576.0 / elapsed,
+        expected.algo.name()
+    ));
+    // No fsync: Concourse volumes do not outlive a worker crash, and forcing 1 GiB to disk would
+    // cost more than the whole transfer on a fast link.
+    temp.persist(dest).with_context(|| format!("renaming the verified download to {}", dest.display()))?;
+    Ok(Downloaded { path: dest.to_path_buf(), bytes, connections })
+}
+
+/// HEAD for the length and range support. A failed HEAD is not fatal: some object stores only
+/// sign GET, and the GET will report a real error clearly.
+async fn probe(http: &HttpClient, url: &str) -> Probe {
+    let unknown = Probe { len: None, ranges: false };
+    let response = match http.send(Retry::Idempotent, |c| c.head(url).timeout(http.config().request_timeout)).await {
+        Ok(r) if r.status().is_success() => r,
+        Ok(r) => {
+            http.log().line(format!("HEAD {url} answered {}; downloading in one stream", r.status()));
+            return unknown;
+        }
+        Err(e) => {
+            http.log().line(format!("HEAD {url} failed ({e:#}); downloading in one stream"));
+            return unknown;
+        }
+    };
+    let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    Probe {
+        len: header(CONTENT_LENGTH).and_then(|v| v.parse().ok()),
+        ranges: header(ACCEPT_RANGES).is_some_and(|v| v.eq_ignore_ascii_case("bytes")),
+    }
+}
+
+/// State shared by the workers, the hasher and the progress reporter of one transfer.
+struct Shared {
+    pieces: Vec<Range<u64>>,
+    /// Bytes written so far from the start of each piece; only grows.
+    done: Vec<AtomicU64>,
+    next: AtomicUsize,
+    received: AtomicU64,
+    /// Set when the transfer failed, so the hasher stops waiting.
+    failed: AtomicBool,
+    /// The total length once known (the end of a stream of unknown size), else [`UNKNOWN`].
+    total: AtomicU64,
+}
+
+impl Shared {
+    fn new(pieces: Vec<Range<u64>>, total: u64) -> Arc<Self> {
+        let done = pieces.iter().map(|_| AtomicU64::new(0)).collect();
+        Arc::new(Shared {
+            pieces,
+            done,
+            next: AtomicUsize::new(0),
+            received: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
+            total: AtomicU64::new(total),
+        })
+    }
+
+    /// The end of the finished prefix, scanning from piece `from` (the hasher keeps its cursor).
+    fn prefix(&self, from: &mut usize) -> u64 {
+        while let Some(piece) = self.pieces.get(*from) {
+            let done = self.done[*from].load(Ordering::Acquire);
+            if done < piece.end - piece.start {
+                return piece.start + done;
+            }
+            *from += 1;
+        }
+        self.pieces.last().map_or(0, |p| p.end)
+    }
+}
+
+/// One download of one URL into one file.
+struct Job {
+    http: HttpClient,
+    url: String,
+    file: Arc<File>,
+    algo: Algo,
+}
+
+impl Job {
+    /// Fetches `pieces` with `connections` workers while the hasher follows; returns the hex digest.
+    async fn run(
+        &self,
+        pieces: Vec<Range<u64>>,
+        connections: usize,
+        ranged: bool,
+        opts: &Options,
+    ) -> std::result::Result<String, Failure> {
+        let total = pieces.last().map_or(0, |p| p.end);
+        if total != UNKNOWN {
+            self.file.set_len(total).map_err(|e| Failure::fatal(anyhow!("sizing the download's temp file: {e}")))?;
+        }
+        let shared = Shared::new(pieces, total);
+        let (hasher, digest) = spawn_hasher(Arc::clone(&shared), Arc::clone(&self.file), self.algo);
+        let progress = tokio::spawn(report_progress(Arc::clone(&shared), self.http.log().clone(), opts.progress_every));
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..connections {
+            let worker =
+                Worker { job: self.clone_parts(), shared: Arc::clone(&shared), hasher: hasher.clone(), ranged };
+            workers.spawn(worker.run());
+        }
+        let mut outcome = Ok(());
+        while let Some(joined) = workers.join_next().await {
+            let result = joined.map_err(|e| Failure::fatal(anyhow!("a download worker failed: {e}"))).and_then(|r| r);
+            if let Err(e) = result {
+                // Dropping the set aborts the other workers; the hasher must stop waiting too.
+                workers.abort_all();
+                outcome = Err(e);
+                break;
+            }
+        }
+        progress.abort();
+        if outcome.is_err() {
+            shared.failed.store(true, Ordering::Release);
+        }
+        hasher.unpark();
+        let hashed = digest.await.map_err(|_| Failure::fatal(anyhow!("the hashing thread ended without an answer")))?;
+        outcome?;
+        hashed.map_err(Failure::fatal)
+    }
+
+    /// One stream without ranges. A broken stream cannot resume, so a retry starts over from byte 0
+    /// with a fresh hasher.
+    async fn whole(&self, len: Option<u64>, opts: &Options) -> Result<(String, u64)> {
+        let what = format!("downloading {}", self.url);
+        let end = len.unwrap_or(UNKNOWN);
+        self.http
+            .retry(&what, || async {
+                self.file.set_len(0).map_err(|e| Failure::fatal(anyhow!("truncating the temp file: {e}")))?;
+                let hex = self.run(vec![Range { start: 0, end }], 1, false, opts).await?;
+                let bytes = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+                Ok((hex, bytes))
+            })
+            .await
+    }
+
+    fn clone_parts(&self) -> Job {
+        Job { http: self.http.clone(), url: self.url.clone(), file: Arc::clone(&self.file), algo: self.algo }
+    }
+}
+
+/// Starts the hasher thread. A plain thread, not a runtime task: hashing is CPU-bound and must not
+/// take a runtime worker away from the connections.
+fn spawn_hasher(
+    shared: Arc<Shared>,
+    file: Arc<File>,
+    algo: Algo,
+) -> (Thread, tokio::sync::oneshot::Receiver<Result<String>>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let handle = std::thread::spawn(move || {
+        let _ = tx.send(hash_prefix(&shared, &file, algo));
+    });
+    (handle.thread().clone(), rx)
+}
+
+/// Hashes the file as its finished prefix grows, until the whole length is hashed.
+fn hash_prefix(shared: &Shared, file: &File, algo: Algo) -> Result<String> {
+    let mut hasher = Hasher::new(algo);
+    let mut buf = vec![0u8; HASH_BUF];
+    let (mut hashed, mut cursor) = (0u64, 0usize);
+    loop {
+        let prefix = shared.prefix(&mut cursor);
+        if prefix > hashed {
+            let n = (prefix - hashed).min(HASH_BUF as u64) as usize;
+            file.read_exact_at(&mut buf[..n], hashed).context("reading back the download for hashing")?;
+            hasher.update(&buf[..n]);
+            hashed += n as u64;
+            continue;
+        }
+        if hashed == shared.total.load(Ordering::Acquire) {
+            return Ok(hasher.hex());
+        }
+        if shared.failed.load(Ordering::Acquire) {
+            bail!("the download failed before it could be hashed");
+        }
+        std::thread::park_timeout(HASHER_NAP);
+    }
+}
+
+/// One connection's loop: take the next piece in file order, fetch it (resuming after breaks).
+struct Worker {
+    job: Job,
+    shared: Arc<Shared>,
+    hasher: Thread,
+    ranged: bool,
+}
+
+impl Worker {
+    /// A whole stream is tried once here (its caller restarts it); a piece is retried from the
+    /// last byte received.
+    async fn run(self) -> std::result::Result<(), Failure> {
+        loop {
+            let index = self.shared.next.fetch_add(1, Ordering::Relaxed);
+            let Some(piece) = self.shared.pieces.get(index).cloned() else { return Ok(()) };
+            if !self.ranged {
+                return self.fetch(index, &piece).await;
+            }
+            let what = format!("GET {} bytes {}-{}", self.job.url, piece.start, piece.end - 1);
+            self.job.http.retry(&what, || self.fetch(index, &piece)).await.map_err(Failure::fatal)?;
+        }
+    }
+
+    /// One request for the rest of a piece, from the last byte received.
+    async fn fetch(&self, index: usize, piece: &Range<u64>) -> std::result::Result<(), Failure> {
+        let from = piece.start + self.shared.done[index].load(Ordering::Acquire);
+        if from >= piece.end {
+            return Ok(());
+        }
+        let mut request = self.job.http.client().get(&self.job.url);
+        if self.ranged {
+            request = request.header(RANGE, format!("bytes={from}-{}", piece.end - 1));
+        }
+        let response = request.send().await.map_err(|e| classify(e, Retry::Idempotent))?;
+        let mut response = self.judge(response, from, piece).await?;
+        let mut offset = from;
+        loop {
+            let chunk = match response.chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(e) => return Err(classify(e, Retry::Idempotent)),
+            };
+            if offset + chunk.len() as u64 > piece.end {
+                return Err(Failure::fatal(anyhow!("{} sent more bytes than asked for", self.job.url)));
+            }
+            // A positioned write into the page cache takes microseconds; moving each chunk to a
+            // blocking thread would cost more than it saves.
+            self.job
+                .file
+                .write_all_at(&chunk, offset)
+                .map_err(|e| Failure::fatal(anyhow!("writing the download to disk: {e}")))?;
+            offset += chunk.len() as u64;
+            self.shared.done[index].fetch_add(chunk.len() as u64, Ordering::Release);
+            self.shared.received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            self.hasher.unpark();
+        }
+        self.finish(offset, piece)
+    }
+
+    /// Requires 206 for exactly the asked range (200 for a whole stream); 429/5xx are retried.
+    async fn judge(
+        &self,
+        response: reqwest::Response,
+        from: u64,
+        piece: &Range<u64>,
+    ) -> std::result::Result<reqwest::Response, Failure> {
+        let status = response.status();
+        let expected = if self.ranged { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+        if status != expected {
+            let retryable = is_retryable_status(status);
+            let retry_after = parse_retry_after(response.headers());
+            let hint = if status == StatusCode::OK { " (the server ignored the Range header)" } else { "" };
+            let error = status_error(response, 1024).await.context(format!("GET {}{hint}", self.job.url));
+            return Err(Failure { error, retryable, retry_after });
+        }
+        if !self.ranged {
+            return Ok(response);
+        }
+        let range = response.headers().get(CONTENT_RANGE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !range.starts_with(&format!("bytes {from}-{}/", piece.end - 1)) {
+            return Err(Failure::fatal(anyhow!(
+                "GET {} answered Content-Range `{range}` for bytes {from}-{}",
+                self.job.url,
+                piece.end - 1
+            )));
+        }
+        Ok(response)
+    }
+
+    /// After the body ended: a short piece means the connection closed early; retry from `offset`.
+    fn finish(&self, offset: u64, piece: &Range<u64>) -> std::result::Result<(), Failure> {
+        if piece.end == UNKNOWN {
+            self.shared.total.store(offset, Ordering::Release);
+            return Ok(());
+        }
+        if offset < piece.end {
+            return Err(Failure::transient(anyhow!(
+                "the connection closed after byte {offset} of {}; resuming from there",
+                piece.end
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Logs percent, MiB, MiB/s and ETA every `every` (plain lines: a Concourse build log is no TTY).
+async fn report_progress(shared: Arc<Shared>, log: Log, every: Duration) {
+    let started = Instant::now();
+    let total = shared.total.load(Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(every).await;
+        let received = shared.received.load(Ordering::Relaxed);
+        let secs = started.elapsed().as_secs_f64();
+        let rate = received as f64 / secs.max(1e-3);
+        log.line(progress_line(received, total, rate));
+    }
+}
+
+fn progress_line(received: u64, total: u64, rate: f64) -> String {
+    let speed = format!("{:.1} MiB/s", rate / 1048576.0);
+    if total == UNKNOWN || total == 0 {
+        return format!("  {} received, {speed}", mib(received));
+    }
+    let percent = received as f64 * 100.0 / total as f64;
+    let eta = if rate > 0.0 { format!("{:.0}s", total.saturating_sub(received) as f64 / rate) } else { "?".into() };
+    format!("  {percent:.0}% {} of {}, {speed}, ETA {eta}", mib(received), mib(total))
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / 1048576.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cover_the_file_in_order() {
+        for (len, parallel) in [(1u64, 8u32), (MIN_PIECE, 8), (10 << 20, 8), ((1 << 30) + 7, 8), (5 << 20, 1)] {
+            let pieces = plan_pieces(len, parallel);
+            assert_eq!(pieces.first().unwrap().start, 0);
+            assert_eq!(pieces.last().unwrap().end, len);
+            assert!(pieces.windows(2).all(|w| w[0].end == w[1].start && w[0].start < w[0].end));
+            assert!(pieces.iter().all(|p| p.end - p.start <= MAX_PIECE));
+        }
+        assert_eq!(plan_pieces(1 << 30, 8).len(), 64, "1 GiB over 8 connections: 16 MiB pieces");
+        assert!(plan_pieces(0, 8).is_empty());
+    }
+
+    #[test]
+    fn checksum_preference() {
+        let mut v = Variant { md5: Some("AB".into()), sha1: Some("".into()), ..Default::default() };
+        assert_eq!(Checksum::for_variant(&v), Some(Checksum { algo: Algo::Md5, hex: "ab".into() }));
+        v.sha1 = Some("s1".into());
+        assert_eq!(Checksum::for_variant(&v).unwrap().algo, Algo::Sha1);
+        v.sha256 = Some("s256".into());
+        assert_eq!(Checksum::for_variant(&v).unwrap(), Checksum { algo: Algo::Sha256, hex: "s256".into() });
+        assert_eq!(Checksum::for_variant(&Variant::default()), None);
+    }
+
+    #[test]
+    fn digests_are_the_well_known_ones() {
+        let mut h = Hasher::new(Algo::Sha256);
+        h.update(b"abc");
+        assert_eq!(h.hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        let mut h = Hasher::new(Algo::Sha1);
+        h.update(b"abc");
+        assert_eq!(h.hex(), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        let mut h = Hasher::new(Algo::Md5);
+        h.update(b"abc");
+        assert_eq!(h.hex(), "900150983cd24fb0d6963f7d28e17f72");
+    }
+
+    #[test]
+    fn prefix_stops_at_the_first_unfinished_piece() {
+        let shared = Shared::new(vec![0..10, 10..20, 20..30], 30);
+        let mut cursor = 0;
+        shared.done[1].store(10, Ordering::Relaxed);
+        shared.done[0].store(4, Ordering::Relaxed);
+        assert_eq!(shared.prefix(&mut cursor), 4);
+        shared.done[0].store(10, Ordering::Relaxed);
+        assert_eq!(shared.prefix(&mut cursor), 20);
+        assert_eq!(cursor, 2);
+        shared.done[2].store(10, Ordering::Relaxed);
+        assert_eq!(shared.prefix(&mut cursor), 30);
+    }
+
+    #[test]
+    fn progress_lines() {
+        assert_eq!(
+            progress_line(512 << 20, 1 << 30, 64.0 * 1048576.0),
+            "  50% 512.0 MiB of 1024.0 MiB, 64.0 MiB/s, ETA 8s"
+        );
+        assert_eq!(progress_line(1 << 20, UNKNOWN, 0.0), "  1.0 MiB received, 0.0 MiB/s");
+    }
+}

@@ -1,0 +1,232 @@
+//! `out` for `kind: stemcell`: upload a fetched stemcell to a BOSH director and wait for its task.
+//!
+//! By default the director fetches the tarball from its bosh.io URL itself (nothing large passes
+//! through the worker); `upload_tarball: true` streams the local file instead. Already uploaded →
+//! success without a task, as uploads are idempotent on the director too.
+
+use super::check::to_version;
+use crate::clients::director::{Director, Task};
+use crate::config::stemcell::{PutParams, Source};
+use crate::protocol::{MetadataField, StepResponse};
+use crate::redact::Log;
+use anyhow::{Context, Result, anyhow, bail};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What a previous `get` left in `params.from`.
+struct Fetched {
+    version: String,
+    url: String,
+    sha1: String,
+    sha256: String,
+    dir: PathBuf,
+}
+
+const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(3600);
+const FIRST_POLL: Duration = Duration::from_millis(250);
+const MAX_POLL: Duration = Duration::from_secs(5);
+
+/// Uploads the stemcell in `dir/params.from` to `director` unless it is already there.
+pub async fn put(
+    source: &Source,
+    params: &PutParams,
+    dir: &Path,
+    director: &Director,
+    log: &Log,
+) -> Result<StepResponse> {
+    let fetched = read_fetched(&dir.join(&params.from))?;
+    let target = &director.base_url;
+    let uploaded = director.stemcells().await?;
+    let mut metadata = vec![
+        MetadataField::new("name", &source.name),
+        MetadataField::new("version", &fetched.version),
+        MetadataField::new("director", &director.info.name),
+    ];
+    if uploaded.iter().any(|s| s.name == source.name && s.version == fetched.version) {
+        log.line(format!("{} {} is already on the director {target}; nothing to upload", source.name, fetched.version));
+        return Ok(StepResponse { version: to_version(&fetched.version), metadata });
+    }
+    let task_id = if params.upload_tarball {
+        let tarball = find_tarball(&fetched.dir)?;
+        log.line(format!("uploading {} to the director {target}", tarball.display()));
+        director.upload_stemcell_file(&tarball).await?
+    } else {
+        log.line(format!("asking the director {target} to fetch {}", fetched.url));
+        let digest = match (fetched.sha1.as_str(), fetched.sha256.as_str()) {
+            ("", "") => None,
+            ("", sha256) => Some(format!("sha256:{sha256}")),
+            (sha1, _) => Some(sha1.to_string()),
+        };
+        director.upload_stemcell_url(&fetched.url, digest.as_deref()).await?
+    };
+    let timeout = params.task_timeout.map_or(DEFAULT_TASK_TIMEOUT, |d| d.0);
+    let poll_cap = MAX_POLL.min(director.http().config().max_backoff).max(Duration::from_millis(10));
+    wait_for_task(director, task_id, timeout, poll_cap, log).await?;
+    metadata.push(MetadataField::new("task", task_id.to_string()));
+    Ok(StepResponse { version: to_version(&fetched.version), metadata })
+}
+
+fn read_fetched(dir: &Path) -> Result<Fetched> {
+    let read = |name: &str| -> Result<String> {
+        let path = dir.join(name);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("reading {}: params.from must name the directory of a `get` of a stemcell resource", path.display())
+        })?;
+        Ok(text.trim().to_string())
+    };
+    let optional =
+        |name: &str| std::fs::read_to_string(dir.join(name)).map(|t| t.trim().to_string()).unwrap_or_default();
+    let fetched = Fetched {
+        version: read("version")?,
+        url: read("url")?,
+        sha1: optional("sha1"),
+        sha256: optional("sha256"),
+        dir: dir.into(),
+    };
+    if fetched.version.is_empty() {
+        bail!("{} is empty", dir.join("version").display());
+    }
+    Ok(fetched)
+}
+
+/// `stemcell.tgz`, else the one `*.tgz` a `preserve_filename` get wrote.
+fn find_tarball(dir: &Path) -> Result<PathBuf> {
+    let default = dir.join("stemcell.tgz");
+    if default.is_file() {
+        return Ok(default);
+    }
+    let entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
+    let tgz: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "tgz"))
+        .collect();
+    match tgz.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => {
+            bail!("upload_tarball: no stemcell tarball in {} (was the get run with `tarball: false`?)", dir.display())
+        }
+        _ => bail!("upload_tarball: {} holds several .tgz files; expected one", dir.display()),
+    }
+}
+
+/// Polls the task with backoff until it ends, printing its events; fails unless it is `done`.
+async fn wait_for_task(director: &Director, id: u64, timeout: Duration, poll_cap: Duration, log: &Log) -> Result<Task> {
+    log.line(format!("director task {id} started"));
+    let deadline = Instant::now() + timeout;
+    let mut events = EventPrinter::default();
+    let mut delay = FIRST_POLL.min(poll_cap);
+    loop {
+        let task = director.task(id).await?;
+        let output = director.task_output(id, "event", events.offset).await?;
+        events.feed(&output, log);
+        if !task.is_running() {
+            events.flush(log);
+            return finished(task, &events);
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "director task {id} ({}) is still {} after {}s; it goes on running on the director (see `bosh task {id}`)",
+                task.description,
+                task.state,
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(poll_cap);
+    }
+}
+
+fn finished(task: Task, events: &EventPrinter) -> Result<Task> {
+    if task.state == "done" {
+        return Ok(task);
+    }
+    let reason = task
+        .result
+        .clone()
+        .filter(|r| !r.is_empty())
+        .or_else(|| events.last_error.clone())
+        .unwrap_or_else(|| "no error message".to_string());
+    Err(anyhow!("director task {} ({}) ended in state `{}`: {reason}", task.id, task.description, task.state))
+}
+
+/// Turns the task's NDJSON event stream into readable lines, across partial reads.
+#[derive(Default)]
+struct EventPrinter {
+    offset: u64,
+    partial: Vec<u8>,
+    last_error: Option<String>,
+}
+
+impl EventPrinter {
+    fn feed(&mut self, bytes: &[u8], log: &Log) {
+        self.offset += bytes.len() as u64;
+        self.partial.extend_from_slice(bytes);
+        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            self.print(&String::from_utf8_lossy(&line), log);
+        }
+    }
+
+    fn flush(&mut self, log: &Log) {
+        let rest = std::mem::take(&mut self.partial);
+        self.print(&String::from_utf8_lossy(&rest), log);
+    }
+
+    fn print(&mut self, line: &str, log: &Log) {
+        let line = line.trim();
+        if line.is_empty() {
+            return;
+        }
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            log.line(format!("  {line}"));
+            return;
+        };
+        let text = |key: &str| event.get(key).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        if let Some(message) = event.pointer("/error/message").and_then(|m| m.as_str()) {
+            self.last_error = Some(message.to_string());
+            log.line(format!("  error: {message}"));
+            return;
+        }
+        let mut out = format!("  {} > {}: {}", text("stage"), text("task"), text("state"));
+        if let Some(err) = event.pointer("/data/error").and_then(|m| m.as_str()) {
+            self.last_error = Some(err.to_string());
+            out.push_str(&format!(" ({err})"));
+        }
+        log.line(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn events_across_partial_reads() {
+        let buf = Buf::default();
+        let log = Log::new(Box::new(buf.clone()));
+        let mut p = EventPrinter::default();
+        let stream = b"{\"stage\":\"Update stemcell\",\"task\":\"Uploading\",\"state\":\"started\"}\n{\"error\":{\"code\":100,\"message\":\"boom\"}}\n";
+        p.feed(&stream[..20], &log);
+        p.feed(&stream[20..], &log);
+        p.flush(&log);
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text, "  Update stemcell > Uploading: started\n  error: boom\n");
+        assert_eq!(p.offset, stream.len() as u64);
+        assert_eq!(p.last_error.as_deref(), Some("boom"));
+    }
+}

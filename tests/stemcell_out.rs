@@ -1,0 +1,120 @@
+//! `out` for `kind: stemcell` against repave-sim's director and UAA over TLS: upload by URL (the
+//! director fetches), upload of the local tarball, already uploaded, a failing task, no secret leaks.
+
+mod common;
+
+use common::{SENTINEL, StepOutput, run_step};
+use repave_sim::testing::RunningSim;
+use serde_json::{Value, json};
+use std::path::Path;
+
+const NAME: &str = "bosh-vsphere-esxi-ubuntu-jammy-go_agent";
+
+fn scenario() -> String {
+    format!(
+        r#"
+uaa:
+  clients: [{{id: repave, secret: {SENTINEL}, scopes: [bosh.admin]}}]
+boshio:
+  stemcells:
+    - name: {NAME}
+      versions:
+        - {{version: "1.506", regular: {{size: 200000}}}}
+        - {{version: "1.505", regular: {{size: 100000}}}}
+        - {{version: "1.504", regular: {{size: 1000}}}}
+director:
+  stemcells: [{{name: {NAME}, version: "1.504"}}]
+  task_polls: 2
+  fail_uploads: [{{version: "1.505", error: "Uploading stemcell to the cloud failed: disk full"}}]
+"#
+    )
+}
+
+fn source(sim: &RunningSim) -> Value {
+    let ca = std::fs::read_to_string(sim.ca_cert_path()).unwrap();
+    json!({"kind": "stemcell", "name": NAME, "api_url": sim.url(), "ca_cert": ca, "http": {"max_backoff": "20ms"},
+           "director": {"url": sim.url(), "client": "repave", "client_secret": SENTINEL}})
+}
+
+/// A `get` into `work/stemcell`, as a previous step of the job would have done.
+fn fetch(sim: &RunningSim, work: &Path, version: &str, tarball: bool) {
+    let dir = work.join("stemcell");
+    std::fs::create_dir_all(&dir).unwrap();
+    let request = json!({"source": source(sim), "params": {"tarball": tarball}, "version": {"version": version}});
+    run_step("in", &request.to_string(), Some(&dir), &[]).json();
+}
+
+fn put(sim: &RunningSim, work: &Path, params: Value) -> StepOutput {
+    let request = json!({"source": source(sim), "params": params});
+    run_step("out", &request.to_string(), Some(work), &[])
+}
+
+fn posts(sim: &RunningSim) -> usize {
+    sim.requests().iter().filter(|r| r.method == "POST" && r.path == "/stemcells").count()
+}
+
+#[test]
+fn the_director_fetches_by_url_and_the_task_is_followed() {
+    let sim = RunningSim::start(&scenario());
+    let work = tempfile::tempdir().unwrap();
+    fetch(&sim, work.path(), "1.506", false);
+    let out = put(&sim, work.path(), json!({"from": "stemcell"}));
+    let answer = out.json();
+    assert_eq!(answer["version"], json!({"version": "1.506"}), "the version check reports");
+    assert!(sim.state().director.stemcells().contains(&(NAME.to_string(), "1.506".to_string())));
+    let log = sim.requests();
+    let post = log.iter().find(|r| r.method == "POST" && r.path == "/stemcells").unwrap();
+    assert_eq!((post.status, post.auth_scheme.as_deref()), (302, Some("Bearer")));
+    assert!(log.iter().filter(|r| r.path == "/tasks/1").count() >= 3, "polled until done");
+    assert!(log.iter().any(|r| r.path == "/tasks/1/output" && r.range.is_some()));
+    assert!(out.stderr.contains("Update stemcell > Uploading stemcell to the cloud: finished"), "{}", out.stderr);
+}
+
+#[test]
+fn upload_tarball_streams_the_local_file() {
+    let sim = RunningSim::start(&scenario());
+    let work = tempfile::tempdir().unwrap();
+    fetch(&sim, work.path(), "1.506", true);
+    let out = put(&sim, work.path(), json!({"from": "stemcell", "upload_tarball": true}));
+    assert_eq!(out.json()["version"], json!({"version": "1.506"}));
+    assert!(sim.state().director.stemcells().contains(&(NAME.to_string(), "1.506".to_string())));
+}
+
+#[test]
+fn already_uploaded_succeeds_without_a_task() {
+    let sim = RunningSim::start(&scenario());
+    let work = tempfile::tempdir().unwrap();
+    fetch(&sim, work.path(), "1.504", false);
+    let out = put(&sim, work.path(), json!({"from": "stemcell"}));
+    assert_eq!(out.json()["version"], json!({"version": "1.504"}));
+    assert_eq!(posts(&sim), 0);
+    assert_eq!(sim.state().director.task_count(), 0);
+    assert!(out.stderr.contains("already on the director"), "{}", out.stderr);
+}
+
+#[test]
+fn a_failing_task_fails_the_put_with_its_message() {
+    let sim = RunningSim::start(&scenario());
+    let work = tempfile::tempdir().unwrap();
+    fetch(&sim, work.path(), "1.505", false);
+    let out = put(&sim, work.path(), json!({"from": "stemcell"}));
+    out.assert_fails_with(&["director task 1", "`error`", "disk full"]);
+    assert!(!sim.state().director.stemcells().iter().any(|(_, v)| v == "1.505"));
+}
+
+#[test]
+fn a_wrong_secret_is_named_without_being_printed() {
+    let sim = RunningSim::start(&scenario().replace(&format!("secret: {SENTINEL}"), "secret: other"));
+    let work = tempfile::tempdir().unwrap();
+    fetch(&sim, work.path(), "1.506", false);
+    let out = put(&sim, work.path(), json!({"from": "stemcell"}));
+    // run_step already asserts the sentinel secret appears in no output and no file.
+    out.assert_fails_with(&["client `repave`"]);
+}
+
+#[test]
+fn from_must_name_a_get_directory() {
+    let sim = RunningSim::start(&scenario());
+    let work = tempfile::tempdir().unwrap();
+    put(&sim, work.path(), json!({"from": "nope"})).assert_fails_with(&["params.from", "nope"]);
+}

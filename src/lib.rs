@@ -107,30 +107,8 @@ fn execute(step: Step, stdin: &mut dyn Read, args: &[String], env: Env, log: &Lo
 pub fn validate_config(step: Step, request: &Request) -> Result<Kind> {
     let kind = Kind::from_source(&request.source)?;
     match kind {
-        Kind::Stemcell => {
-            config::parse::<config::stemcell::Source>(&request.source, "source")?;
-            match step {
-                Step::Check => {}
-                Step::In => {
-                    config::parse::<config::stemcell::GetParams>(&request.params, "params")?;
-                }
-                Step::Out => {
-                    config::parse::<config::stemcell::PutParams>(&request.params, "params")?;
-                }
-            }
-        }
-        Kind::Fleet => {
-            config::parse::<config::fleet::Source>(&request.source, "source")?.validate()?;
-            match step {
-                Step::Check => {}
-                Step::In => {
-                    config::parse::<config::fleet::GetParams>(&request.params, "params")?;
-                }
-                Step::Out => {
-                    config::parse::<config::fleet::PutParams>(&request.params, "params")?.validate()?;
-                }
-            }
-        }
+        Kind::Stemcell => stemcell::validate(step, request)?,
+        Kind::Fleet => fleet::validate(step, request)?,
         Kind::Kubernetes => kubernetes::validate(step, request)?,
     }
     Ok(kind)

@@ -26,6 +26,19 @@ pub struct Observed {
     pub stemcell: Option<String>,
 }
 
+/// Parses and checks `source` and `params` for `step` as [`run`] and the step modules do, without I/O.
+pub fn validate(step: Step, request: &Request) -> Result<()> {
+    config::parse::<Source>(&request.source, "source")?.validate()?;
+    match step {
+        Step::Check => {}
+        Step::In => {
+            config::parse::<config::fleet::GetParams>(&request.params, "params")?;
+        }
+        Step::Out => config::parse::<config::fleet::PutParams>(&request.params, "params")?.validate()?,
+    }
+    Ok(())
+}
+
 /// Runs one step of the fleet kind and returns the JSON answer.
 pub async fn run(step: Step, request: Request, ctx: Ctx) -> Result<String> {
     let source: Source = config::parse(&request.source, "source")?;

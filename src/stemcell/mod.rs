@@ -19,6 +19,31 @@ use crate::http::{HttpClient, HttpConfig};
 use crate::protocol::{self, Request, Step};
 use anyhow::{Result, anyhow};
 
+/// Parses and checks `source` and `params` for `step` as [`run`] and the step modules do, without I/O.
+pub fn validate(step: Step, request: &Request) -> Result<()> {
+    let source: Source = config::parse(&request.source, "source")?;
+    catalog::flavor(&source)?;
+    versions::Family::parse(source.version_family.as_deref().unwrap_or("latest"))?;
+    source.constraint.as_deref().map(versions::Constraint::parse).transpose()?;
+    match step {
+        Step::Check => {}
+        Step::In => {
+            config::parse::<GetParams>(&request.params, "params")?;
+        }
+        Step::Out => {
+            config::parse::<PutParams>(&request.params, "params")?;
+            director_of(&source)?;
+        }
+    }
+    Ok(())
+}
+
+fn director_of(source: &Source) -> Result<&crate::config::DirectorSource> {
+    source.director.as_ref().ok_or_else(|| {
+        anyhow!("source.director is required to put a stemcell: {{url, client, client_secret, ca_cert}}")
+    })
+}
+
 /// Runs one step of the stemcell kind and returns the JSON answer.
 pub async fn run(step: Step, request: Request, ctx: Ctx) -> Result<String> {
     let source: Source = config::parse(&request.source, "source")?;
@@ -41,9 +66,7 @@ pub async fn run(step: Step, request: Request, ctx: Ctx) -> Result<String> {
         }
         Step::Out => {
             let params: PutParams = config::parse(&request.params, "params")?;
-            let target = source.director.as_ref().ok_or_else(|| {
-                anyhow!("source.director is required to put a stemcell: {{url, client, client_secret, ca_cert}}")
-            })?;
+            let target = director_of(&source)?;
             let director = Director::connect(target, &http_config, &ctx.env, &ctx.log).await?;
             let response = put::put(&source, &params, &dir()?, &director, &ctx.log).await?;
             protocol::render_step(&response)

@@ -60,6 +60,7 @@ async fn execute(params: &PutParams, conn: &Connection, plan: &Plan, target: &st
         poll_interval: params.poll_interval(),
         health_timeout: params.health_timeout(),
         soak: params.health.soak.map(|d| d.0),
+        wave_soak: None,
     };
     let platform = TkgiPlatform {
         tkgi: &conn.tkgi,

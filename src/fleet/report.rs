@@ -83,18 +83,18 @@ pub fn summary_text(report: &Report) -> String {
         .iter()
         .map(|c| {
             let role = if c.adopted {
-                "adopted"
+                "adopted upgrade".to_string()
             } else if c.canary {
-                "canary"
+                format!("canary {}", c.what)
             } else {
-                "upgrade"
+                c.what.clone()
             };
             let (result, note) = match &c.outcome {
                 Outcome::Succeeded => ("succeeded", String::new()),
                 Outcome::Failed(why) => ("FAILED", why.clone()),
                 Outcome::NotStarted(why) => ("not started", why.clone()),
             };
-            vec![c.name.clone(), role.into(), result.into(), human(c.elapsed), note]
+            vec![c.name.clone(), role, result.into(), human(c.elapsed), note]
         })
         .collect();
     let count = |pick: fn(&Outcome) -> bool| report.clusters.iter().filter(|c| pick(&c.outcome)).count();
@@ -128,6 +128,7 @@ mod tests {
             last_action: a.into(),
             last_action_state: s.into(),
             description: String::new(),
+            workers: None,
         };
         let clusters = [
             cs("a", "1", "CREATE", "succeeded"),
@@ -141,6 +142,7 @@ mod tests {
         let report = Report {
             clusters: vec![ClusterReport {
                 name: "a".into(),
+                what: "upgrade".into(),
                 canary: true,
                 adopted: false,
                 outcome: Outcome::Failed("upgrade failed".into()),
@@ -150,7 +152,7 @@ mod tests {
         };
         let text = summary_text(&report);
         assert!(
-            text.contains("0 succeeded, 1 failed") && text.contains("| a       | canary | FAILED | 1m30s"),
+            text.contains("0 succeeded, 1 failed") && text.contains("| a       | canary upgrade | FAILED | 1m30s"),
             "{text}"
         );
     }

@@ -64,6 +64,18 @@ pub enum SkipReason {
     UnknownState {
         state: String,
     },
+    /// `hold: true` in the fleet file: never touched.
+    Held,
+    /// Pinned (fleet file `version`) at the version it already runs.
+    Pinned {
+        version: String,
+    },
+    /// On the platform but not in the fleet file, and `prune` is not set.
+    NotInFleetFile,
+    /// Would be pruned, but this run already deletes as many clusters as `max_prunes` allows.
+    PruneCapReached {
+        cap: usize,
+    },
 }
 
 impl fmt::Display for SkipReason {
@@ -75,6 +87,15 @@ impl fmt::Display for SkipReason {
                 write!(f, "last action {action} failed and `repair` is not set")
             }
             SkipReason::UnknownState { state } => write!(f, "unknown last_action_state `{state}`"),
+            SkipReason::Held => write!(f, "held (`hold: true`): never touched"),
+            SkipReason::Pinned { version } => write!(f, "pinned at {version}"),
+            SkipReason::NotInFleetFile => write!(f, "not in the fleet file; `prune` is not set, so it stays"),
+            SkipReason::PruneCapReached { cap } => {
+                write!(
+                    f,
+                    "not in the fleet file, but this run already prunes {cap} (`max_prunes`); left for a later run"
+                )
+            }
         }
     }
 }

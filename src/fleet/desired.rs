@@ -95,7 +95,7 @@ impl FleetFile {
 /// Parses and validates a fleet file; `path` is only used in messages (`fleet.yml:12:5: …`).
 pub fn parse(text: &str, path: &str) -> Result<FleetFile> {
     let mut file: FleetFile = serde_yaml_ng::from_str(text).map_err(|e| {
-        let at = e.location().map_or_else(|| format!("{path}"), |l| format!("{path}:{}:{}", l.line(), l.column()));
+        let at = e.location().map_or_else(|| path.to_string(), |l| format!("{path}:{}:{}", l.line(), l.column()));
         anyhow!("{at}: {}", friendly(&e.to_string()))
     })?;
     let at = |(needle, message): (Needle, String)| {

@@ -53,6 +53,8 @@ pub struct Ctx {
     pub env: Env,
     /// The directory argument of `in` and `out`.
     pub dir: Option<PathBuf>,
+    /// The wall clock (maintenance windows); see `rollout::clock` for why it is injected.
+    pub clock: rollout::clock::Clock,
 }
 
 /// Runs one step and returns the process exit status. On success exactly one JSON document is written
@@ -93,7 +95,8 @@ fn execute(step: Step, stdin: &mut dyn Read, args: &[String], env: Env, log: &Lo
         Step::Check => None,
         Step::In | Step::Out => Some(protocol::step_dir(step, args)?),
     };
-    let ctx = Ctx { log: log.clone(), env, dir };
+    let clock = rollout::clock::Clock::from_env(&env)?;
+    let ctx = Ctx { log: log.clone(), env, dir, clock };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

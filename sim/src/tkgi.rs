@@ -10,6 +10,12 @@
 //! shown a client an upgrade that failed during the run, every further accepted start also counts in
 //! `tkgi.starts_after_failure_seen`: the sim's evidence for "nothing starts after a stop".
 //!
+//! Create (`POST /v1/clusters` → 202, `CREATE in progress`), resize (`PATCH /v1/clusters/{name}` with
+//! `kubernetes_worker_instances` → 202, `UPDATE in progress`) and delete (`DELETE` → 204, then `DELETE in progress`
+//! until the cluster disappears) follow the same lazy state machine with their own time-scaled durations. They are
+//! counted as `tkgi.creates`, `tkgi.resizes`, `tkgi.deletes` (and `.<name>`); `tkgi.actions_in_flight` counts every
+//! running action of any kind, with its high-water mark.
+//!
 //! ASSUMED, unpublished routes (configurable, same defaults as repave): the upgrade request
 //! `PATCH /v1/clusters/{name}` with `{"upgrade":true}`, and the platform version at `GET /actuator/info`
 //! (`build.version`). 409 while another action runs is assumed too.
@@ -47,6 +53,10 @@ pub struct Config {
     pub stemcell_name: String,
     /// Simulated seconds an upgrade takes (scaled by `time_scale`).
     pub upgrade_secs: f64,
+    /// Simulated seconds a create, a resize and a delete take.
+    pub create_secs: f64,
+    pub resize_secs: f64,
+    pub delete_secs: f64,
     /// The upgrade request's method and path (`{name}` = cluster). ASSUMED default: `PATCH /v1/clusters/{name}`.
     pub upgrade_method: String,
     pub upgrade_path: String,
@@ -64,6 +74,9 @@ impl Default for Config {
             stemcell_version: "1.506".into(),
             stemcell_name: "bosh-vsphere-esxi-ubuntu-jammy-go_agent".into(),
             upgrade_secs: 1200.0,
+            create_secs: 1800.0,
+            resize_secs: 600.0,
+            delete_secs: 600.0,
             upgrade_method: "PATCH".into(),
             upgrade_path: "/v1/clusters/{name}".into(),
             version_path: "/actuator/info".into(),
@@ -115,6 +128,9 @@ pub struct ClusterConfig {
     /// Overrides `upgrade_secs` for this cluster.
     #[serde(default)]
     pub upgrade_secs: Option<f64>,
+    /// Worker count; default: the plan's `worker_instances`.
+    #[serde(default)]
+    pub workers: Option<u32>,
 }
 
 fn default_plan() -> String {
@@ -163,6 +179,7 @@ struct Cluster {
     ends: Option<(Instant, bool)>,
     failures_left: u32,
     workers: u32,
+    master_host: String,
     /// An upgrade of this run ended in failure (scenario-seeded failures do not count).
     upgrade_failed: bool,
 }
@@ -199,7 +216,10 @@ impl Fleet {
                     description: format!("Instance {} {}", c.last_action.to_lowercase(), c.last_action_state),
                     ends,
                     failures_left: c.upgrade_failures,
-                    workers: config.plans.iter().find(|p| p.name == c.plan_name).map_or(3, |p| p.worker_instances),
+                    workers: c.workers.unwrap_or_else(|| {
+                        config.plans.iter().find(|p| p.name == c.plan_name).map_or(3, |p| p.worker_instances)
+                    }),
+                    master_host: format!("{}.k8s.example.com", c.name),
                     upgrade_failed: false,
                     config: c.clone(),
                 };
@@ -245,14 +265,18 @@ fn uuid_for(name: &str) -> String {
 
 fn advance(clusters: &mut BTreeMap<String, Cluster>, state: &SimState) {
     let now = Instant::now();
+    let mut gone = Vec::new();
     for c in clusters.values_mut() {
         let Some((_, ok)) = c.ends.filter(|(at, _)| *at <= now) else { continue };
         c.ends = None;
+        state.counter_add("tkgi.actions_in_flight", -1);
         let upgrade = c.last_action == "UPGRADE";
         if upgrade {
             state.counter_add("tkgi.upgrades_in_flight", -1);
         }
-        if ok {
+        if ok && c.last_action == "DELETE" {
+            gone.push(c.config.name.clone());
+        } else if ok {
             c.last_action_state = "succeeded".into();
             c.description = format!("Instance {} completed", c.last_action.to_lowercase());
             if upgrade {
@@ -267,6 +291,25 @@ fn advance(clusters: &mut BTreeMap<String, Cluster>, state: &SimState) {
             c.description = "Instance upgrade failed: bosh task failed: 'worker/2' is not running after update".into();
         }
     }
+    for name in gone {
+        clusters.remove(&name);
+    }
+}
+
+/// Puts `c` into `action in progress` for `secs` simulated seconds and counts the start.
+fn begin(c: &mut Cluster, state: &SimState, action: &str, secs: f64, ok: bool) {
+    c.last_action = action.into();
+    c.last_action_state = "in progress".into();
+    c.description = format!("Instance {} in progress", action.to_lowercase());
+    c.ends = Some((Instant::now() + state.scaled(Duration::from_secs_f64(secs)), ok));
+    state.counter_add("tkgi.actions_in_flight", 1);
+}
+
+fn busy(c: &Cluster) -> Option<Response> {
+    (c.last_action_state == "in progress").then(|| {
+        let msg = format!("cluster {} is busy: {} in progress", c.config.name, c.last_action);
+        (StatusCode::CONFLICT, Json(json!({"body": msg}))).into_response()
+    })
 }
 
 fn cluster_json(c: &Cluster) -> Value {
@@ -284,7 +327,7 @@ fn cluster_json(c: &Cluster) -> Value {
         "network_profile_name": "",
         "compute_profile_name": "",
         "parameters": {
-            "kubernetes_master_host": format!("{name}.k8s.example.com"),
+            "kubernetes_master_host": c.master_host,
             "kubernetes_master_port": 8443,
             "kubernetes_worker_instances": c.workers,
         }
@@ -303,13 +346,16 @@ pub fn routes(state: Arc<SimState>) -> Router {
         .unwrap_or(MethodFilter::PATCH);
     let upgrade_path = cfg.upgrade_path.clone();
     let version_path = cfg.version_path.clone();
+    let shared = shares_update_route(cfg);
+    let one = if shared { get(show).patch(upgrade) } else { get(show).patch(update) };
     let router = Router::new()
-        .route("/v1/clusters", get(list))
-        .route("/v1/clusters/{name}", get(show))
+        .route("/v1/clusters", get(list).post(create))
+        .route("/v1/clusters/{name}", one.delete(remove))
         .route("/v1/clusters/{name}/binds", post(bind))
         .route("/v1/plans", get(plans))
         .route(&version_path, get(platform_version));
-    router.route(&upgrade_path, on(upgrade_filter, upgrade)).with_state(state)
+    let router = if shared { router } else { router.route(&upgrade_path, on(upgrade_filter, upgrade)) };
+    router.with_state(state)
 }
 
 /// Every handler starts here: a valid token with a TKGI scope.
@@ -353,26 +399,21 @@ async fn upgrade(
         return r;
     }
     let cfg = &state.scenario.tkgi;
-    // The default route is also TKGI's update/resize route; only the assumed upgrade body is simulated there.
+    // The default route is also TKGI's update/resize route: without the assumed upgrade body it is a resize.
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if cfg.upgrade_path == "/v1/clusters/{name}" && parsed.get("upgrade") != Some(&Value::Bool(true)) {
-        let msg = "repave-sim only simulates upgrades on this route: send {\"upgrade\":true}";
-        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"body": msg}))).into_response();
+    if shares_update_route(cfg) && parsed.get("upgrade") != Some(&Value::Bool(true)) {
+        return resize(&state, &name, &parsed);
     }
     let mut clusters = lock(&state.fleet.clusters);
     advance(&mut clusters, &state);
     let Some(c) = clusters.get_mut(&name) else { return not_found(&name) };
-    if c.last_action_state == "in progress" {
-        let msg = format!("cluster {name} is busy: {} in progress", c.last_action);
-        return (StatusCode::CONFLICT, Json(json!({"body": msg}))).into_response();
+    if let Some(refused) = busy(c) {
+        return refused;
     }
     let secs = c.config.upgrade_secs.unwrap_or(cfg.upgrade_secs);
     let ok = c.failures_left == 0;
     c.failures_left = c.failures_left.saturating_sub(1);
-    c.last_action = "UPGRADE".into();
-    c.last_action_state = "in progress".into();
-    c.description = "Instance upgrade in progress".into();
-    c.ends = Some((Instant::now() + state.scaled(Duration::from_secs_f64(secs)), ok));
+    begin(c, &state, "UPGRADE", secs, ok);
     state.counter_add("tkgi.upgrades_in_flight", 1);
     state.counter_add("tkgi.upgrade_starts", 1);
     state.counter_add(&format!("tkgi.upgrade_starts.{name}"), 1);
@@ -380,6 +421,143 @@ async fn upgrade(
         state.counter_add("tkgi.starts_after_failure_seen", 1);
     }
     (StatusCode::ACCEPTED, Json(cluster_json(c))).into_response()
+}
+
+/// True when the (assumed) upgrade route is TKGI's own `PATCH /v1/clusters/{name}` update route.
+fn shares_update_route(cfg: &Config) -> bool {
+    cfg.upgrade_path == "/v1/clusters/{name}" && cfg.upgrade_method.eq_ignore_ascii_case("PATCH")
+}
+
+/// `PATCH /v1/clusters/{name}` when it is not the upgrade route.
+async fn update(
+    State(state): State<Arc<SimState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = auth(&state, &headers) {
+        return r;
+    }
+    resize(&state, &name, &serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// The flat update body (platform-apis.md §1.2); only `kubernetes_worker_instances` is simulated.
+fn resize(state: &SimState, name: &str, body: &Value) -> Response {
+    let Some(workers) = body.get("kubernetes_worker_instances").and_then(Value::as_u64) else {
+        let msg = "repave-sim simulates updates of kubernetes_worker_instances (a positive integer) only";
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"body": msg}))).into_response();
+    };
+    let mut clusters = lock(&state.fleet.clusters);
+    advance(&mut clusters, state);
+    let Some(c) = clusters.get_mut(name) else { return not_found(name) };
+    if let Some(refused) = busy(c) {
+        return refused;
+    }
+    c.workers = u32::try_from(workers).unwrap_or(u32::MAX);
+    begin(c, state, "UPDATE", state.scenario.tkgi.resize_secs, true);
+    count(state, "resizes", name);
+    (StatusCode::ACCEPTED, Json(cluster_json(c))).into_response()
+}
+
+/// The create body (platform-apis.md §1.2): `name`, `plan_name`, `parameters.kubernetes_master_host` required.
+#[derive(Deserialize)]
+struct CreateBody {
+    name: String,
+    plan_name: String,
+    parameters: CreateParameters,
+}
+
+#[derive(Deserialize)]
+struct CreateParameters {
+    kubernetes_master_host: String,
+    #[serde(default)]
+    kubernetes_worker_instances: Option<u32>,
+}
+
+async fn create(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = auth(&state, &headers) {
+        return r;
+    }
+    let body: CreateBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, Json(json!({"body": format!("invalid cluster: {e}")}))).into_response();
+        }
+    };
+    let cfg = &state.scenario.tkgi;
+    let Some(plan) = cfg.plans.iter().find(|p| p.name == body.plan_name) else {
+        let msg = format!("plan {} not found", body.plan_name);
+        return (StatusCode::BAD_REQUEST, Json(json!({"body": msg}))).into_response();
+    };
+    let mut clusters = lock(&state.fleet.clusters);
+    advance(&mut clusters, &state);
+    if clusters.contains_key(&body.name) {
+        let msg = format!("cluster {} already exists", body.name);
+        return (StatusCode::CONFLICT, Json(json!({"body": msg}))).into_response();
+    }
+    let mut c = new_cluster(cfg, &body.name, &body.plan_name);
+    c.workers = body.parameters.kubernetes_worker_instances.unwrap_or(plan.worker_instances);
+    c.master_host = body.parameters.kubernetes_master_host;
+    begin(&mut c, &state, "CREATE", cfg.create_secs, true);
+    count(&state, "creates", &body.name);
+    let answer = cluster_json(&c);
+    clusters.insert(body.name, c);
+    (StatusCode::ACCEPTED, Json(answer)).into_response()
+}
+
+/// A cluster as a create makes it: at the platform's versions, no scripted failures.
+fn new_cluster(cfg: &Config, name: &str, plan_name: &str) -> Cluster {
+    let config = ClusterConfig {
+        name: name.into(),
+        plan_name: plan_name.into(),
+        pks_version: cfg.platform_version.clone(),
+        k8s_version: cfg.k8s_version.clone(),
+        last_action: "CREATE".into(),
+        last_action_state: "in progress".into(),
+        uuid: None,
+        stemcell: cfg.stemcell_version.clone(),
+        upgrade_failures: 0,
+        failure_state: default_failure_state(),
+        busy_secs: None,
+        upgrade_secs: None,
+        workers: None,
+    };
+    Cluster {
+        uuid: uuid_for(name),
+        pks_version: config.pks_version.clone(),
+        k8s_version: config.k8s_version.clone(),
+        stemcell: config.stemcell.clone(),
+        last_action: config.last_action.clone(),
+        last_action_state: config.last_action_state.clone(),
+        description: String::new(),
+        ends: None,
+        failures_left: 0,
+        workers: 0,
+        master_host: format!("{name}.k8s.example.com"),
+        upgrade_failed: false,
+        config,
+    }
+}
+
+/// `DELETE /v1/clusters/{name}` → 204; the cluster shows `DELETE in progress` until it is gone.
+async fn remove(State(state): State<Arc<SimState>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = auth(&state, &headers) {
+        return r;
+    }
+    let mut clusters = lock(&state.fleet.clusters);
+    advance(&mut clusters, &state);
+    let Some(c) = clusters.get_mut(&name) else { return not_found(&name) };
+    if let Some(refused) = busy(c) {
+        return refused;
+    }
+    begin(c, &state, "DELETE", state.scenario.tkgi.delete_secs, true);
+    count(&state, "deletes", &name);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn count(state: &SimState, what: &str, name: &str) {
+    state.counter_add(&format!("tkgi.{what}"), 1);
+    state.counter_add(&format!("tkgi.{what}.{name}"), 1);
 }
 
 async fn bind(State(state): State<Arc<SimState>>, Path(name): Path<String>, headers: HeaderMap) -> Response {

@@ -1,5 +1,6 @@
-//! TKGI (PKS) API client: clusters, binds (kubeconfigs), the upgrade request and the platform's own
-//! version — routes and JSON shapes only, no policy (reference/platform-apis.md §1).
+//! TKGI (PKS) API client: clusters (list, show, create, resize, delete), binds (kubeconfigs), the
+//! upgrade request and the platform's own version — routes and JSON shapes only, no policy
+//! (reference/platform-apis.md §1).
 //!
 //! Two routes are unpublished and come from configuration with labelled, assumed defaults: the
 //! upgrade request (`PATCH /v1/clusters/{name}` + `{"upgrade":true}`) and the platform version
@@ -38,6 +39,11 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// `parameters.kubernetes_worker_instances`, when the platform reports it.
+    pub fn workers(&self) -> Option<u64> {
+        self.raw.pointer("/parameters/kubernetes_worker_instances").and_then(Value::as_u64)
+    }
+
     fn from_json(raw: Value) -> Result<Cluster> {
         let mut cluster: Cluster = serde_json::from_value(raw.clone()).context("decoding a cluster")?;
         cluster.raw = raw;
@@ -45,9 +51,18 @@ impl Cluster {
     }
 }
 
-/// How the platform answered an upgrade request.
+/// What `POST /v1/clusters` needs (platform-apis.md §1.2; `kubernetes_master_host` is required).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum UpgradeAnswer {
+pub struct NewCluster {
+    pub name: String,
+    pub plan_name: String,
+    pub master_host: String,
+    pub workers: Option<u64>,
+}
+
+/// How the platform answered a request that starts an action (upgrade, create, resize, delete).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ActionAnswer {
     Accepted,
     /// 409: another action holds the cluster.
     Busy(String),
@@ -89,12 +104,51 @@ impl Tkgi {
         Cluster::from_json(self.get_json(&format!("/v1/clusters/{}", encode(name))).await?)
     }
 
+    /// `GET /v1/clusters/{name}`, with 404 as `None` (a deleted cluster, or one not created yet).
+    pub async fn find_cluster(&self, name: &str) -> Result<Option<Cluster>> {
+        let url = self.url(&format!("/v1/clusters/{}", encode(name)));
+        let response = self.uaa.send(Retry::Idempotent, |c| c.get(&url).header("Accept", "application/json")).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let body = self.body(response, &format!("GET {url}")).await?;
+        let raw = serde_json::from_slice(&body).with_context(|| format!("decoding the JSON answer of GET {url}"))?;
+        Cluster::from_json(raw).map(Some)
+    }
+
     /// Sends the configured upgrade request. Not retried on its own when the outcome is unknown: the
     /// caller re-reads the cluster first, so an upgrade is never started twice.
-    pub async fn start_upgrade(&self, name: &str) -> Result<UpgradeAnswer> {
+    pub async fn start_upgrade(&self, name: &str) -> Result<ActionAnswer> {
         let method = Method::from_bytes(self.upgrade.method.as_bytes()).context("upgrade method")?;
         let url = self.url(&self.upgrade.path.replace("{name}", &encode(name)));
-        let body = self.upgrade.body.clone();
+        self.start_action(method, url, self.upgrade.body.clone()).await
+    }
+
+    /// `POST /v1/clusters` → 202 with the cluster `CREATE in progress`.
+    pub async fn create_cluster(&self, new: &NewCluster) -> Result<ActionAnswer> {
+        let mut parameters = serde_json::json!({"kubernetes_master_host": new.master_host});
+        if let Some(workers) = new.workers {
+            parameters["kubernetes_worker_instances"] = workers.into();
+        }
+        let body = serde_json::json!({"name": new.name, "plan_name": new.plan_name, "parameters": parameters});
+        self.start_action(Method::POST, self.url("/v1/clusters"), body).await
+    }
+
+    /// `PATCH /v1/clusters/{name}` with the flat update body → 202 `UPDATE in progress`.
+    pub async fn resize_cluster(&self, name: &str, workers: u64) -> Result<ActionAnswer> {
+        let url = self.url(&format!("/v1/clusters/{}", encode(name)));
+        self.start_action(Method::PATCH, url, serde_json::json!({"kubernetes_worker_instances": workers})).await
+    }
+
+    /// `DELETE /v1/clusters/{name}` → 204; a 404 means it is already gone, which is what was asked.
+    pub async fn delete_cluster(&self, name: &str) -> Result<ActionAnswer> {
+        let url = self.url(&format!("/v1/clusters/{}", encode(name)));
+        self.start_action(Method::DELETE, url, Value::Null).await
+    }
+
+    /// One non-idempotent request that starts an action: 2xx accepted, 409 busy, other 4xx refused,
+    /// anything else an error (outcome unknown — the caller re-reads before trying again).
+    async fn start_action(&self, method: Method, url: String, body: Value) -> Result<ActionAnswer> {
         let response = self
             .uaa
             .send(Retry::NotIdempotent, |c| {
@@ -103,13 +157,14 @@ impl Tkgi {
             })
             .await?;
         let status = response.status();
-        if status.is_success() {
-            return Ok(UpgradeAnswer::Accepted);
+        // A DELETE answered 404 found the cluster already gone: what was asked (admiral does the same).
+        if status.is_success() || (status == StatusCode::NOT_FOUND && method == Method::DELETE) {
+            return Ok(ActionAnswer::Accepted);
         }
         let error = format!("{:#}", status_error(response, 2048).await);
         match status {
-            StatusCode::CONFLICT => Ok(UpgradeAnswer::Busy(error)),
-            s if s.is_client_error() && s != StatusCode::TOO_MANY_REQUESTS => Ok(UpgradeAnswer::Rejected(error)),
+            StatusCode::CONFLICT => Ok(ActionAnswer::Busy(error)),
+            s if s.is_client_error() && s != StatusCode::TOO_MANY_REQUESTS => Ok(ActionAnswer::Rejected(error)),
             _ => Err(anyhow!("{} {url}: {error}", method)),
         }
     }

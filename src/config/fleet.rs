@@ -6,6 +6,7 @@
 //! selector patterns) lives in the `validate` methods, so `validate_config` catches it too.
 
 use super::{DirectorSource, DurationStr, HttpOptions};
+use crate::window::Window;
 use anyhow::{Result, bail};
 use serde::Deserialize;
 use serde_json::Value;
@@ -296,6 +297,33 @@ pub struct PutParams {
     /// A file (e.g. `opsman/version` from a previous get) holding the target version.
     #[serde(default)]
     pub target_version_file: Option<String>,
+    /// A desired fleet file (relative to the put's directory, e.g. `fleet-repo/fleet.yml`): create,
+    /// resize, upgrade, hold, repair and (with `prune`) delete clusters to match it, wave by wave.
+    #[serde(default)]
+    pub desired: Option<String>,
+    /// A recurring maintenance window (`Sat,Sun 02:00-06:00 Europe/London`); overrides the fleet
+    /// file's `window`.
+    #[serde(default)]
+    pub window: Option<Window>,
+    #[serde(default)]
+    pub outside_window: OutsideWindow,
+    /// Delete clusters that the fleet file does not list (within the selector).
+    #[serde(default)]
+    pub prune: bool,
+    /// The most clusters one run may delete (default 1): a truncated fleet file must not wipe a fleet.
+    #[serde(default)]
+    pub max_prunes: Option<usize>,
+}
+
+/// What `out` does outside the maintenance window (or when it closes mid-run with work left).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OutsideWindow {
+    /// Exit 1 with a message saying when the window opens next.
+    #[default]
+    Fail,
+    /// Exit 0 without starting anything; the version is the fleet's (unchanged) state.
+    Skip,
 }
 
 impl PutParams {
@@ -317,6 +345,9 @@ impl PutParams {
         if self.poll_interval.is_some_and(|p| p.0.is_zero()) {
             bail!("params.poll_interval must be more than 0s");
         }
+        if self.desired.is_none() && (self.prune || self.max_prunes.is_some()) {
+            bail!("params.prune and params.max_prunes need params.desired: only a fleet file says what to keep");
+        }
         Ok(())
     }
 
@@ -328,6 +359,9 @@ impl PutParams {
     }
     pub fn poll_interval(&self) -> Duration {
         self.poll_interval.map_or(Duration::from_secs(15), |d| d.0)
+    }
+    pub fn max_prunes(&self) -> usize {
+        self.max_prunes.unwrap_or(1)
     }
     pub fn health_timeout(&self) -> Duration {
         self.health.timeout.map_or(Duration::from_secs(300), |d| d.0)
@@ -422,5 +456,17 @@ mod tests {
         let p = parse_params(json!({"cluster_timeout": "30m", "health": {"kubernetes": true, "soak": "1m"}})).unwrap();
         assert_eq!(p.cluster_timeout(), Duration::from_secs(1800));
         assert_eq!(p.health.soak.unwrap().0, Duration::from_secs(60));
+        let p = parse_params(json!({"desired": "repo/fleet.yml", "window": "Sat,Sun 02:00-06:00 Europe/London",
+                                    "outside_window": "skip", "prune": true, "max_prunes": 3, "repair": true}))
+        .unwrap();
+        assert_eq!(
+            (p.outside_window, p.max_prunes(), p.window.unwrap().zone_name()),
+            (OutsideWindow::Skip, 3, "Europe/London")
+        );
+        assert!(parse_params(json!({"prune": true})).unwrap_err().to_string().contains("need params.desired"));
+        let err = parse_params(json!({"window": "Sat 02:00-06:00 Mars/Base"})).unwrap_err().to_string();
+        assert!(err.contains("params.window") && err.contains("Mars/Base"), "{err}");
+        let err = parse_params(json!({"outside_window": "skp"})).unwrap_err().to_string();
+        assert!(err.contains("did you mean `skip`"), "{err}");
     }
 }

@@ -2,9 +2,11 @@
 //! across them (out). This module connects and observes; the steps are in `check`, `get` and `put`.
 
 mod check;
+pub mod desired;
 mod get;
 mod platform;
 mod put;
+pub mod reconcile;
 pub mod report;
 pub mod version;
 

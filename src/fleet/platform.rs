@@ -1,13 +1,13 @@
-//! The rollout engine's [`Platform`] backed by the TKGI API (and, for health gates, each cluster's
+//! The rollout engine's [`Platform`] backed by the TKGI API (upgrade, create, resize, delete) (and, for health gates, each cluster's
 //! Kubernetes API through a fresh kubeconfig from `binds`).
 
 use crate::Env;
 use crate::clients::kube::{Kube, KubeAccess};
-use crate::clients::tkgi::{Tkgi, UpgradeAnswer};
+use crate::clients::tkgi::{ActionAnswer, NewCluster, Tkgi};
 use crate::http::HttpConfig;
 use crate::redact::Log;
 use crate::rollout::executor::{Platform, Start};
-use crate::rollout::plan::ClusterState;
+use crate::rollout::plan::{Change, ClusterState};
 use anyhow::{Context, Result, bail};
 
 pub struct TkgiPlatform<'a> {
@@ -26,20 +26,35 @@ pub fn state_of(cluster: &crate::clients::tkgi::Cluster) -> ClusterState {
         last_action: cluster.last_action.clone(),
         last_action_state: cluster.last_action_state.clone(),
         description: cluster.last_action_description.clone(),
+        workers: cluster.workers(),
     }
 }
 
 impl Platform for TkgiPlatform<'_> {
-    async fn start_upgrade(&self, name: &str) -> Result<Start> {
-        Ok(match self.tkgi.start_upgrade(name).await? {
-            UpgradeAnswer::Accepted => Start::Accepted,
-            UpgradeAnswer::Busy(why) => Start::Busy(why),
-            UpgradeAnswer::Rejected(why) => Start::Rejected(why),
+    async fn start(&self, name: &str, change: &Change) -> Result<Start> {
+        let answer = match change {
+            Change::Upgrade => self.tkgi.start_upgrade(name).await?,
+            Change::Create { plan, master_host, workers } => {
+                let new = NewCluster {
+                    name: name.into(),
+                    plan_name: plan.clone(),
+                    master_host: master_host.clone(),
+                    workers: *workers,
+                };
+                self.tkgi.create_cluster(&new).await?
+            }
+            Change::Resize { to, .. } => self.tkgi.resize_cluster(name, *to).await?,
+            Change::Delete => self.tkgi.delete_cluster(name).await?,
+        };
+        Ok(match answer {
+            ActionAnswer::Accepted => Start::Accepted,
+            ActionAnswer::Busy(why) => Start::Busy(why),
+            ActionAnswer::Rejected(why) => Start::Rejected(why),
         })
     }
 
-    async fn status(&self, name: &str) -> Result<ClusterState> {
-        Ok(state_of(&self.tkgi.cluster(name).await?))
+    async fn status(&self, name: &str) -> Result<Option<ClusterState>> {
+        Ok(self.tkgi.find_cluster(name).await?.as_ref().map(state_of))
     }
 
     async fn health(&self, name: &str) -> Result<()> {

@@ -1,57 +1,176 @@
-//! `out`: the rolling upgrade. Observe, determine the target, plan (printed as a table), then — unless
-//! `dry_run` — execute with the rollout engine and report. The emitted version is computed from a fresh
-//! observation after the rollout, exactly as `check` would compute it.
+//! `out`: the rolling upgrade, or — with `params.desired` — applying a desired fleet file. Check the
+//! maintenance window, observe, determine the target, plan (printed as a table; `dry_run` stops
+//! there and writes `plan.json`/`plan.md`), then execute wave by wave with the rollout engine, whose
+//! start gate stops new starts once the window closes. The emitted version is computed from a fresh
+//! observation with the resource's own selector afterwards, exactly as `check` computes it.
 
+use super::desired::{self, FleetFile};
 use super::platform::{TkgiPlatform, state_of};
-use super::report::{plan_text, summary_text};
+use super::reconcile::{Current, Options, Reconciled, reconcile};
+use super::report::{plan_json, plan_text, summary_text};
 use super::version::version;
-use super::{Connection, connect, observe};
+use super::{Connection, Observed, connect, observe};
 use crate::Ctx;
-use crate::config::fleet::{Canaries, OnFailure, PutParams, Selector, Source};
+use crate::config::fleet::{Canaries, OnFailure, OutsideWindow, PutParams, Selector, Source};
 use crate::config::{self};
 use crate::protocol::{MetadataField, Request, StepResponse, render_step};
-use crate::rollout::executor::{self, Executor, Outcome, Settings};
+use crate::rollout::executor::{self, Executor, Outcome, Settings, StartGate};
 use crate::rollout::plan::{CanarySpec, Plan, plan};
+use crate::window::Window;
 use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
+
+/// How the start gate's reason begins, so the result can tell a closed window from a failure.
+const WINDOW_CLOSED: &str = "the maintenance window closed";
 
 pub async fn run(source: &Source, request: &Request, ctx: &Ctx) -> Result<String> {
     let params: PutParams = config::parse(&request.params, "params")?;
     params.validate()?;
+    let file = match &params.desired {
+        Some(path) => Some(load_desired(path, ctx)?),
+        None => None,
+    };
+    let window = params.window.clone().or_else(|| file.as_ref().and_then(|f| f.window.clone()));
     let selector = Selector::new(params.clusters.as_ref().unwrap_or(&source.clusters))?;
     let conn = connect(source, ctx).await?;
+    if let Some(closed) = window_closed(window.as_ref(), ctx) {
+        if params.outside_window == OutsideWindow::Skip {
+            ctx.log.line(format!("{closed}; outside_window is skip: nothing starts, the fleet is unchanged"));
+            let metadata = vec![MetadataField::new("skipped", closed)];
+            return render_step(&StepResponse { version: fleet_version(&conn, source).await?, metadata });
+        }
+        bail!("refusing to start: {closed} (set params.outside_window: skip to succeed without changes outside it)");
+    }
     let fleet = observe(&conn, &selector).await?;
     let target = target_version(&params, &conn, ctx).await?;
-    let states: Vec<_> = fleet.iter().map(|o| state_of(&o.cluster)).collect();
-    let plan = plan(&states, &target, params.repair, &canary_spec(&params.canaries))?;
+    let plan = match &file {
+        Some(file) => desired_plan(file, &fleet, &selector, &target, &params, ctx)?,
+        None => {
+            let states: Vec<_> = fleet.iter().map(|o| state_of(&o.cluster)).collect();
+            plan(&states, &target, params.repair, &canary_spec(&params.canaries))?
+        }
+    };
     ctx.log.line(plan_text(&plan));
     if params.dry_run {
+        write_plan_files(&plan, ctx)?;
         ctx.log.line("dry run: nothing was changed");
         let mut metadata = plan_metadata(&plan);
         metadata.push(MetadataField::new("dry_run", "true"));
-        return render_step(&StepResponse { version: version(&fleet), metadata });
+        return render_step(&StepResponse { version: fleet_version(&conn, source).await?, metadata });
     }
-    let report = execute(&params, &conn, &plan, &target, ctx).await;
+    let report = execute(&params, file.as_ref(), window, &conn, &plan, &target, ctx).await;
     ctx.log.line(summary_text(&report));
-    if !report.succeeded() {
-        let failed = report.names(|o| matches!(o, Outcome::Failed(_)));
-        let not_started = report.names(|o| matches!(o, Outcome::NotStarted(_)));
+    let deferred = check_outcome(&report, &target, &params)?;
+    let mut metadata = plan_metadata(&plan);
+    metadata.push(MetadataField::new("changed", report.names(|o| *o == Outcome::Succeeded).len().to_string()));
+    metadata.push(MetadataField::new("failed", "none"));
+    if !deferred.is_empty() {
+        metadata.push(MetadataField::new("deferred", deferred.join(", ")));
+    }
+    let version = fleet_version(&conn, source).await.context("reading the fleet after the rollout")?;
+    render_step(&StepResponse { version, metadata })
+}
+
+/// The fleet version over `source.clusters` — what `check` reports — whatever `params.clusters` says.
+async fn fleet_version(conn: &Connection, source: &Source) -> Result<crate::protocol::Version> {
+    Ok(version(&observe(conn, &Selector::new(&source.clusters)?).await?))
+}
+
+/// `Some(description)` when a window is configured and closed now.
+fn window_closed(window: Option<&Window>, ctx: &Ctx) -> Option<String> {
+    let window = window?;
+    let now = ctx.clock.now();
+    let text = window.describe(now);
+    if window.is_open(now) {
+        ctx.log.line(text);
+        return None;
+    }
+    Some(text)
+}
+
+/// Fails on any failed cluster, or on clusters left unstarted unless only the window held them back
+/// and `outside_window: skip` is set; returns those deferred clusters.
+fn check_outcome(report: &executor::Report, target: &str, params: &PutParams) -> Result<Vec<String>> {
+    let failed = report.names(|o| matches!(o, Outcome::Failed(_)));
+    let not_started = report.names(|o| matches!(o, Outcome::NotStarted(_)));
+    let window_closed = report.halted.as_deref().is_some_and(|h| h.starts_with(WINDOW_CLOSED));
+    if failed.is_empty() && window_closed && params.outside_window == OutsideWindow::Skip {
+        return Ok(not_started);
+    }
+    if !failed.is_empty() || !not_started.is_empty() {
+        let why = report.halted.as_deref().unwrap_or("a cluster failed");
         bail!(
-            "the rollout to TKGI {target} did not complete: failed: {}; not started: {}",
+            "the rollout to TKGI {target} did not complete ({why}): failed: {}; not started: {}",
             list(&failed),
             list(&not_started)
         );
     }
-    let after = observe(&conn, &selector).await.context("reading the fleet after the rollout")?;
-    let upgraded = report.clusters.len();
-    let mut metadata = plan_metadata(&plan);
-    metadata.push(MetadataField::new("upgraded", upgraded.to_string()));
-    metadata.push(MetadataField::new("failed", "none"));
-    render_step(&StepResponse { version: version(&after), metadata })
+    Ok(Vec::new())
 }
 
-async fn execute(params: &PutParams, conn: &Connection, plan: &Plan, target: &str, ctx: &Ctx) -> executor::Report {
+fn load_desired(path: &str, ctx: &Ctx) -> Result<FleetFile> {
+    let full: PathBuf = ctx.dir.as_deref().map_or_else(|| path.into(), |d| d.join(path));
+    let text = std::fs::read_to_string(&full)
+        .with_context(|| format!("reading params.desired {} (relative to the put's directory)", full.display()))?;
+    desired::parse(&text, path)
+}
+
+/// The reconcile plan for a fleet file. Every cluster the file names must be within the selector:
+/// otherwise it would be invisible here (and to `check`) and be "created" a second time.
+fn desired_plan(
+    file: &FleetFile,
+    fleet: &[Observed],
+    selector: &Selector,
+    target: &str,
+    params: &PutParams,
+    ctx: &Ctx,
+) -> Result<Plan> {
+    if let Some(outside) = file.clusters.iter().find(|c| !selector.matches(&c.name)) {
+        bail!(
+            "cluster `{}` in {} is outside the resource's cluster selector; widen source.clusters (or params.clusters)",
+            outside.name,
+            params.desired.as_deref().unwrap_or("the fleet file")
+        );
+    }
+    let current: Vec<Current> =
+        fleet.iter().map(|o| Current { state: state_of(&o.cluster), plan: o.cluster.plan_name.clone() }).collect();
+    let options = Options {
+        target: target.to_string(),
+        prune: params.prune,
+        max_prunes: params.max_prunes(),
+        repair: params.repair,
+    };
+    let Reconciled { plan, notes, repairs } = reconcile(file, &current, &options)?;
+    for note in notes {
+        ctx.log.line(format!("note: {note}"));
+    }
+    for name in repairs {
+        ctx.log.line(format!("repair: {name}'s last action failed; retrying it once in this run"));
+    }
+    Ok(plan)
+}
+
+/// `plan.json` and `plan.md` in the put's directory, for a step that comments on a pull request.
+fn write_plan_files(plan: &Plan, ctx: &Ctx) -> Result<()> {
+    let Some(dir) = &ctx.dir else { return Ok(()) };
+    let json = serde_json::to_string_pretty(&plan_json(plan))?;
+    std::fs::write(dir.join("plan.json"), json + "\n").context("writing plan.json")?;
+    std::fs::write(dir.join("plan.md"), format!("# Fleet plan\n\n{}", plan_text(plan))).context("writing plan.md")?;
+    ctx.log.line(format!("wrote {} and plan.md", dir.join("plan.json").display()));
+    Ok(())
+}
+
+async fn execute(
+    params: &PutParams,
+    file: Option<&FleetFile>,
+    window: Option<Window>,
+    conn: &Connection,
+    plan: &Plan,
+    target: &str,
+    ctx: &Ctx,
+) -> executor::Report {
     let settings = Settings {
-        max_in_flight: params.max_in_flight(),
+        max_in_flight: params.max_in_flight.or(file.and_then(|f| f.max_in_flight)).unwrap_or(1),
         on_failure: match params.on_failure {
             OnFailure::Stop => executor::OnFailure::Stop,
             OnFailure::Continue => executor::OnFailure::Continue,
@@ -60,6 +179,7 @@ async fn execute(params: &PutParams, conn: &Connection, plan: &Plan, target: &st
         poll_interval: params.poll_interval(),
         health_timeout: params.health_timeout(),
         soak: params.health.soak.map(|d| d.0),
+        wave_soak: file.and_then(|f| f.soak).map(|d| d.0),
     };
     let platform = TkgiPlatform {
         tkgi: &conn.tkgi,
@@ -68,7 +188,19 @@ async fn execute(params: &PutParams, conn: &Connection, plan: &Plan, target: &st
         env: &ctx.env,
         log: &ctx.log,
     };
-    Executor::new(&platform, settings, target, ctx.log.clone()).run(plan).await
+    let executor = Executor::new(&platform, settings, target, ctx.log.clone());
+    match window {
+        Some(window) => executor.with_start_gate(window_gate(window, ctx)).run(plan).await,
+        None => executor.run(plan).await,
+    }
+}
+
+/// Refuses new starts once the window has closed; running clusters finish (SUC's window semantics).
+fn window_gate(window: Window, ctx: &Ctx) -> StartGate<'_> {
+    Box::new(move || {
+        let now = ctx.clock.now();
+        if window.is_open(now) { Ok(()) } else { Err(format!("{WINDOW_CLOSED} ({})", window.describe(now))) }
+    })
 }
 
 /// `target_version`, else `target_version_file` (relative to the put's directory), else the platform's

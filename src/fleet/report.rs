@@ -4,7 +4,8 @@
 use super::Observed;
 use crate::rollout::executor::{Outcome, Report};
 use crate::rollout::human;
-use crate::rollout::plan::{Action, Plan};
+use crate::rollout::plan::{Action, Change, Plan, Planned};
+use serde_json::{Value, json};
 
 /// A Markdown table with columns padded to their widest cell.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -47,33 +48,72 @@ pub fn fleet_markdown(fleet: &[Observed], target: &str) -> String {
     format!("# TKGI fleet\n\n{} clusters, {behind} behind TKGI {target}.\n\n{}", fleet.len(), table(&headers, &rows))
 }
 
-/// The plan as printed before anything changes.
+/// The plan as printed before anything changes: one row per job in execution order, with its wave.
 pub fn plan_text(plan: &Plan) -> String {
     let mut rows = Vec::new();
-    for p in plan.planned() {
-        let role = match (p.action, p.canary) {
-            (Action::Adopt, _) => "adopt (upgrade already running)",
-            (Action::Start, true) => "canary",
-            (Action::Start, false) => "upgrade",
-        };
-        rows.push(vec![
-            (rows.len() + 1).to_string(),
-            p.name.clone(),
-            role.into(),
-            format!("{} → {}", p.from_version, plan.target),
-        ]);
+    for wave in &plan.waves {
+        for p in wave.all() {
+            rows.push(vec![
+                (rows.len() + 1).to_string(),
+                p.name.clone(),
+                step(p),
+                versions(p, &plan.target),
+                wave.name.clone(),
+            ]);
+        }
     }
     let mut out = format!("Rollout plan to TKGI {}:\n", plan.target);
     if rows.is_empty() {
         out.push_str("nothing to upgrade.\n");
     } else {
-        out.push_str(&table(&["#", "cluster", "step", "version"], &rows));
+        out.push_str(&table(&["#", "cluster", "step", "version", "wave"], &rows));
     }
     if !plan.skipped.is_empty() {
         let skipped: Vec<Vec<String>> = plan.skipped.iter().map(|(n, r)| vec![n.clone(), r.to_string()]).collect();
         out.push_str(&format!("Skipped:\n{}", table(&["cluster", "reason"], &skipped)));
     }
     out
+}
+
+fn step(p: &Planned) -> String {
+    match (p.action, p.canary) {
+        (Action::Adopt, _) => format!("adopt (upgrade already running): {}", p.describe()),
+        (Action::Start, true) => format!("canary {}", p.describe()),
+        (Action::Start, false) => p.describe(),
+    }
+}
+
+fn versions(p: &Planned, target: &str) -> String {
+    if p.upgrades() { format!("{} → {target}", p.from_version) } else { p.from_version.clone() }
+}
+
+/// The plan as data (`plan.json` of a dry run), for a step that comments on a pull request.
+pub fn plan_json(plan: &Plan) -> Value {
+    let change = |c: &Change| match c {
+        Change::Upgrade => json!({"change": "upgrade"}),
+        Change::Create { plan, master_host, workers } => {
+            json!({"change": "create", "plan": plan, "master_host": master_host, "workers": workers})
+        }
+        Change::Resize { from, to } => json!({"change": "resize", "from_workers": from, "to_workers": to}),
+        Change::Delete => json!({"change": "delete"}),
+    };
+    let waves: Vec<Value> = plan
+        .waves
+        .iter()
+        .map(|w| {
+            let jobs: Vec<Value> = w
+                .all()
+                .map(|p| {
+                    json!({"cluster": p.name, "canary": p.canary, "adopt": p.action == Action::Adopt,
+                           "from_version": p.from_version, "changes": p.changes.iter().map(change).collect::<Vec<_>>()})
+                })
+                .collect();
+            json!({"name": w.name, "jobs": jobs})
+        })
+        .collect();
+    let skipped: Vec<Value> =
+        plan.skipped.iter().map(|(n, r)| json!({"cluster": n, "reason": r.to_string()})).collect();
+    json!({"target": plan.target, "waves": waves, "skipped": skipped})
 }
 
 /// The end-of-rollout summary.
@@ -83,18 +123,18 @@ pub fn summary_text(report: &Report) -> String {
         .iter()
         .map(|c| {
             let role = if c.adopted {
-                "adopted"
+                "adopted upgrade".to_string()
             } else if c.canary {
-                "canary"
+                format!("canary {}", c.what)
             } else {
-                "upgrade"
+                c.what.clone()
             };
             let (result, note) = match &c.outcome {
                 Outcome::Succeeded => ("succeeded", String::new()),
                 Outcome::Failed(why) => ("FAILED", why.clone()),
                 Outcome::NotStarted(why) => ("not started", why.clone()),
             };
-            vec![c.name.clone(), role.into(), result.into(), human(c.elapsed), note]
+            vec![c.name.clone(), role, result.into(), human(c.elapsed), note]
         })
         .collect();
     let count = |pick: fn(&Outcome) -> bool| report.clusters.iter().filter(|c| pick(&c.outcome)).count();
@@ -128,6 +168,7 @@ mod tests {
             last_action: a.into(),
             last_action_state: s.into(),
             description: String::new(),
+            workers: None,
         };
         let clusters = [
             cs("a", "1", "CREATE", "succeeded"),
@@ -135,12 +176,13 @@ mod tests {
             cs("c", "2", "UPGRADE", "succeeded"),
         ];
         let text = plan_text(&plan(&clusters, "2", false, &CanarySpec::Count(1)).unwrap());
-        assert!(text.contains("| 1   | a       | canary | 1 → 2"), "{text}");
+        assert!(text.contains("| 1   | a       | canary upgrade | 1 → 2   | all  |"), "{text}");
         assert!(text.contains("held by another action in progress (UPDATE)"), "{text}");
         assert!(text.contains("already at the target version"), "{text}");
         let report = Report {
             clusters: vec![ClusterReport {
                 name: "a".into(),
+                what: "upgrade".into(),
                 canary: true,
                 adopted: false,
                 outcome: Outcome::Failed("upgrade failed".into()),
@@ -150,7 +192,7 @@ mod tests {
         };
         let text = summary_text(&report);
         assert!(
-            text.contains("0 succeeded, 1 failed") && text.contains("| a       | canary | FAILED | 1m30s"),
+            text.contains("0 succeeded, 1 failed") && text.contains("| a       | canary upgrade | FAILED | 1m30s"),
             "{text}"
         );
     }

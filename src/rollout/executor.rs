@@ -11,7 +11,7 @@
 //! answer is waited on, never taken for success; a canary failure stops everything; after a failure
 //! with `on_failure: stop` nothing new starts, but clusters already upgrading are awaited.
 
-use super::plan::{Action, ClusterState, Phase, Plan, Planned};
+use super::plan::{Action, Change, ClusterState, Phase, Plan, Planned};
 use crate::redact::Log;
 use anyhow::{Result, bail};
 use futures_util::stream::FuturesUnordered;
@@ -30,12 +30,15 @@ pub enum Start {
     Rejected(String),
 }
 
-/// The platform operations a rollout needs. An `Err` from `start_upgrade` means "outcome unknown" (the
+/// The platform operations a rollout needs. An `Err` from `start` means "outcome unknown" (the
 /// request may or may not have reached the platform); the executor re-reads the cluster before trying
 /// again. Futures need not be `Send`: the executor never spawns.
 pub trait Platform {
-    fn start_upgrade(&self, name: &str) -> impl Future<Output = Result<Start>>;
-    fn status(&self, name: &str) -> impl Future<Output = Result<ClusterState>>;
+    /// Sends the request that starts `change` on cluster `name`.
+    fn start(&self, name: &str, change: &Change) -> impl Future<Output = Result<Start>>;
+    /// The cluster as the platform reports it now; `None` when it does not exist (not created yet, or
+    /// deleted).
+    fn status(&self, name: &str) -> impl Future<Output = Result<Option<ClusterState>>>;
     /// Extra health checks after the platform reports success (e.g. Kubernetes `/readyz`); `Ok` when
     /// none are configured. Retried until `Settings::health_timeout`.
     fn health(&self, name: &str) -> impl Future<Output = Result<()>>;
@@ -56,6 +59,8 @@ pub struct Settings {
     pub poll_interval: Duration,
     pub health_timeout: Duration,
     pub soak: Option<Duration>,
+    /// Wait this long after a wave succeeded before the next wave starts (GKE's soak between stages).
+    pub wave_soak: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -67,6 +72,7 @@ impl Default for Settings {
             poll_interval: Duration::from_secs(15),
             health_timeout: Duration::from_secs(300),
             soak: None,
+            wave_soak: None,
         }
     }
 }
@@ -81,6 +87,8 @@ pub enum Outcome {
 #[derive(Clone, Debug)]
 pub struct ClusterReport {
     pub name: String,
+    /// What the job was to do (`upgrade`, `create (small)`, …).
+    pub what: String,
     pub canary: bool,
     pub adopted: bool,
     pub outcome: Outcome,
@@ -135,14 +143,26 @@ impl<'a, P: Platform> Executor<'a, P> {
         self
     }
 
-    /// Runs the waves in order; a failed wave stops the later ones.
+    /// Runs the waves in order, with the wave soak between waves that have work; a failed wave stops
+    /// the later ones.
     pub async fn run(&self, plan: &Plan) -> Report {
         let mut report = Report::default();
-        for wave in &plan.waves {
+        let mut previous: Option<&str> = None;
+        for wave in plan.waves.iter().filter(|w| w.all().next().is_some()) {
             if let Some(reason) = report.halted.clone() {
                 report.clusters.extend(wave.all().map(|p| self.not_started(p, &reason)));
                 continue;
             }
+            if let (Some(done), Some(soak)) = (previous, self.settings.wave_soak) {
+                let how_long = crate::rollout::human(soak);
+                self.progress(
+                    "rollout",
+                    &format!("wave `{done}` done; soaking {how_long} before wave `{}`", wave.name),
+                );
+                sleep(soak).await;
+            }
+            previous = Some(&wave.name);
+            self.progress("rollout", &format!("wave `{}` begins", wave.name));
             // Adopted upgrades are already running: awaiting them starts nothing, so no limit or gate applies.
             self.run_parallel(&wave.adopted, usize::MAX, false, &mut report).await;
             self.run_canaries(&wave.canaries, &mut report).await;
@@ -225,6 +245,7 @@ impl<'a, P: Platform> Executor<'a, P> {
     fn not_started(&self, planned: &Planned, reason: &str) -> ClusterReport {
         ClusterReport {
             name: planned.name.clone(),
+            what: planned.describe(),
             canary: planned.canary,
             adopted: planned.action == Action::Adopt,
             outcome: Outcome::NotStarted(reason.to_string()),
@@ -245,12 +266,16 @@ impl<'a, P: Platform> Executor<'a, P> {
             )),
         };
         match &outcome {
-            Outcome::Succeeded => self.progress(&planned.name, &format!("done, at {}", self.target)),
+            Outcome::Succeeded if planned.upgrades() => {
+                self.progress(&planned.name, &format!("done, at {}", self.target))
+            }
+            Outcome::Succeeded => self.progress(&planned.name, &format!("done: {}", planned.describe())),
             Outcome::Failed(why) => self.progress(&planned.name, &format!("FAILED: {why}")),
             Outcome::NotStarted(_) => {}
         }
         ClusterReport {
             name: planned.name.clone(),
+            what: planned.describe(),
             canary: planned.canary,
             adopted: planned.action == Action::Adopt,
             outcome,
@@ -260,27 +285,36 @@ impl<'a, P: Platform> Executor<'a, P> {
 
     async fn drive(&self, planned: &Planned) -> Result<()> {
         let name = &planned.name;
-        match planned.action {
-            Action::Start => self.start(name, planned.canary).await?,
-            Action::Adopt => self.progress(name, "upgrade already in progress: adopting it (not starting another)"),
+        for (index, change) in planned.changes.iter().enumerate() {
+            if index == 0 && planned.action == Action::Adopt {
+                self.progress(name, "upgrade already in progress: adopting it (not starting another)");
+            } else {
+                self.start(name, change, planned.canary).await?;
+            }
+            self.await_change(name, change).await?;
+            if *change == Change::Upgrade {
+                self.health_gate(name).await?;
+            }
         }
-        self.await_upgrade(name).await?;
-        self.health_gate(name).await
+        Ok(())
     }
 
     /// Sends the start request until accepted. Busy and unknown outcomes are waited on; before asking
-    /// again the cluster is re-read, so an upgrade that did start (or that someone else started) is
+    /// again the cluster is re-read, so a change that did start (or that someone else started) is
     /// adopted instead of being started a second time.
-    async fn start(&self, name: &str, canary: bool) -> Result<()> {
+    async fn start(&self, name: &str, change: &Change, canary: bool) -> Result<()> {
         let mut last_note = String::new();
         loop {
-            let note = match self.platform.start_upgrade(name).await {
+            let note = match self.platform.start(name, change).await {
                 Ok(Start::Accepted) => {
-                    let what = if canary { "canary upgrade started" } else { "upgrade started" };
-                    self.progress(name, what);
+                    let what = change.describe();
+                    self.progress(
+                        name,
+                        &if canary { format!("canary {what} started") } else { format!("{what} started") },
+                    );
                     return Ok(());
                 }
-                Ok(Start::Rejected(why)) => bail!("the platform refused the upgrade: {why}"),
+                Ok(Start::Rejected(why)) => bail!("the platform refused to {}: {why}", change.describe()),
                 Ok(Start::Busy(why)) => format!("busy, waiting: {why}"),
                 Err(e) => format!("start request failed, re-reading before trying again: {e:#}"),
             };
@@ -290,34 +324,27 @@ impl<'a, P: Platform> Executor<'a, P> {
             }
             sleep(self.settings.poll_interval).await;
             if let Ok(state) = self.platform.status(name).await
-                && state.is_upgrade()
-                && (state.phase() == Phase::Running || state.version == self.target)
+                && already_started(change, state.as_ref(), &self.target)
             {
-                self.progress(name, "an upgrade is already running: adopting it");
+                self.progress(name, &format!("{} is already under way: adopting it", change.describe()));
                 return Ok(());
             }
         }
     }
 
-    /// Polls until the cluster's UPGRADE ends; logs each state change.
-    async fn await_upgrade(&self, name: &str) -> Result<()> {
+    /// Polls until the change ends; logs each state change.
+    async fn await_change(&self, name: &str, change: &Change) -> Result<()> {
         let mut last_seen = String::new();
         loop {
             let seen = match self.platform.status(name).await {
                 Ok(state) => {
-                    if state.is_upgrade() {
-                        match state.phase() {
-                            Phase::Succeeded if state.version == self.target => return Ok(()),
-                            Phase::Succeeded => bail!(
-                                "the platform reports UPGRADE succeeded, but the cluster is at {} instead of the target {}",
-                                state.version,
-                                self.target
-                            ),
-                            Phase::Failed => bail!("upgrade {}: {}", state.last_action_state, state.description),
-                            Phase::Running | Phase::Unknown => {}
-                        }
+                    if finished(change, state.as_ref(), &self.target)? {
+                        return Ok(());
                     }
-                    format!("{} {}", state.last_action, state.last_action_state)
+                    state.map_or_else(
+                        || "not listed by the platform".into(),
+                        |s| format!("{} {}", s.last_action, s.last_action_state),
+                    )
                 }
                 Err(e) => format!("cannot read the cluster (will keep trying): {e:#}"),
             };
@@ -345,7 +372,9 @@ impl<'a, P: Platform> Executor<'a, P> {
         let Some(soak) = self.settings.soak else { return Ok(()) };
         self.progress(name, &format!("healthy; soaking for {}", crate::rollout::human(soak)));
         sleep(soak).await;
-        let state = self.platform.status(name).await?;
+        let Some(state) = self.platform.status(name).await? else {
+            bail!("after the soak the platform no longer lists the cluster");
+        };
         if !(state.is_upgrade() && state.phase() == Phase::Succeeded && state.version == self.target) {
             bail!(
                 "after the soak the cluster reads {} {} at {}",
@@ -359,6 +388,41 @@ impl<'a, P: Platform> Executor<'a, P> {
 
     fn progress(&self, who: &str, message: &str) {
         self.log.line(format!("[{:>8}] {who}: {message}", format!("{:.1}s", self.began.elapsed().as_secs_f64())));
+    }
+}
+
+/// Whether a change whose start request had an unknown outcome (or met a 409) is in fact running or
+/// done, so the job adopts it instead of sending it again.
+pub fn already_started(change: &Change, state: Option<&ClusterState>, target: &str) -> bool {
+    let Some(s) = state else { return *change == Change::Delete };
+    let same_action = s.last_action.eq_ignore_ascii_case(change.action_name());
+    match change {
+        Change::Upgrade => same_action && (s.phase() == Phase::Running || s.version == target),
+        // The cluster exists: our create (or an earlier one) reached the platform.
+        Change::Create { .. } => true,
+        Change::Resize { to, .. } => same_action && (s.phase() == Phase::Running || s.workers == Some(*to)),
+        Change::Delete => same_action,
+    }
+}
+
+/// Whether `change` has completed: `Ok(true)` done, `Ok(false)` keep waiting, `Err` it failed.
+pub fn finished(change: &Change, state: Option<&ClusterState>, target: &str) -> Result<bool> {
+    let Some(s) = state else {
+        // Gone is success for a delete; for anything else the cluster may not be listed yet (create) or
+        // be briefly invisible: keep waiting, bounded by the cluster timeout.
+        return Ok(*change == Change::Delete);
+    };
+    if !s.last_action.eq_ignore_ascii_case(change.action_name()) {
+        return Ok(false);
+    }
+    match s.phase() {
+        Phase::Failed => bail!("{} {}: {}", s.last_action, s.last_action_state, s.description),
+        Phase::Succeeded if *change == Change::Upgrade && s.version != target => bail!(
+            "the platform reports UPGRADE succeeded, but the cluster is at {} instead of the target {target}",
+            s.version
+        ),
+        Phase::Succeeded => Ok(*change != Change::Delete),
+        Phase::Running | Phase::Unknown => Ok(false),
     }
 }
 
@@ -435,7 +499,8 @@ mod tests {
     }
 
     impl Platform for Fake {
-        async fn start_upgrade(&self, name: &str) -> Result<Start> {
+        async fn start(&self, name: &str, change: &Change) -> Result<Start> {
+            assert_eq!(change, &Change::Upgrade, "the fake platform only upgrades");
             let mut s = self.state.lock().unwrap();
             Fake::advance(&mut s);
             if let Some(n) = s.busy_answers.get_mut(name).filter(|n| **n > 0) {
@@ -462,10 +527,10 @@ mod tests {
             Ok(Start::Accepted)
         }
 
-        async fn status(&self, name: &str) -> Result<ClusterState> {
+        async fn status(&self, name: &str) -> Result<Option<ClusterState>> {
             let mut s = self.state.lock().unwrap();
             Fake::advance(&mut s);
-            Ok(s.clusters[name].0.clone())
+            Ok(s.clusters.get(name).map(|c| c.0.clone()))
         }
 
         async fn health(&self, name: &str) -> Result<()> {
@@ -483,6 +548,7 @@ mod tests {
             last_action: action.into(),
             last_action_state: state.into(),
             description: "bosh task failed".into(),
+            workers: None,
         }
     }
 
@@ -494,6 +560,7 @@ mod tests {
             poll_interval: Duration::from_secs(10),
             health_timeout: Duration::from_secs(60),
             soak: None,
+            wave_soak: None,
         }
     }
 

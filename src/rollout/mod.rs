@@ -1,7 +1,8 @@
 //! The upgrade engine, independent of any platform: [`plan`] decides what to do (pure functions),
-//! [`executor`] does it against a [`executor::Platform`] with canaries, `max_in_flight`, gates and
-//! timeouts.
+//! [`executor`] does it against a [`executor::Platform`] with waves, canaries, `max_in_flight`, gates
+//! and timeouts; [`clock`] is the injectable wall clock maintenance windows are judged by.
 
+pub mod clock;
 pub mod executor;
 pub mod plan;
 

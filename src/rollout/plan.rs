@@ -2,8 +2,9 @@
 //! which are adopted (an upgrade already running, e.g. from a killed build) and which are skipped and why.
 //!
 //! A plan is a list of waves; each wave has its canaries (run one at a time) and its other clusters
-//! (run `max_in_flight` at a time). Today `out` builds one wave; waves in order (dev → staging → prod)
-//! are the extension point for desired fleet files.
+//! (run `max_in_flight` at a time). [`plan`] builds the one-wave upgrade plan of a plain rolling
+//! upgrade; desired fleet files (`fleet::reconcile`) build several waves whose jobs may also create,
+//! resize or delete clusters ([`Change`]).
 
 use anyhow::{Result, bail};
 use std::fmt;
@@ -18,6 +19,8 @@ pub struct ClusterState {
     pub last_action_state: String,
     /// The platform's words about the last action (shown when it failed).
     pub description: String,
+    /// Worker node count, when the platform reports it.
+    pub workers: Option<u64>,
 }
 
 /// How a cluster's last action stands.
@@ -61,6 +64,18 @@ pub enum SkipReason {
     UnknownState {
         state: String,
     },
+    /// `hold: true` in the fleet file: never touched.
+    Held,
+    /// Pinned (fleet file `version`) at the version it already runs.
+    Pinned {
+        version: String,
+    },
+    /// On the platform but not in the fleet file, and `prune` is not set.
+    NotInFleetFile,
+    /// Would be pruned, but this run already deletes as many clusters as `max_prunes` allows.
+    PruneCapReached {
+        cap: usize,
+    },
 }
 
 impl fmt::Display for SkipReason {
@@ -72,6 +87,15 @@ impl fmt::Display for SkipReason {
                 write!(f, "last action {action} failed and `repair` is not set")
             }
             SkipReason::UnknownState { state } => write!(f, "unknown last_action_state `{state}`"),
+            SkipReason::Held => write!(f, "held (`hold: true`): never touched"),
+            SkipReason::Pinned { version } => write!(f, "pinned at {version}"),
+            SkipReason::NotInFleetFile => write!(f, "not in the fleet file; `prune` is not set, so it stays"),
+            SkipReason::PruneCapReached { cap } => {
+                write!(
+                    f,
+                    "not in the fleet file, but this run already prunes {cap} (`max_prunes`); left for a later run"
+                )
+            }
         }
     }
 }
@@ -85,12 +109,80 @@ pub enum Action {
     Adopt,
 }
 
+/// One change a job makes to its cluster; a job runs its changes in order (e.g. resize, then upgrade),
+/// each awaited to completion, because the platform refuses a second action while one runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Upgrade to the rollout's target version.
+    Upgrade,
+    Create {
+        plan: String,
+        master_host: String,
+        workers: Option<u64>,
+    },
+    Resize {
+        from: Option<u64>,
+        to: u64,
+    },
+    Delete,
+}
+
+impl Change {
+    /// The platform's `last_action` while this change runs.
+    pub fn action_name(&self) -> &'static str {
+        match self {
+            Change::Upgrade => "UPGRADE",
+            Change::Create { .. } => "CREATE",
+            Change::Resize { .. } => "UPDATE",
+            Change::Delete => "DELETE",
+        }
+    }
+
+    /// Words for tables and logs: `upgrade`, `create (small, 3 workers)`, `resize 3 → 5`, `delete`.
+    pub fn describe(&self) -> String {
+        match self {
+            Change::Upgrade => "upgrade".into(),
+            Change::Create { plan, workers: Some(w), .. } => format!("create ({plan}, {w} workers)"),
+            Change::Create { plan, workers: None, .. } => format!("create ({plan})"),
+            Change::Resize { from: Some(f), to } => format!("resize {f} → {to} workers"),
+            Change::Resize { from: None, to } => format!("resize to {to} workers"),
+            Change::Delete => "delete".into(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Planned {
     pub name: String,
+    /// How the first change is taken on (only an upgrade can be adopted).
     pub action: Action,
     pub canary: bool,
     pub from_version: String,
+    /// What the job does, in order; never empty.
+    pub changes: Vec<Change>,
+}
+
+impl Planned {
+    /// A job that upgrades `name` (the plain rolling upgrade).
+    pub fn upgrade(name: &str, action: Action, from_version: &str) -> Planned {
+        Planned {
+            name: name.into(),
+            action,
+            canary: false,
+            from_version: from_version.into(),
+            changes: vec![Change::Upgrade],
+        }
+    }
+
+    /// The job's changes as one phrase: `resize 3 → 5 workers, then upgrade`.
+    pub fn describe(&self) -> String {
+        let words: Vec<String> = self.changes.iter().map(Change::describe).collect();
+        words.join(", then ")
+    }
+
+    pub fn upgrades(&self) -> bool {
+        self.changes.contains(&Change::Upgrade)
+    }
 }
 
 /// One group of clusters run to completion before the next group starts.
@@ -163,12 +255,7 @@ pub fn plan(clusters: &[ClusterState], target: &str, repair: bool, canaries: &Ca
     let mut skipped = Vec::new();
     let mut to_start = Vec::new();
     for cluster in sorted {
-        let planned = |action| Planned {
-            name: cluster.name.clone(),
-            action,
-            canary: false,
-            from_version: cluster.version.clone(),
-        };
+        let planned = |action| Planned::upgrade(&cluster.name, action, &cluster.version);
         match decide(cluster, target, repair) {
             Ok(Action::Adopt) => wave.adopted.push(planned(Action::Adopt)),
             Ok(Action::Start) => to_start.push(planned(Action::Start)),
@@ -200,6 +287,7 @@ mod tests {
             last_action: action.into(),
             last_action_state: state.into(),
             description: String::new(),
+            workers: None,
         }
     }
 

@@ -7,9 +7,11 @@
 pub mod clients;
 pub mod config;
 pub mod http;
+pub mod kubernetes;
 pub mod protocol;
 pub mod redact;
 pub mod stemcell;
+pub mod window;
 
 use anyhow::{Context, Result, bail};
 use config::Kind;
@@ -115,7 +117,8 @@ pub fn validate_config(step: Step, request: &Request) -> Result<Kind> {
                 }
             }
         }
-        Kind::Kubernetes | Kind::Fleet => bail!("kind `{}` is not implemented yet", kind.name()),
+        Kind::Kubernetes => kubernetes::validate(step, request)?,
+        Kind::Fleet => bail!("kind `{}` is not implemented yet", kind.name()),
     }
     Ok(kind)
 }
@@ -123,6 +126,7 @@ pub fn validate_config(step: Step, request: &Request) -> Result<Kind> {
 async fn dispatch(kind: Kind, step: Step, request: Request, ctx: Ctx) -> Result<String> {
     match kind {
         Kind::Stemcell => stemcell::run(step, request, ctx).await,
-        Kind::Kubernetes | Kind::Fleet => bail!("kind `{}` is not implemented yet", kind.name()),
+        Kind::Kubernetes => kubernetes::run(step, request, ctx).await,
+        Kind::Fleet => bail!("kind `{}` is not implemented yet", kind.name()),
     }
 }

@@ -11,6 +11,7 @@ mod control;
 pub mod director;
 pub mod faults;
 pub mod k8s;
+pub mod releases;
 mod reqlog;
 pub mod scenario;
 mod shaping;
@@ -107,6 +108,7 @@ pub fn router(state: Arc<SimState>) -> Router {
         .merge(uaa::routes(Arc::clone(&state)))
         .merge(tkgi::routes(Arc::clone(&state)))
         .merge(k8s::routes(Arc::clone(&state)))
+        .merge(releases::routes(Arc::clone(&state)))
         .merge(control::routes(Arc::clone(&state)))
         .layer(from_fn_with_state(Arc::clone(&state), faults::middleware))
         .layer(from_fn_with_state(state, reqlog::middleware))

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::faults::FaultRule;
-use crate::{boshio, director, k8s, tkgi, uaa};
+use crate::{boshio, director, k8s, releases, tkgi, uaa};
 
 /// Everything the simulator is seeded with.
 #[derive(Debug, Clone, Deserialize)]
@@ -25,6 +25,7 @@ pub struct Scenario {
     pub uaa: uaa::Config,
     pub tkgi: tkgi::Config,
     pub kubernetes: k8s::Config,
+    pub releases: releases::Config,
 }
 
 impl Default for Scenario {
@@ -37,6 +38,7 @@ impl Default for Scenario {
             uaa: Default::default(),
             tkgi: Default::default(),
             kubernetes: Default::default(),
+            releases: Default::default(),
         }
     }
 }

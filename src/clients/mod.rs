@@ -2,4 +2,5 @@
 //! what to do with the answers lives in the kind modules and the rollout engine.
 
 pub mod director;
+pub mod k8s_feed;
 pub mod uaa;

@@ -1,0 +1,109 @@
+//! `in` for `kind: kubernetes`: write the version files and, given the version a cluster runs, the
+//! upgrade path to this version that obeys the skew policy (`path.json`).
+//!
+//! Files written to the step directory:
+//! - `version`: `1.30.14`
+//! - `tag`: `v1.30.14`
+//! - `path.json` (only with `params.from_version` or `params.from_version_file`):
+//!   `{"from":"1.28.11","to":"1.30.14","steps":["1.29.15","1.30.14"]}` — the versions to upgrade
+//!   through, in order, ending with `to`; each intermediate is its minor's latest stable patch.
+//!   `steps` is empty when `from` already is `to`.
+
+use super::check::read_version;
+use super::skew::{self, SkewError};
+use super::versions::KubeVersion;
+use crate::clients::k8s_feed::FeedClient;
+use crate::config::kubernetes::{GetParams, Selection};
+use crate::protocol::{MetadataField, StepResponse, Version};
+use crate::redact::Log;
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// No real upgrade crosses this many minors; a larger gap is a typo, not a plan.
+const MAX_PATH_MINORS: u64 = 40;
+
+/// The content of `path.json`.
+#[derive(Debug, Serialize)]
+pub struct PathFile {
+    pub from: String,
+    pub to: String,
+    pub steps: Vec<String>,
+}
+
+/// Writes the files for `version` into `dir` and answers the same version with metadata.
+pub async fn get(
+    feed: &FeedClient,
+    selection: Selection,
+    params: &GetParams,
+    version: &Version,
+    dir: &Path,
+    log: &Log,
+) -> Result<StepResponse> {
+    let target = super::requested_version(version)?;
+    write(dir, "version", &format!("{}\n", target.plain()))?;
+    write(dir, "tag", &format!("{}\n", target.tag()))?;
+    let mut metadata = vec![
+        MetadataField::new("version", target.plain()),
+        MetadataField::new("channel", super::selection_label(selection)),
+    ];
+    if let Some(from) = from_version(params, dir)? {
+        let steps = path_via_feed(feed, &from, &target).await?;
+        log.line(format!("upgrade path: {}", skew::describe_path(&from, &steps)));
+        let file =
+            PathFile { from: from.plain(), to: target.plain(), steps: steps.iter().map(KubeVersion::plain).collect() };
+        write(dir, "path.json", &format!("{}\n", serde_json::to_string(&file)?))?;
+        let shown = if file.steps.is_empty() { "none".to_string() } else { file.steps.join(" → ") };
+        metadata.push(MetadataField::new("steps", shown));
+    }
+    Ok(StepResponse { version: version.clone(), metadata })
+}
+
+/// The version to start the path from: `from_version`, or the content of `from_version_file`.
+fn from_version(params: &GetParams, dir: &Path) -> Result<Option<KubeVersion>> {
+    match (&params.from_version, &params.from_version_file) {
+        (Some(_), Some(_)) => bail!("params.from_version and params.from_version_file exclude each other: set one"),
+        (Some(text), None) => Ok(Some(KubeVersion::parse(text).context("params.from_version")?)),
+        (None, Some(file)) => {
+            if Path::new(file).is_absolute() {
+                bail!(
+                    "params.from_version_file `{file}` must be relative to the step directory (e.g. `cluster/version`)"
+                );
+            }
+            let path = dir.join(file);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("params.from_version_file: reading {}", path.display()))?;
+            Ok(Some(KubeVersion::parse(&text).with_context(|| format!("params.from_version_file {file}"))?))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// The skew-policy path, reading each intermediate minor's `stable-M.N.txt` from the feed.
+async fn path_via_feed(feed: &FeedClient, from: &KubeVersion, to: &KubeVersion) -> Result<Vec<KubeVersion>> {
+    // Refuse downgrades and major changes before asking the feed anything.
+    match skew::check_skew(from, to) {
+        Err(err @ SkewError::Downgrade { .. }) => {
+            bail!("the from version {from} is newer than the fetched version {to}, so there is no upgrade path: {err}")
+        }
+        Err(err @ SkewError::MajorChange { .. }) => bail!("no upgrade path: {err}"),
+        _ => {}
+    }
+    if to.minor.saturating_sub(from.minor) > MAX_PATH_MINORS {
+        bail!("{from} → {to} spans more than {MAX_PATH_MINORS} minors: check params.from_version");
+    }
+    let mut latest = BTreeMap::new();
+    for minor in from.minor + 1..to.minor {
+        let file = format!("stable-{}.{minor}.txt", from.major);
+        if let Some(version) = read_version(feed, &file).await? {
+            latest.insert(minor, version);
+        }
+    }
+    skew::upgrade_path(from, to, |minor| latest.get(&minor).cloned()).context("computing the upgrade path")
+}
+
+fn write(dir: &Path, name: &str, content: &str) -> Result<()> {
+    let path = dir.join(name);
+    std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))
+}

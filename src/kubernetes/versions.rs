@@ -1,0 +1,273 @@
+//! Kubernetes version numbers: parsing the forms the feeds, the apiserver and TKGI print
+//! (`v1.30.14`, `1.28.11+vmware.1`, `v1.31.0-rc.1`), ordering them, and printing them back.
+//!
+//! Hand-written rather than `semver` because Kubernetes versions are a narrow, stable shape and the
+//! errors here must name what was expected; ordering still follows SemVer 2.0 (a pre-release sorts
+//! before its release, build metadata is ignored).
+
+use anyhow::Result;
+use std::cmp::Ordering;
+use std::fmt;
+
+/// One Kubernetes version. Build metadata (`+vmware.1`) is kept for display but ignored by
+/// comparisons: a distribution's build of 1.28.11 is Kubernetes 1.28.11 as far as skew goes.
+#[derive(Clone, Debug)]
+pub struct KubeVersion {
+    pub major: u64,
+    pub minor: u64,
+    pub patch: u64,
+    /// `rc.1`, `beta.0`, `alpha.3` — without the leading `-`.
+    pub pre: Option<String>,
+    /// `vmware.1` — without the leading `+`.
+    pub build: Option<String>,
+}
+
+impl KubeVersion {
+    pub fn new(major: u64, minor: u64, patch: u64) -> Self {
+        KubeVersion { major, minor, patch, pre: None, build: None }
+    }
+
+    /// Parses `v1.30.14`, `1.30.14`, `1.28.11+vmware.1` or `v1.31.0-rc.1`; surrounding whitespace is
+    /// allowed, anything else is an error quoting the input.
+    pub fn parse(text: &str) -> Result<KubeVersion> {
+        let trimmed = text.trim();
+        let bad = |why: &str| {
+            anyhow::anyhow!(
+                "`{}` is not a Kubernetes version ({why}): expected MAJOR.MINOR.PATCH such as `1.30.14` or `v1.30.14`",
+                quote(trimmed)
+            )
+        };
+        let body = trimmed.strip_prefix('v').unwrap_or(trimmed);
+        let (body, build) = match body.split_once('+') {
+            Some((b, meta)) => (b, Some(identifiers(meta).ok_or_else(|| bad("empty or invalid build metadata"))?)),
+            None => (body, None),
+        };
+        let (core, pre) = match body.split_once('-') {
+            Some((c, p)) => (c, Some(identifiers(p).ok_or_else(|| bad("empty or invalid pre-release"))?)),
+            None => (body, None),
+        };
+        let parts: Vec<&str> = core.split('.').collect();
+        if parts.len() != 3 {
+            return Err(bad("needs exactly three numbers"));
+        }
+        let mut numbers = [0u64; 3];
+        for (slot, part) in numbers.iter_mut().zip(&parts) {
+            *slot = number(part).ok_or_else(|| bad("each part must be a number without leading zeros"))?;
+        }
+        Ok(KubeVersion { major: numbers[0], minor: numbers[1], patch: numbers[2], pre, build })
+    }
+
+    /// The release tag: `v1.30.14` (with pre-release, without build metadata).
+    pub fn tag(&self) -> String {
+        format!("v{}", self.plain())
+    }
+
+    /// `1.30.14` or `1.31.0-rc.1`, without build metadata: the form check emits.
+    pub fn plain(&self) -> String {
+        match &self.pre {
+            Some(pre) => format!("{}.{}.{}-{pre}", self.major, self.minor, self.patch),
+            None => format!("{}.{}.{}", self.major, self.minor, self.patch),
+        }
+    }
+
+    /// `1.30`
+    pub fn minor_str(&self) -> String {
+        format!("{}.{}", self.major, self.minor)
+    }
+
+    pub fn is_prerelease(&self) -> bool {
+        self.pre.is_some()
+    }
+}
+
+/// Validates dot-separated SemVer identifiers (`rc.1`, `vmware.1`).
+fn identifiers(text: &str) -> Option<String> {
+    let ok = !text.is_empty()
+        && text.split('.').all(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    ok.then(|| text.to_string())
+}
+
+/// A decimal number without a sign or leading zeros (`0` itself is fine).
+fn number(text: &str) -> Option<u64> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    if !digits || (text.len() > 1 && text.starts_with('0')) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// At most 100 bytes of untrusted input, for error messages.
+fn quote(text: &str) -> String {
+    let mut end = text.len().min(100);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    if end < text.len() { format!("{}…", &text[..end]) } else { text.to_string() }
+}
+
+/// SemVer pre-release precedence: numeric identifiers compare as numbers and sort before
+/// alphanumeric ones; a shorter list that is a prefix of a longer one sorts first.
+fn compare_pre(a: &str, b: &str) -> Ordering {
+    let mut left = a.split('.');
+    let mut right = b.split('.');
+    loop {
+        match (left.next(), right.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) => {
+                let order = match (x.parse::<u64>(), y.parse::<u64>()) {
+                    (Ok(m), Ok(n)) => m.cmp(&n),
+                    (Ok(_), Err(_)) => Ordering::Less,
+                    (Err(_), Ok(_)) => Ordering::Greater,
+                    (Err(_), Err(_)) => x.cmp(y),
+                };
+                if order != Ordering::Equal {
+                    return order;
+                }
+            }
+        }
+    }
+}
+
+impl Ord for KubeVersion {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.major, self.minor, self.patch).cmp(&(other.major, other.minor, other.patch)).then_with(|| {
+            match (&self.pre, &other.pre) {
+                (None, None) => Ordering::Equal,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(_), None) => Ordering::Less,
+                (Some(a), Some(b)) => compare_pre(a, b),
+            }
+        })
+    }
+}
+
+impl PartialOrd for KubeVersion {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for KubeVersion {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for KubeVersion {}
+
+/// Displays like [`KubeVersion::plain`] plus build metadata when present (`1.28.11+vmware.1`).
+impl fmt::Display for KubeVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.plain())?;
+        if let Some(build) = &self.build {
+            write!(f, "+{build}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for KubeVersion {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        KubeVersion::parse(s)
+    }
+}
+
+/// Deserializes from the string form, so fleet files and params can hold `1.30.14` or `v1.30.14`.
+impl<'de> serde::Deserialize<'de> for KubeVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        KubeVersion::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serializes as [`Display`](fmt::Display) does: `1.28.11+vmware.1`.
+impl serde::Serialize for KubeVersion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> KubeVersion {
+        KubeVersion::parse(s).unwrap()
+    }
+
+    /// (input, (major, minor, patch), pre-release, build metadata)
+    type Case = (&'static str, (u64, u64, u64), Option<&'static str>, Option<&'static str>);
+
+    #[test]
+    fn parses_the_forms_kubernetes_prints() {
+        let cases: &[Case] = &[
+            ("v1.30.14", (1, 30, 14), None, None),
+            ("1.30.14", (1, 30, 14), None, None),
+            ("  v1.30.14\n", (1, 30, 14), None, None),
+            ("1.28.11+vmware.1", (1, 28, 11), None, Some("vmware.1")),
+            ("v1.31.0-rc.1", (1, 31, 0), Some("rc.1"), None),
+            ("v1.32.0-alpha.0+abc", (1, 32, 0), Some("alpha.0"), Some("abc")),
+            ("0.0.0", (0, 0, 0), None, None),
+        ];
+        for (text, (major, minor, patch), pre, build) in cases {
+            let parsed = v(text);
+            assert_eq!((parsed.major, parsed.minor, parsed.patch), (*major, *minor, *patch), "{text}");
+            assert_eq!(parsed.pre.as_deref(), *pre, "{text}");
+            assert_eq!(parsed.build.as_deref(), *build, "{text}");
+        }
+    }
+
+    #[test]
+    fn rejects_garbage_with_a_quote() {
+        for bad in
+            ["", "v", "1.30", "1.30.x", "1.30.14.1", "01.30.1", "1.30.-1", "1.30.1-", "1.30.1+", "v 1.30.1", "<html>"]
+        {
+            let err = KubeVersion::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("is not a Kubernetes version") && err.contains("1.30.14"), "{bad}: {err}");
+        }
+        let long = "x".repeat(300);
+        let err = KubeVersion::parse(&long).unwrap_err().to_string();
+        assert!(err.len() < 250, "the quote is capped: {err}");
+    }
+
+    #[test]
+    fn orders_like_semver() {
+        let ascending = [
+            "1.28.9",
+            "1.28.10",
+            "1.29.0-alpha.1",
+            "1.29.0-alpha.2",
+            "1.29.0-beta.0",
+            "1.29.0-rc.0",
+            "1.29.0-rc.1",
+            "1.29.0",
+            "1.29.1",
+            "2.0.0",
+        ];
+        for pair in ascending.windows(2) {
+            assert!(v(pair[0]) < v(pair[1]), "{} < {}", pair[0], pair[1]);
+        }
+        assert_eq!(v("1.28.11+vmware.1"), v("v1.28.11"));
+    }
+
+    #[test]
+    fn prints_plain_tag_and_display() {
+        let x = v("v1.31.0-rc.1+build.5");
+        assert_eq!(x.plain(), "1.31.0-rc.1");
+        assert_eq!(x.tag(), "v1.31.0-rc.1");
+        assert_eq!(x.to_string(), "1.31.0-rc.1+build.5");
+        assert_eq!(x.minor_str(), "1.31");
+    }
+
+    #[test]
+    fn serde_uses_the_string_form() {
+        let parsed: KubeVersion = serde_json::from_str(r#""v1.28.11+vmware.1""#).unwrap();
+        assert_eq!(parsed, v("1.28.11"));
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), r#""1.28.11+vmware.1""#);
+        let err = serde_json::from_str::<KubeVersion>(r#""1.28""#).unwrap_err().to_string();
+        assert!(err.contains("`1.28` is not a Kubernetes version"), "{err}");
+    }
+}

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// Kinds whose implementation is not merged yet: their configs answer "kind `…` is not implemented
 /// yet", which is reported as pending instead of failing. `pending_kinds_are_really_pending` fails as
 /// soon as one lands, so this list cannot outlive its reason.
-const PENDING_KINDS: &[&str] = &["fleet", "kubernetes"];
+const PENDING_KINDS: &[&str] = &["fleet"];
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -120,12 +120,25 @@ fn pending_kinds_are_really_pending() {
 /// they must exist, so a renamed script breaks this test rather than the next CI build.
 #[test]
 fn ci_pipeline_task_files_and_scripts_exist() {
-    let text = std::fs::read_to_string(repo().join("ci/pipeline.yml")).unwrap();
-    let files: Vec<String> = text
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("file: "))
-        .map(|f| f.trim().trim_matches('"').to_string())
-        .collect();
+    /// The `file` of every task step, wherever it is nested (plans, hooks, do, try, in_parallel).
+    fn task_files(value: &serde_yaml_ng::Value, found: &mut Vec<String>) {
+        match value {
+            serde_yaml_ng::Value::Mapping(map) => {
+                if map.contains_key("task")
+                    && let Some(file) = map.get("file").and_then(|f| f.as_str())
+                {
+                    found.push(file.to_string());
+                }
+                map.values().for_each(|v| task_files(v, found));
+            }
+            serde_yaml_ng::Value::Sequence(items) => items.iter().for_each(|v| task_files(v, found)),
+            _ => {}
+        }
+    }
+    let pipeline: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(repo().join("ci/pipeline.yml")).unwrap()).unwrap();
+    let mut files = Vec::new();
+    task_files(&pipeline["jobs"], &mut files);
     assert!(!files.is_empty(), "ci/pipeline.yml runs no task files");
     for file in files {
         let path =
@@ -143,4 +156,21 @@ fn ci_pipeline_task_files_and_scripts_exist() {
             );
         }
     }
+}
+
+/// CI tests with the same Rust as the image build, so a toolchain bump cannot pass CI and then break
+/// the Dockerfile's builder stage (or the other way round).
+#[test]
+fn ci_test_image_matches_the_dockerfile_builder() {
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let builder = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("FROM ").filter(|rest| rest.ends_with(" AS builder")))
+        .map(|rest| rest.trim_end_matches(" AS builder").trim())
+        .expect("the Dockerfile has a builder stage");
+    let task: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(repo().join("ci/tasks/test.yml")).unwrap()).unwrap();
+    let source = &task["image_resource"]["source"];
+    let image = format!("{}:{}", source["repository"].as_str().unwrap(), source["tag"].as_str().unwrap());
+    assert_eq!(image, builder, "ci/tasks/test.yml and the Dockerfile's builder stage use different Rust images");
 }

@@ -14,6 +14,11 @@ use std::path::{Path, PathBuf};
 /// soon as one lands, so this list cannot outlive its reason.
 const PENDING_KINDS: &[&str] = &["fleet"];
 
+/// Params specified in an issue but not built yet, as (kind, field): issue 5's desired fleet file
+/// (`gitops-fleet.yml`). Tolerated only while the kind rejects exactly that field as unknown (or is
+/// itself pending); `pending_params_are_really_pending` fails once it is accepted.
+const PENDING_PARAMS: &[(&str, &str)] = &[("fleet", "desired")];
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -83,17 +88,25 @@ fn every_pipeline_and_task_config_passes_the_linter() {
             if vars.is_none() {
                 failures.push(format!("{name}: no vars example `{}` beside it", relative(&vars_path)));
             }
-            let report = lint_pipeline(&name, &text, &Options { vars: vars.as_deref(), pending_kinds: PENDING_KINDS });
+            let report = lint_pipeline(
+                &name,
+                &text,
+                &Options { vars: vars.as_deref(), pending_kinds: PENDING_KINDS, pending_params: PENDING_PARAMS },
+            );
             failures.extend(report.findings.iter().map(ToString::to_string));
             if dir == "pipelines" && report.validated.is_empty() && report.pending.is_empty() {
                 failures.push(format!("{name}: declares no resource of type `repave`"));
             }
             validated += report.validated.len();
-            pending.extend(report.pending.iter().map(|(at, kind)| format!("{name}: {at}: kind `{kind}`")));
+            pending.extend(report.pending.iter().map(|(at, what)| format!("{name}: {at}: {what}")));
         }
     }
     if !pending.is_empty() {
-        eprintln!("not validated yet, their kinds are not merged ({}):\n  {}", pending.len(), pending.join("\n  "));
+        eprintln!(
+            "not validated yet: their kind or params are not merged ({}):\n  {}",
+            pending.len(),
+            pending.join("\n  ")
+        );
     }
     eprintln!("{pipelines} pipelines linted, {validated} repave configs validated");
     assert!(failures.is_empty(), "{} findings:\n{}", failures.len(), failures.join("\n"));
@@ -112,6 +125,29 @@ fn pending_kinds_are_really_pending() {
         assert!(
             message.contains("is not implemented yet"),
             "kind `{kind}` has landed (validate_config answers {answer:?}): remove it from PENDING_KINDS so its pipelines are validated"
+        );
+    }
+}
+
+#[test]
+fn pending_params_are_really_pending() {
+    for (kind, field) in PENDING_PARAMS {
+        // A complete source, so the only thing left to object to is the field itself.
+        let source = serde_json::json!({"kind": kind, "api_url": "https://api.tkgi.example.com:9021",
+                                        "client_id": "repave", "client_secret": "x"});
+        let params = serde_json::json!({ *field: "fleet-repo/fleet.yml" });
+        let request = Request {
+            source: source.as_object().unwrap().clone(),
+            params: params.as_object().unwrap().clone(),
+            version: None,
+        };
+        let answer = repave::validate_config(Step::Out, &request);
+        let message = answer.as_ref().err().map(|e| format!("{e:#}")).unwrap_or_default();
+        let kind_pending = PENDING_KINDS.contains(kind) && message.contains("is not implemented yet");
+        let field_unknown = message.contains(&format!("unknown field `{field}`"));
+        assert!(
+            kind_pending || field_unknown,
+            "params.{field} of kind `{kind}` is no longer rejected as unknown ({answer:?}): remove it from PENDING_PARAMS"
         );
     }
 }

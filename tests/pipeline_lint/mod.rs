@@ -250,6 +250,9 @@ pub struct Options<'a> {
     pub vars: Option<&'a str>,
     /// Kinds not merged yet: "not implemented yet" from them is recorded as pending, not as a finding.
     pub pending_kinds: &'a [&'a str],
+    /// (kind, params field) pairs specified in an issue but not built yet: "unknown field" for exactly
+    /// that field of that kind is recorded as pending, not as a finding.
+    pub pending_params: &'a [(&'a str, &'a str)],
 }
 
 /// Parses YAML the way fly's loader does: duplicate keys are errors, `<<` merge keys are applied.
@@ -662,18 +665,35 @@ fn repave_configs(sink: &mut Sink, model: &Model, options: &Options, report: &mu
                 Ok(kind) => report.validated.push((at, kind.name().to_string(), step.name())),
                 Err(e) => {
                     let message = format!("{e:#}");
-                    let pending = options
-                        .pending_kinds
-                        .iter()
-                        .find(|k| message.contains(&format!("kind `{k}` is not implemented yet")));
-                    match pending {
-                        Some(kind) => report.pending.push((format!("{at} ({})", step.name()), kind.to_string())),
+                    let source_kind = source_json.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
+                    match pending(options, source_kind, &message) {
+                        Some(what) => report.pending.push((format!("{at} ({})", step.name()), what)),
                         None => sink.err(&at, "repave-config", format!("{} request rejected: {message}", step.name())),
                     }
                 }
             }
         }
     }
+}
+
+/// What a rejection is waiting for, if it is one the options list as pending: a kind that is not
+/// merged yet, or a params field of that kind that is not built yet.
+pub(crate) fn pending(options: &Options, source_kind: &str, message: &str) -> Option<String> {
+    let kind = options
+        .pending_kinds
+        .iter()
+        .find(|k| message.contains(&format!("kind `{k}` is not implemented yet")))
+        .map(|k| format!("kind `{k}`"));
+    let param = || {
+        options
+            .pending_params
+            .iter()
+            .find(|(kind, field)| {
+                *kind == source_kind && message.starts_with(&format!("unknown field `{field}` in params"))
+            })
+            .map(|(kind, field)| format!("{kind} params.{field}"))
+    };
+    kind.or_else(param)
 }
 
 fn to_json_map(map: &Mapping) -> serde_json::Map<String, serde_json::Value> {

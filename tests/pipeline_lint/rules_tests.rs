@@ -70,7 +70,7 @@ groups:
 const VARS: &str = "stemcell_name: bosh-vsphere-esxi-ubuntu-jammy-go_agent\ndirector_secret: s3cret\n";
 
 fn lint(text: &str) -> Report {
-    lint_pipeline("test.yml", text, &Options { vars: Some(VARS), pending_kinds: &[] })
+    lint_pipeline("test.yml", text, &Options { vars: Some(VARS), ..Default::default() })
 }
 
 /// Applies `from → to` to GOOD (each must match once) and returns the rules that fired.
@@ -225,13 +225,22 @@ fn repave_configs_are_parsed_with_the_binaries_types() {
         )],
     );
     assert_fires("undefined-var", &[("((director_secret))", "((director_password))")]);
-    // A kind listed as pending is recorded, not failed; a kind not listed fails.
-    let fleet = GOOD.replace("kind: stemcell", "kind: fleet");
-    let report = lint_pipeline("t.yml", &fleet, &Options { vars: Some(VARS), pending_kinds: &["fleet"] });
-    if report.validated.is_empty() {
-        assert!(report.findings.is_empty() && !report.pending.is_empty(), "{report:#?}");
-    }
-    let report = lint_pipeline("t.yml", &fleet, &Options { vars: Some(VARS), pending_kinds: &[] });
+    // A kind or param listed as pending is recorded, not failed; anything else fails.
+    let options = Options { pending_kinds: &["fleet"], pending_params: &[("fleet", "desired")], ..Default::default() };
+    let not_built = "kind `fleet` is not implemented yet";
+    assert_eq!(pending(&options, "fleet", not_built).as_deref(), Some("kind `fleet`"));
+    assert_eq!(pending(&options, "kubernetes", "kind `kubernetes` is not implemented yet"), None);
+    let unknown = "unknown field `desired` in params (valid fields: clusters)";
+    assert_eq!(pending(&options, "fleet", unknown).as_deref(), Some("fleet params.desired"));
+    assert_eq!(pending(&options, "stemcell", unknown), None);
+    assert_eq!(pending(&options, "fleet", "unknown field `desired` in source"), None);
+    assert_eq!(pending(&options, "fleet", "params.desired: invalid type"), None);
+    // A pending param is tolerated only for its own kind and only as an unknown field.
+    let extra = GOOD.replace("params: {from: stemcell}", "params: {from: stemcell, plan: x}");
+    let options = |pending_params| Options { vars: Some(VARS), pending_kinds: &[], pending_params };
+    let report = lint_pipeline("t.yml", &extra, &options(&[("stemcell", "plan")]));
+    assert!(report.findings.is_empty() && report.pending.len() == 1, "{report:#?}");
+    let report = lint_pipeline("t.yml", &extra, &options(&[("fleet", "plan")]));
     assert!(report.rules().contains(&"repave-config"), "{report:#?}");
 }
 

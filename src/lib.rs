@@ -6,14 +6,16 @@
 
 pub mod clients;
 pub mod config;
+pub mod fleet;
 pub mod http;
 pub mod kubernetes;
 pub mod protocol;
 pub mod redact;
+pub mod rollout;
 pub mod stemcell;
 pub mod window;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use config::Kind;
 use protocol::{Request, Step};
 use redact::Log;
@@ -117,8 +119,19 @@ pub fn validate_config(step: Step, request: &Request) -> Result<Kind> {
                 }
             }
         }
+        Kind::Fleet => {
+            config::parse::<config::fleet::Source>(&request.source, "source")?.validate()?;
+            match step {
+                Step::Check => {}
+                Step::In => {
+                    config::parse::<config::fleet::GetParams>(&request.params, "params")?;
+                }
+                Step::Out => {
+                    config::parse::<config::fleet::PutParams>(&request.params, "params")?.validate()?;
+                }
+            }
+        }
         Kind::Kubernetes => kubernetes::validate(step, request)?,
-        Kind::Fleet => bail!("kind `{}` is not implemented yet", kind.name()),
     }
     Ok(kind)
 }
@@ -126,7 +139,7 @@ pub fn validate_config(step: Step, request: &Request) -> Result<Kind> {
 async fn dispatch(kind: Kind, step: Step, request: Request, ctx: Ctx) -> Result<String> {
     match kind {
         Kind::Stemcell => stemcell::run(step, request, ctx).await,
+        Kind::Fleet => fleet::run(step, request, ctx).await,
         Kind::Kubernetes => kubernetes::run(step, request, ctx).await,
-        Kind::Fleet => bail!("kind `{}` is not implemented yet", kind.name()),
     }
 }

@@ -9,14 +9,10 @@ use pipeline_lint::{Options, lint_pipeline, task::lint_task_file};
 use repave::protocol::{Request, Step};
 use std::path::{Path, PathBuf};
 
-/// Kinds whose implementation is not merged yet: their configs answer "kind `…` is not implemented
-/// yet", which is reported as pending instead of failing. `pending_kinds_are_really_pending` fails as
-/// soon as one lands, so this list cannot outlive its reason.
-const PENDING_KINDS: &[&str] = &["fleet"];
-
 /// Params specified in an issue but not built yet, as (kind, field): issue 5's desired fleet file
-/// (`gitops-fleet.yml`). Tolerated only while the kind rejects exactly that field as unknown (or is
-/// itself pending); `pending_params_are_really_pending` fails once it is accepted.
+/// (`gitops-fleet.yml`). Tolerated only while the kind rejects exactly that field as unknown;
+/// `pending_params_are_really_pending` fails once it is accepted, so this list cannot outlive its
+/// reason. (Kinds not merged yet can be listed the same way in `Options::pending_kinds`.)
 const PENDING_PARAMS: &[(&str, &str)] = &[("fleet", "desired")];
 
 fn repo() -> PathBuf {
@@ -91,7 +87,7 @@ fn every_pipeline_and_task_config_passes_the_linter() {
             let report = lint_pipeline(
                 &name,
                 &text,
-                &Options { vars: vars.as_deref(), pending_kinds: PENDING_KINDS, pending_params: PENDING_PARAMS },
+                &Options { vars: vars.as_deref(), pending_kinds: &[], pending_params: PENDING_PARAMS },
             );
             failures.extend(report.findings.iter().map(ToString::to_string));
             if dir == "pipelines" && report.validated.is_empty() && report.pending.is_empty() {
@@ -115,21 +111,6 @@ fn every_pipeline_and_task_config_passes_the_linter() {
 }
 
 #[test]
-fn pending_kinds_are_really_pending() {
-    for kind in PENDING_KINDS {
-        let mut source = serde_json::Map::new();
-        source.insert("kind".into(), (*kind).into());
-        let request = Request { source, params: serde_json::Map::new(), version: None };
-        let answer = repave::validate_config(Step::Check, &request);
-        let message = answer.as_ref().err().map(|e| format!("{e:#}")).unwrap_or_default();
-        assert!(
-            message.contains("is not implemented yet"),
-            "kind `{kind}` has landed (validate_config answers {answer:?}): remove it from PENDING_KINDS so its pipelines are validated"
-        );
-    }
-}
-
-#[test]
 fn pending_params_are_really_pending() {
     for (kind, field) in PENDING_PARAMS {
         // A complete source, so the only thing left to object to is the field itself.
@@ -143,10 +124,8 @@ fn pending_params_are_really_pending() {
         };
         let answer = repave::validate_config(Step::Out, &request);
         let message = answer.as_ref().err().map(|e| format!("{e:#}")).unwrap_or_default();
-        let kind_pending = PENDING_KINDS.contains(kind) && message.contains("is not implemented yet");
-        let field_unknown = message.contains(&format!("unknown field `{field}`"));
         assert!(
-            kind_pending || field_unknown,
+            message.contains(&format!("unknown field `{field}`")),
             "params.{field} of kind `{kind}` is no longer rejected as unknown ({answer:?}): remove it from PENDING_PARAMS"
         );
     }

@@ -8,6 +8,7 @@
 pub mod blob;
 pub mod boshio;
 mod control;
+pub mod deployments;
 pub mod director;
 pub mod faults;
 pub mod k8s;
@@ -77,6 +78,7 @@ pub async fn start(scenario: Scenario, options: StartOptions) -> anyhow::Result<
     let port = listener.local_addr()?.port();
 
     let state = Arc::new(SimState::new(scenario));
+    let _ = state.ca_pem.set(certs.ca_pem.clone());
     let server = Handle::new();
     let serve = axum_server::from_tcp_rustls(listener, config)?
         .handle(server.clone())
@@ -108,6 +110,7 @@ pub fn router(state: Arc<SimState>) -> Router {
         .merge(uaa::routes(Arc::clone(&state)))
         .merge(tkgi::routes(Arc::clone(&state)))
         .merge(k8s::routes(Arc::clone(&state)))
+        .merge(deployments::routes(Arc::clone(&state)))
         .merge(releases::routes(Arc::clone(&state)))
         .merge(control::routes(Arc::clone(&state)))
         .layer(from_fn_with_state(Arc::clone(&state), faults::middleware))

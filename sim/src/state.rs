@@ -49,6 +49,10 @@ pub struct SimState {
     pub scenario: Scenario,
     /// Access tokens issued by the simulated UAA.
     pub uaa: crate::uaa::Tokens,
+    /// The TKGI clusters, shared by the TKGI, director-deployments and Kubernetes routes.
+    pub fleet: crate::tkgi::Fleet,
+    /// The simulator's CA (PEM), set once at start; kubeconfigs from TKGI binds embed it.
+    pub ca_pem: std::sync::OnceLock<String>,
     pub start: Instant,
     log: Mutex<Vec<LogEntry>>,
     next_request_id: AtomicU64,
@@ -65,9 +69,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl SimState {
     pub fn new(scenario: Scenario) -> Self {
         let faults = scenario.faults.iter().cloned().map(ArmedFault::new).collect();
+        let fleet = crate::tkgi::Fleet::new(&scenario.tkgi, scenario.time_scale);
         Self {
             scenario,
             uaa: Default::default(),
+            fleet,
+            ca_pem: Default::default(),
             start: Instant::now(),
             log: Mutex::new(Vec::new()),
             next_request_id: AtomicU64::new(1),

@@ -1,21 +1,423 @@
-//! The TKGI API: `/v1/clusters`, `/v1/clusters/{name}`, binds, plans and the upgrade route, with a per-cluster state machine (durations scaled by `time_scale`), 409 while busy, and a concurrency high-water mark.
+//! The TKGI API: `/v1/clusters`, `/v1/clusters/{name}`, binds, plans, the upgrade route and the platform
+//! version route, over a per-cluster state machine (reference/platform-apis.md §1, §5).
 //!
-//! Skeleton: the scenario section (key `tkgi`) and the router exist so the rest of the simulator is wired;
-//! the routes and their state come later.
+//! Every cluster is `(last_action, last_action_state)`; an upgrade moves it to `UPGRADE in progress` for a
+//! configurable, `time_scale`d duration, then to `succeeded` (bumping `pks_version`, `k8s_version` and the
+//! stemcell) or to a scripted failure. Transitions are applied lazily, under one short lock, whenever the fleet
+//! is touched — so a client only ever sees a cluster finish when it looks, and the concurrency counter
+//! `tkgi.upgrades_in_flight` (with its high-water mark) counts exactly the upgrades a client could see running.
+//! `tkgi.upgrade_starts` and `tkgi.upgrade_starts.<name>` count accepted upgrade requests.
+//!
+//! ASSUMED, unpublished routes (configurable, same defaults as repave): the upgrade request
+//! `PATCH /v1/clusters/{name}` with `{"upgrade":true}`, and the platform version at `GET /actuator/info`
+//! (`build.version`). 409 while another action runs is assumed too.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, get, on, post};
+use axum::{Json, Router};
+use base64::Engine;
 use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::state::SimState;
 
-/// The `tkgi` section of a scenario file. Unknown keys are rejected so a typo in a scenario fails loudly.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {}
+/// Scopes the TKGI API accepts (reference/platform-apis.md §1.1).
+pub const SCOPES: &[&str] = &["pks.clusters.admin", "pks.clusters.manage"];
 
-/// The routes this platform serves; merged into the simulator's one router.
+/// The `tkgi` section of a scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// What the platform version route reports; the version clusters reach when upgraded.
+    pub platform_version: String,
+    /// The Kubernetes version an upgraded cluster runs.
+    pub k8s_version: String,
+    /// The stemcell version an upgraded cluster's deployment uses.
+    pub stemcell_version: String,
+    pub stemcell_name: String,
+    /// Simulated seconds an upgrade takes (scaled by `time_scale`).
+    pub upgrade_secs: f64,
+    /// The upgrade request's method and path (`{name}` = cluster). ASSUMED default: `PATCH /v1/clusters/{name}`.
+    pub upgrade_method: String,
+    pub upgrade_path: String,
+    /// Where the platform reports its own version. ASSUMED default: `/actuator/info`.
+    pub version_path: String,
+    pub plans: Vec<PlanConfig>,
+    pub clusters: Vec<ClusterConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            platform_version: "1.19.2-build.10".into(),
+            k8s_version: "1.28.11".into(),
+            stemcell_version: "1.506".into(),
+            stemcell_name: "bosh-vsphere-esxi-ubuntu-jammy-go_agent".into(),
+            upgrade_secs: 1200.0,
+            upgrade_method: "PATCH".into(),
+            upgrade_path: "/v1/clusters/{name}".into(),
+            version_path: "/actuator/info".into(),
+            plans: vec![
+                PlanConfig { name: "small".into(), worker_instances: 3 },
+                PlanConfig { name: "medium".into(), worker_instances: 5 },
+                PlanConfig { name: "large".into(), worker_instances: 10 },
+            ],
+            clusters: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    pub name: String,
+    pub worker_instances: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub name: String,
+    #[serde(default = "default_plan")]
+    pub plan_name: String,
+    #[serde(default = "default_old_pks")]
+    pub pks_version: String,
+    #[serde(default = "default_old_k8s")]
+    pub k8s_version: String,
+    #[serde(default = "default_action")]
+    pub last_action: String,
+    #[serde(default = "default_state")]
+    pub last_action_state: String,
+    /// Default: a stable UUID derived from the name.
+    #[serde(default)]
+    pub uuid: Option<String>,
+    #[serde(default = "default_old_stemcell")]
+    pub stemcell: String,
+    /// The first N upgrades of this cluster fail.
+    #[serde(default)]
+    pub upgrade_failures: u32,
+    /// The state a scripted failure ends in (`failed`, or `error` as the docs also show).
+    #[serde(default = "default_failure_state")]
+    pub failure_state: String,
+    /// When the cluster starts `in progress`: simulated seconds until that action succeeds (never when absent).
+    #[serde(default)]
+    pub busy_secs: Option<f64>,
+    /// Overrides `upgrade_secs` for this cluster.
+    #[serde(default)]
+    pub upgrade_secs: Option<f64>,
+}
+
+fn default_plan() -> String {
+    "small".into()
+}
+fn default_old_pks() -> String {
+    "1.18.5-build.10".into()
+}
+fn default_old_k8s() -> String {
+    "1.27.15".into()
+}
+fn default_action() -> String {
+    "CREATE".into()
+}
+fn default_state() -> String {
+    "succeeded".into()
+}
+fn default_old_stemcell() -> String {
+    "1.445".into()
+}
+fn default_failure_state() -> String {
+    "failed".into()
+}
+
+/// The live clusters, kept in the simulator's state.
+#[derive(Default)]
+pub struct Fleet {
+    clusters: Mutex<BTreeMap<String, Cluster>>,
+    /// Kubeconfig tokens handed out by binds → cluster name.
+    kube_tokens: Mutex<HashMap<String, String>>,
+}
+
+#[derive(Debug, Clone)]
+struct Cluster {
+    config: ClusterConfig,
+    uuid: String,
+    pks_version: String,
+    k8s_version: String,
+    stemcell: String,
+    last_action: String,
+    last_action_state: String,
+    description: String,
+    /// When the running action ends, and whether it succeeds.
+    ends: Option<(Instant, bool)>,
+    failures_left: u32,
+    workers: u32,
+}
+
+/// What the deployments and Kubernetes routes need to know about a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    pub name: String,
+    pub uuid: String,
+    pub k8s_version: String,
+    pub stemcell: String,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Fleet {
+    pub fn new(config: &Config, scale: f64) -> Fleet {
+        let now = Instant::now();
+        let clusters = config
+            .clusters
+            .iter()
+            .map(|c| {
+                let running = c.last_action_state == "in progress";
+                let ends = c.busy_secs.filter(|_| running).map(|s| (now + Duration::from_secs_f64(s * scale), true));
+                let cluster = Cluster {
+                    uuid: c.uuid.clone().unwrap_or_else(|| uuid_for(&c.name)),
+                    pks_version: c.pks_version.clone(),
+                    k8s_version: c.k8s_version.clone(),
+                    stemcell: c.stemcell.clone(),
+                    last_action: c.last_action.clone(),
+                    last_action_state: c.last_action_state.clone(),
+                    description: format!("Instance {} {}", c.last_action.to_lowercase(), c.last_action_state),
+                    ends,
+                    failures_left: c.upgrade_failures,
+                    workers: config.plans.iter().find(|p| p.name == c.plan_name).map_or(3, |p| p.worker_instances),
+                    config: c.clone(),
+                };
+                (c.name.clone(), cluster)
+            })
+            .collect();
+        Fleet { clusters: Mutex::new(clusters), kube_tokens: Mutex::default() }
+    }
+
+    /// Every cluster after applying due transitions.
+    pub fn views(&self, state: &SimState) -> Vec<ClusterView> {
+        let mut clusters = lock(&self.clusters);
+        advance(&mut clusters, state);
+        clusters
+            .values()
+            .map(|c| ClusterView {
+                name: c.config.name.clone(),
+                uuid: c.uuid.clone(),
+                k8s_version: c.k8s_version.clone(),
+                stemcell: c.stemcell.clone(),
+            })
+            .collect()
+    }
+
+    /// The cluster a kubeconfig token was issued for.
+    pub fn cluster_of_token(&self, token: &str) -> Option<String> {
+        lock(&self.kube_tokens).get(token).cloned()
+    }
+}
+
+/// A stable, UUID-shaped id from a cluster name, so deployments and clusters agree without configuration.
+fn uuid_for(name: &str) -> String {
+    let h = hex::encode(Sha256::digest(name.as_bytes()));
+    format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+}
+
+fn advance(clusters: &mut BTreeMap<String, Cluster>, state: &SimState) {
+    let now = Instant::now();
+    for c in clusters.values_mut() {
+        let Some((_, ok)) = c.ends.filter(|(at, _)| *at <= now) else { continue };
+        c.ends = None;
+        let upgrade = c.last_action == "UPGRADE";
+        if upgrade {
+            state.counter_add("tkgi.upgrades_in_flight", -1);
+        }
+        if ok {
+            c.last_action_state = "succeeded".into();
+            c.description = format!("Instance {} completed", c.last_action.to_lowercase());
+            if upgrade {
+                let cfg = &state.scenario.tkgi;
+                c.pks_version = cfg.platform_version.clone();
+                c.k8s_version = cfg.k8s_version.clone();
+                c.stemcell = cfg.stemcell_version.clone();
+            }
+        } else {
+            c.last_action_state = c.config.failure_state.clone();
+            c.description = "Instance upgrade failed: bosh task failed: 'worker/2' is not running after update".into();
+        }
+    }
+}
+
+fn cluster_json(c: &Cluster) -> Value {
+    let name = &c.config.name;
+    json!({
+        "name": name,
+        "plan_name": c.config.plan_name,
+        "last_action": c.last_action,
+        "last_action_state": c.last_action_state,
+        "last_action_description": c.description,
+        "uuid": c.uuid,
+        "k8s_version": c.k8s_version,
+        "pks_version": c.pks_version,
+        "kubernetes_master_ips": ["10.20.0.11"],
+        "network_profile_name": "",
+        "compute_profile_name": "",
+        "parameters": {
+            "kubernetes_master_host": format!("{name}.k8s.example.com"),
+            "kubernetes_master_port": 8443,
+            "kubernetes_worker_instances": c.workers,
+        }
+    })
+}
+
+fn not_found(name: &str) -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"body": format!("cluster {name} not found")}))).into_response()
+}
+
 pub fn routes(state: Arc<SimState>) -> Router {
-    Router::new().with_state(state)
+    let cfg = &state.scenario.tkgi;
+    let upgrade_filter = Method::from_bytes(cfg.upgrade_method.as_bytes())
+        .ok()
+        .and_then(|m| MethodFilter::try_from(m).ok())
+        .unwrap_or(MethodFilter::PATCH);
+    let upgrade_path = cfg.upgrade_path.clone();
+    let version_path = cfg.version_path.clone();
+    let router = Router::new()
+        .route("/v1/clusters", get(list))
+        .route("/v1/clusters/{name}", get(show))
+        .route("/v1/clusters/{name}/binds", post(bind))
+        .route("/v1/plans", get(plans))
+        .route(&version_path, get(platform_version));
+    router.route(&upgrade_path, on(upgrade_filter, upgrade)).with_state(state)
+}
+
+/// Every handler starts here: a valid token with a TKGI scope.
+#[allow(clippy::result_large_err)]
+fn auth(state: &SimState, headers: &HeaderMap) -> Result<(), Response> {
+    crate::uaa::authorize(state, headers, SCOPES)
+}
+
+async fn list(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = auth(&state, &headers) {
+        return r;
+    }
+    let mut clusters = lock(&state.fleet.clusters);
+    advance(&mut clusters, &state);
+    Json(clusters.values().map(cluster_json).collect::<Vec<_>>()).into_response()
+}
+
+async fn show(State(state): State<Arc<SimState>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = auth(&state, &headers) {
+        return r;
+    }
+    let mut clusters = lock(&state.fleet.clusters);
+    advance(&mut clusters, &state);
+    match clusters.get(&name) {
+        Some(c) => Json(cluster_json(c)).into_response(),
+        None => not_found(&name),
+    }
+}
+
+async fn upgrade(
+    State(state): State<Arc<SimState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = auth(&state, &headers) {
+        return r;
+    }
+    let cfg = &state.scenario.tkgi;
+    // The default route is also TKGI's update/resize route; only the assumed upgrade body is simulated there.
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if cfg.upgrade_path == "/v1/clusters/{name}" && parsed.get("upgrade") != Some(&Value::Bool(true)) {
+        let msg = "repave-sim only simulates upgrades on this route: send {\"upgrade\":true}";
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"body": msg}))).into_response();
+    }
+    let mut clusters = lock(&state.fleet.clusters);
+    advance(&mut clusters, &state);
+    let Some(c) = clusters.get_mut(&name) else { return not_found(&name) };
+    if c.last_action_state == "in progress" {
+        let msg = format!("cluster {name} is busy: {} in progress", c.last_action);
+        return (StatusCode::CONFLICT, Json(json!({"body": msg}))).into_response();
+    }
+    let secs = c.config.upgrade_secs.unwrap_or(cfg.upgrade_secs);
+    let ok = c.failures_left == 0;
+    c.failures_left = c.failures_left.saturating_sub(1);
+    c.last_action = "UPGRADE".into();
+    c.last_action_state = "in progress".into();
+    c.description = "Instance upgrade in progress".into();
+    c.ends = Some((Instant::now() + state.scaled(Duration::from_secs_f64(secs)), ok));
+    state.counter_add("tkgi.upgrades_in_flight", 1);
+    state.counter_add("tkgi.upgrade_starts", 1);
+    state.counter_add(&format!("tkgi.upgrade_starts.{name}"), 1);
+    (StatusCode::ACCEPTED, Json(cluster_json(c))).into_response()
+}
+
+async fn bind(State(state): State<Arc<SimState>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = auth(&state, &headers) {
+        return r;
+    }
+    let Some(uuid) = lock(&state.fleet.clusters).get(&name).map(|c| c.uuid.clone()) else {
+        return not_found(&name);
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    let token = format!("kube-token-{name}-{:016x}", random_u64());
+    lock(&state.fleet.kube_tokens).insert(token.clone(), name.clone());
+    let ca = base64::engine::general_purpose::STANDARD.encode(state.ca_pem.get().map_or("", String::as_str));
+    let config = json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": name, "preferences": {},
+        "contexts": [{"name": name, "context": {"cluster": name, "user": uuid}}],
+        "clusters": [{"name": name, "cluster": {"certificate-authority-data": ca, "server": format!("https://{host}/k8s/{name}")}}],
+        "users": [{"name": uuid, "user": {"token": token}}],
+    });
+    (StatusCode::CREATED, Json(config)).into_response()
+}
+
+async fn plans(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = auth(&state, &headers) {
+        return r;
+    }
+    let plans: Vec<Value> = state
+        .scenario
+        .tkgi
+        .plans
+        .iter()
+        .map(|p| {
+            let id = hex::encode(&Sha256::digest(p.name.as_bytes())[..8]);
+            json!({"id": id, "name": p.name, "description": format!("{} plan", p.name), "worker_instances": p.worker_instances})
+        })
+        .collect();
+    Json(plans).into_response()
+}
+
+async fn platform_version(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = auth(&state, &headers) {
+        return r;
+    }
+    Json(json!({"build": {"artifact": "pks-api", "version": state.scenario.tkgi.platform_version}})).into_response()
+}
+
+fn random_u64() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(Instant::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_are_stable_and_shaped() {
+        let u = uuid_for("prod-eu-1");
+        assert_eq!(u, uuid_for("prod-eu-1"));
+        assert_eq!(u.split('-').map(str::len).collect::<Vec<_>>(), [8, 4, 4, 4, 12]);
+        assert_ne!(u, uuid_for("prod-eu-2"));
+    }
 }

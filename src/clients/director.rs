@@ -94,3 +94,36 @@ impl Director {
         }
     }
 }
+
+// --- deployments ---
+
+/// One entry of `GET /deployments` (reference/platform-apis.md §2). TKGI clusters are the deployments
+/// named `service-instance_<cluster uuid>`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Deployment {
+    pub name: String,
+    #[serde(default)]
+    pub stemcells: Vec<NamedVersion>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct NamedVersion {
+    pub name: String,
+    pub version: String,
+}
+
+impl Director {
+    /// `GET /deployments` without configs and releases (they can be large and are not needed).
+    pub async fn deployments(&self) -> Result<Vec<Deployment>> {
+        let url = self.url("/deployments?exclude_configs=true&exclude_releases=true");
+        let response = self.send(Retry::Idempotent, |c| c.get(&url).header("Accept", "application/json")).await?;
+        if !response.status().is_success() {
+            let error = crate::http::status_error(response, 2048).await;
+            return Err(error.context(format!("GET {url}")));
+        }
+        let limit = self.http.config().max_body_bytes;
+        let body =
+            crate::http::read_capped(response, limit).await.map_err(|f| f.error.context(format!("GET {url}")))?;
+        serde_json::from_slice(&body).map_err(|e| anyhow::anyhow!("decoding the answer of GET {url}: {e}"))
+    }
+}

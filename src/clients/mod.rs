@@ -3,4 +3,6 @@
 
 pub mod director;
 pub mod k8s_feed;
+pub mod kube;
+pub mod tkgi;
 pub mod uaa;

@@ -5,6 +5,7 @@
 //! the expected type. Per-kind types live in the submodules; the shared pieces (kinds, HTTP tuning,
 //! durations, the director block) live here.
 
+pub mod fleet;
 pub mod kubernetes;
 pub mod stemcell;
 

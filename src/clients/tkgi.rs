@@ -1,0 +1,190 @@
+//! TKGI (PKS) API client: clusters, binds (kubeconfigs), the upgrade request and the platform's own
+//! version — routes and JSON shapes only, no policy (reference/platform-apis.md §1).
+//!
+//! Two routes are unpublished and come from configuration with labelled, assumed defaults: the
+//! upgrade request (`PATCH /v1/clusters/{name}` + `{"upgrade":true}`) and the platform version
+//! (`GET /actuator/info` → `/build/version`). See `config::fleet`.
+
+use crate::clients::uaa::Uaa;
+use crate::config::fleet::{PlatformVersionRoute, UpgradeRoute};
+use crate::http::{HttpClient, Retry, read_capped, status_error};
+use anyhow::{Context, Result, anyhow, bail};
+use reqwest::{Method, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The fields of a cluster repave reads; the raw JSON is kept for `clusters.json`.
+/// `last_action`/`last_action_state` are open strings (docs show values beyond the documented ones).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct Cluster {
+    pub name: String,
+    #[serde(default)]
+    pub plan_name: String,
+    #[serde(default)]
+    pub last_action: String,
+    #[serde(default)]
+    pub last_action_state: String,
+    #[serde(default)]
+    pub last_action_description: String,
+    #[serde(default)]
+    pub uuid: String,
+    #[serde(default)]
+    pub k8s_version: String,
+    /// The TKGI build the cluster runs; a TKGI fork of the Terraform provider calls it `tkgi_version`.
+    #[serde(default, alias = "tkgi_version")]
+    pub pks_version: String,
+    #[serde(skip)]
+    pub raw: Value,
+}
+
+impl Cluster {
+    fn from_json(raw: Value) -> Result<Cluster> {
+        let mut cluster: Cluster = serde_json::from_value(raw.clone()).context("decoding a cluster")?;
+        cluster.raw = raw;
+        Ok(cluster)
+    }
+}
+
+/// How the platform answered an upgrade request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpgradeAnswer {
+    Accepted,
+    /// 409: another action holds the cluster.
+    Busy(String),
+    /// Any other 4xx: a definite refusal.
+    Rejected(String),
+}
+
+pub struct Tkgi {
+    api_url: String,
+    uaa: Uaa,
+    upgrade: UpgradeRoute,
+    version_route: PlatformVersionRoute,
+    http: HttpClient,
+}
+
+impl Tkgi {
+    pub fn new(
+        http: HttpClient,
+        api_url: &str,
+        uaa: Uaa,
+        upgrade: UpgradeRoute,
+        version_route: PlatformVersionRoute,
+    ) -> Self {
+        Tkgi { api_url: api_url.trim_end_matches('/').to_string(), uaa, upgrade, version_route, http }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.api_url)
+    }
+
+    /// `GET /v1/clusters`: every cluster the caller may see.
+    pub async fn clusters(&self) -> Result<Vec<Cluster>> {
+        let raw: Vec<Value> = self.get_json("/v1/clusters").await?;
+        raw.into_iter().map(Cluster::from_json).collect()
+    }
+
+    /// `GET /v1/clusters/{name}`.
+    pub async fn cluster(&self, name: &str) -> Result<Cluster> {
+        Cluster::from_json(self.get_json(&format!("/v1/clusters/{}", encode(name))).await?)
+    }
+
+    /// Sends the configured upgrade request. Not retried on its own when the outcome is unknown: the
+    /// caller re-reads the cluster first, so an upgrade is never started twice.
+    pub async fn start_upgrade(&self, name: &str) -> Result<UpgradeAnswer> {
+        let method = Method::from_bytes(self.upgrade.method.as_bytes()).context("upgrade method")?;
+        let url = self.url(&self.upgrade.path.replace("{name}", &encode(name)));
+        let body = self.upgrade.body.clone();
+        let response = self
+            .uaa
+            .send(Retry::NotIdempotent, |c| {
+                let request = c.request(method.clone(), &url).header("Accept", "application/json");
+                if body.is_null() { request } else { request.json(&body) }
+            })
+            .await?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(UpgradeAnswer::Accepted);
+        }
+        let error = format!("{:#}", status_error(response, 2048).await);
+        match status {
+            StatusCode::CONFLICT => Ok(UpgradeAnswer::Busy(error)),
+            s if s.is_client_error() && s != StatusCode::TOO_MANY_REQUESTS => Ok(UpgradeAnswer::Rejected(error)),
+            _ => Err(anyhow!("{} {url}: {error}", method)),
+        }
+    }
+
+    /// `POST /v1/clusters/{name}/binds`: a kubeconfig (JSON) carrying a bearer token — a secret.
+    pub async fn bind(&self, name: &str) -> Result<Value> {
+        let url = self.url(&format!("/v1/clusters/{}/binds", encode(name)));
+        let response = self
+            .uaa
+            .send(Retry::NotIdempotent, |c| {
+                c.post(&url).header("Accept", "application/json").json(&serde_json::json!({}))
+            })
+            .await?;
+        let body = self.body(response, &format!("POST {url}")).await?;
+        serde_json::from_slice(&body).with_context(|| format!("decoding the kubeconfig from POST {url}"))
+    }
+
+    /// The platform's own TKGI version, read from the configured (assumed) route.
+    pub async fn platform_version(&self) -> Result<String> {
+        let route = &self.version_route;
+        let answer: Value = self.get_json(&route.path).await?;
+        match answer.pointer(&route.pointer) {
+            Some(Value::String(v)) if !v.trim().is_empty() => Ok(v.trim().to_string()),
+            other => bail!(
+                "GET {} has no string at `{}` (found {}); set source.platform_version to where your platform reports its TKGI version, or set params.target_version",
+                self.url(&route.path),
+                route.pointer,
+                other.map_or("nothing", crate::protocol::type_name)
+            ),
+        }
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let url = self.url(path);
+        let response = self.uaa.send(Retry::Idempotent, |c| c.get(&url).header("Accept", "application/json")).await?;
+        let body = self.body(response, &format!("GET {url}")).await?;
+        serde_json::from_slice(&body).with_context(|| format!("decoding the JSON answer of GET {url}"))
+    }
+
+    async fn body(&self, response: Response, what: &str) -> Result<Vec<u8>> {
+        if !response.status().is_success() {
+            return Err(status_error(response, 2048).await.context(what.to_string()));
+        }
+        read_capped(response, self.http.config().max_body_bytes).await.map_err(|f| f.error.context(what.to_string()))
+    }
+}
+
+/// Percent-encodes a cluster name for a path segment.
+fn encode(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn cluster_fields_are_open_and_aliased() {
+        let raw = json!({"name": "c1", "tkgi_version": "1.19.2-build.10", "last_action": "RESIZE",
+                         "last_action_state": "paused", "extra": {"x": 1}});
+        let c = Cluster::from_json(raw.clone()).unwrap();
+        assert_eq!((c.pks_version.as_str(), c.last_action.as_str()), ("1.19.2-build.10", "RESIZE"));
+        assert_eq!(c.raw, raw);
+        assert!(Cluster::from_json(json!({"plan_name": "small"})).is_err(), "a cluster without a name");
+    }
+
+    #[test]
+    fn names_are_encoded() {
+        assert_eq!(encode("prod-eu_1.x"), "prod-eu_1.x");
+        assert_eq!(encode("a/b c"), "a%2Fb%20c");
+    }
+}

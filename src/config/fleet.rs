@@ -1,0 +1,426 @@
+//! `source` and `params` for `kind: fleet`: how to reach a TKGI API and its UAA, which clusters to
+//! track, the (assumed, overridable) HTTP routes the platform does not publish, and the rollout
+//! settings of `out`.
+//!
+//! Validation that serde cannot express (`max_in_flight` ≥ 1, exactly one credential pair, non-empty
+//! selector patterns) lives in the `validate` methods, so `validate_config` catches it too.
+
+use super::{DirectorSource, DurationStr, HttpOptions};
+use anyhow::{Result, bail};
+use serde::Deserialize;
+use serde_json::Value;
+use std::time::Duration;
+
+/// The HTTP request that starts one cluster's upgrade.
+///
+/// ASSUMPTION: TKGI does not publish this route (reference/platform-apis.md §1.5). The default,
+/// `PATCH /v1/clusters/{name}` with `{"upgrade":true}`, is our guess; capture what `tkgi upgrade-cluster`
+/// really sends on your platform and override it here.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeRoute {
+    #[serde(default = "default_upgrade_method")]
+    pub method: String,
+    /// Path under `api_url`; `{name}` is replaced by the URL-encoded cluster name.
+    #[serde(default = "default_upgrade_path")]
+    pub path: String,
+    /// JSON body sent as is (`null` sends none).
+    #[serde(default = "default_upgrade_body")]
+    pub body: Value,
+}
+
+impl Default for UpgradeRoute {
+    fn default() -> Self {
+        UpgradeRoute { method: default_upgrade_method(), path: default_upgrade_path(), body: default_upgrade_body() }
+    }
+}
+
+fn default_upgrade_method() -> String {
+    "PATCH".into()
+}
+fn default_upgrade_path() -> String {
+    "/v1/clusters/{name}".into()
+}
+fn default_upgrade_body() -> Value {
+    serde_json::json!({"upgrade": true})
+}
+
+/// Where the platform reports its own TKGI version (the target clusters are upgraded to).
+///
+/// ASSUMPTION: the route is unpublished (the CLI prints "Upgrade is available to TKGI Version X", so
+/// one exists). The default reads `GET /actuator/info` (the API is a Spring Boot app; PKS-pwsh calls
+/// this route) and takes the JSON pointer `/build/version`. Override both, or set
+/// `params.target_version` / `target_version_file` on `out`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformVersionRoute {
+    #[serde(default = "default_version_path")]
+    pub path: String,
+    /// RFC 6901 pointer into the JSON answer, e.g. `/build/version`.
+    #[serde(default = "default_version_pointer")]
+    pub pointer: String,
+}
+
+impl Default for PlatformVersionRoute {
+    fn default() -> Self {
+        PlatformVersionRoute { path: default_version_path(), pointer: default_version_pointer() }
+    }
+}
+
+fn default_version_path() -> String {
+    "/actuator/info".into()
+}
+fn default_version_pointer() -> String {
+    "/build/version".into()
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub kind: String,
+    /// TKGI API, e.g. `https://api.tkgi.example.com:9021`.
+    pub api_url: String,
+    /// UAA base URL; default: the API host on port 8443.
+    #[serde(default)]
+    pub uaa_url: Option<String>,
+    /// client_credentials login (automation clients with `pks.clusters.admin`).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// password login through the public client `pks_cli`.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Cluster names and globs; `!pattern` excludes. Default: every cluster the client can see.
+    #[serde(default)]
+    pub clusters: Vec<String>,
+    /// Join each cluster's BOSH deployment `service-instance_<uuid>` for its stemcell version.
+    #[serde(default)]
+    pub director: Option<DirectorSource>,
+    #[serde(default)]
+    pub upgrade: UpgradeRoute,
+    #[serde(default)]
+    pub platform_version: PlatformVersionRoute,
+    #[serde(default)]
+    pub ca_cert: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_tls_verify: bool,
+    #[serde(default)]
+    pub http: HttpOptions,
+}
+
+/// Which identity logs in to UAA.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Login {
+    Client { id: String, secret: String },
+    User { username: String, password: String },
+}
+
+impl Source {
+    pub fn validate(&self) -> Result<()> {
+        self.login()?;
+        Selector::new(&self.clusters)?;
+        if !self.upgrade.path.starts_with('/') {
+            bail!("source.upgrade.path must start with `/`, got `{}`", self.upgrade.path);
+        }
+        reqwest::Method::from_bytes(self.upgrade.method.as_bytes())
+            .map_err(|_| anyhow::anyhow!("source.upgrade.method `{}` is not an HTTP method", self.upgrade.method))?;
+        Ok(())
+    }
+
+    /// Exactly one of `client_id`/`client_secret` or `username`/`password`.
+    pub fn login(&self) -> Result<Login> {
+        match (&self.client_id, &self.client_secret, &self.username, &self.password) {
+            (Some(id), Some(secret), None, None) => Ok(Login::Client { id: id.clone(), secret: secret.clone() }),
+            (None, None, Some(u), Some(p)) => Ok(Login::User { username: u.clone(), password: p.clone() }),
+            (Some(_), None, None, None) => bail!("source.client_secret is required with source.client_id"),
+            (None, None, Some(_), None) => bail!("source.password is required with source.username"),
+            (None, None, None, None) => bail!(
+                "source needs credentials: `client_id` and `client_secret` (client_credentials), or `username` and `password`"
+            ),
+            _ => bail!("source: set either `client_id`/`client_secret` or `username`/`password`, not both"),
+        }
+    }
+
+    /// `uaa_url`, or the API host on port 8443 as TKGI deploys them (one VM, two processes).
+    pub fn uaa_url(&self) -> Result<String> {
+        if let Some(url) = &self.uaa_url {
+            return Ok(url.trim_end_matches('/').to_string());
+        }
+        let mut url = reqwest::Url::parse(&self.api_url)
+            .map_err(|e| anyhow::anyhow!("source.api_url `{}` is not a URL: {e}", self.api_url))?;
+        url.set_port(Some(8443)).map_err(|_| anyhow::anyhow!("source.api_url `{}` has no host", self.api_url))?;
+        url.set_path("");
+        Ok(url.as_str().trim_end_matches('/').to_string())
+    }
+}
+
+/// Cluster names and globs (`*`, `?`); a leading `!` excludes. With no include pattern, everything is
+/// included.
+#[derive(Clone, Debug, Default)]
+pub struct Selector {
+    include: Vec<String>,
+    exclude: Vec<String>,
+}
+
+impl Selector {
+    pub fn new(patterns: &[String]) -> Result<Selector> {
+        let mut selector = Selector::default();
+        for pattern in patterns {
+            let (list, body) = match pattern.strip_prefix('!') {
+                Some(rest) => (&mut selector.exclude, rest),
+                None => (&mut selector.include, pattern.as_str()),
+            };
+            if body.trim().is_empty() {
+                bail!(
+                    "cluster selector `{pattern}` is empty: use a name, a glob such as `prod-*`, or `!name` to exclude"
+                );
+            }
+            list.push(body.to_string());
+        }
+        Ok(selector)
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        let included = self.include.is_empty() || self.include.iter().any(|p| glob_match(p, name));
+        included && !self.exclude.iter().any(|p| glob_match(p, name))
+    }
+
+    /// Include patterns without wildcards: names the user expects to exist.
+    pub fn exact_names(&self) -> impl Iterator<Item = &str> {
+        self.include.iter().filter(|p| !p.contains(['*', '?'])).map(String::as_str)
+    }
+}
+
+/// `*` matches any run of characters, `?` exactly one.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetParams {
+    /// Write one kubeconfig per cluster (`kubeconfigs/<name>.json`, mode 0600).
+    #[serde(default)]
+    pub kubeconfig: bool,
+}
+
+/// Canary clusters: explicit names or the first N of the plan.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Canaries {
+    Count(usize),
+    Names(Vec<String>),
+}
+
+impl Default for Canaries {
+    fn default() -> Self {
+        Canaries::Count(0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Start nothing new after a failure; wait for clusters already upgrading.
+    #[default]
+    Stop,
+    /// Keep going; the put still fails at the end.
+    Continue,
+}
+
+/// What must hold after a cluster reports `succeeded`, before it counts as done.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// Query the cluster's Kubernetes `/version` and `/readyz` through a kubeconfig from `binds`.
+    #[serde(default)]
+    pub kubernetes: bool,
+    /// Wait this long after the checks, then re-read the cluster: it must still be healthy.
+    #[serde(default)]
+    pub soak: Option<DurationStr>,
+    /// How long the Kubernetes checks may keep failing before the cluster counts as failed (default 5m).
+    #[serde(default)]
+    pub timeout: Option<DurationStr>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutParams {
+    /// Overrides `source.clusters` for this put.
+    #[serde(default)]
+    pub clusters: Option<Vec<String>>,
+    #[serde(default)]
+    pub canaries: Canaries,
+    #[serde(default)]
+    pub max_in_flight: Option<usize>,
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    /// Longest time one cluster's upgrade may take, from start (or adoption) to healthy (default 4h).
+    #[serde(default)]
+    pub cluster_timeout: Option<DurationStr>,
+    /// How often to re-read a cluster while it upgrades (default 15s).
+    #[serde(default)]
+    pub poll_interval: Option<DurationStr>,
+    #[serde(default)]
+    pub health: Health,
+    /// Print the plan and stop.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Upgrade clusters whose last action failed (otherwise they are skipped).
+    #[serde(default)]
+    pub repair: bool,
+    /// The TKGI version clusters must reach; default: what the platform reports.
+    #[serde(default)]
+    pub target_version: Option<String>,
+    /// A file (e.g. `opsman/version` from a previous get) holding the target version.
+    #[serde(default)]
+    pub target_version_file: Option<String>,
+}
+
+impl PutParams {
+    pub fn validate(&self) -> Result<()> {
+        if self.max_in_flight == Some(0) {
+            bail!("params.max_in_flight must be at least 1");
+        }
+        if let Some(patterns) = &self.clusters {
+            Selector::new(patterns)?;
+        }
+        if self.target_version.is_some() && self.target_version_file.is_some() {
+            bail!("params: set `target_version` or `target_version_file`, not both");
+        }
+        if let Canaries::Names(names) = &self.canaries
+            && names.iter().any(|n| n.trim().is_empty())
+        {
+            bail!("params.canaries contains an empty name");
+        }
+        if self.poll_interval.is_some_and(|p| p.0.is_zero()) {
+            bail!("params.poll_interval must be more than 0s");
+        }
+        Ok(())
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.unwrap_or(1)
+    }
+    pub fn cluster_timeout(&self) -> Duration {
+        self.cluster_timeout.map_or(Duration::from_secs(4 * 3600), |d| d.0)
+    }
+    pub fn poll_interval(&self) -> Duration {
+        self.poll_interval.map_or(Duration::from_secs(15), |d| d.0)
+    }
+    pub fn health_timeout(&self) -> Duration {
+        self.health.timeout.map_or(Duration::from_secs(300), |d| d.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+    use serde_json::json;
+
+    fn source(extra: Value) -> Result<Source> {
+        let mut map = json!({"kind": "fleet", "api_url": "https://api.tkgi.example.com:9021"});
+        map.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let source: Source = parse(map.as_object().unwrap(), "source")?;
+        source.validate()?;
+        Ok(source)
+    }
+
+    #[test]
+    fn credentials_are_one_pair() {
+        let s = source(json!({"client_id": "ci", "client_secret": "x"})).unwrap();
+        assert_eq!(s.login().unwrap(), Login::Client { id: "ci".into(), secret: "x".into() });
+        assert!(source(json!({})).unwrap_err().to_string().contains("needs credentials"));
+        assert!(source(json!({"client_id": "ci"})).unwrap_err().to_string().contains("client_secret is required"));
+        let both = json!({"client_id": "a", "client_secret": "b", "username": "u", "password": "p"});
+        assert!(source(both).unwrap_err().to_string().contains("not both"));
+    }
+
+    #[test]
+    fn defaults_and_assumed_routes() {
+        let s = source(json!({"username": "u", "password": "p"})).unwrap();
+        assert_eq!(s.uaa_url().unwrap(), "https://api.tkgi.example.com:8443");
+        assert_eq!(s.upgrade, UpgradeRoute::default());
+        assert_eq!(s.upgrade.body, json!({"upgrade": true}));
+        assert_eq!(s.platform_version.path, "/actuator/info");
+        let s = source(json!({"client_id": "a", "client_secret": "b", "upgrade": {"method": "POST"}})).unwrap();
+        assert_eq!((s.upgrade.method.as_str(), s.upgrade.path.as_str()), ("POST", "/v1/clusters/{name}"));
+        let bad = json!({"client_id": "a", "client_secret": "b", "upgrade": {"path": "v1/x"}});
+        assert!(source(bad).unwrap_err().to_string().contains("must start with `/`"));
+    }
+
+    #[test]
+    fn selectors_with_globs_and_excludes() {
+        let sel = Selector::new(&["prod-*".into(), "dev-1".into(), "!prod-eu-?".into()]).unwrap();
+        assert!(sel.matches("prod-us-10"));
+        assert!(sel.matches("dev-1"));
+        assert!(!sel.matches("prod-eu-1"));
+        assert!(sel.matches("prod-eu-10"));
+        assert!(!sel.matches("staging-1"));
+        assert_eq!(sel.exact_names().collect::<Vec<_>>(), ["dev-1"]);
+        let only_excludes = Selector::new(&["!dev-*".into()]).unwrap();
+        assert!(only_excludes.matches("prod-1") && !only_excludes.matches("dev-2"));
+        assert!(Selector::new(&[]).unwrap().matches("anything"));
+        assert!(Selector::new(&["!".into()]).unwrap_err().to_string().contains("is empty"));
+    }
+
+    #[test]
+    fn globs() {
+        for (p, t, want) in [
+            ("*", "", true),
+            ("a*c", "abbbc", true),
+            ("a*c", "abbbd", false),
+            ("*-eu-*", "prod-eu-1", true),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("**", "x", true),
+            ("abc", "abcd", false),
+        ] {
+            assert_eq!(glob_match(p, t), want, "{p} vs {t}");
+        }
+    }
+
+    #[test]
+    fn put_params() {
+        let parse_params = |v: Value| -> Result<PutParams> {
+            let p: PutParams = parse(v.as_object().unwrap(), "params")?;
+            p.validate()?;
+            Ok(p)
+        };
+        let p = parse_params(json!({})).unwrap();
+        assert_eq!((p.max_in_flight(), p.on_failure, p.canaries.clone()), (1, OnFailure::Stop, Canaries::Count(0)));
+        let p = parse_params(json!({"canaries": ["a", "b"], "on_failure": "continue", "max_in_flight": 4})).unwrap();
+        assert_eq!(p.canaries, Canaries::Names(vec!["a".into(), "b".into()]));
+        assert_eq!(parse_params(json!({"canaries": 2})).unwrap().canaries, Canaries::Count(2));
+        assert!(parse_params(json!({"max_in_flight": 0})).unwrap_err().to_string().contains("at least 1"));
+        let err = parse_params(json!({"on_failure": "contineu"})).unwrap_err().to_string();
+        assert!(err.contains("did you mean `continue`"), "{err}");
+        let both = json!({"target_version": "1", "target_version_file": "f"});
+        assert!(parse_params(both).unwrap_err().to_string().contains("not both"));
+        let p = parse_params(json!({"cluster_timeout": "30m", "health": {"kubernetes": true, "soak": "1m"}})).unwrap();
+        assert_eq!(p.cluster_timeout(), Duration::from_secs(1800));
+        assert_eq!(p.health.soak.unwrap().0, Duration::from_secs(60));
+    }
+}

@@ -1,0 +1,107 @@
+//! `in`: write `clusters.json` and `fleet.md` for the fleet as it is now, and with `kubeconfig: true`
+//! one kubeconfig per cluster (mode 0600, never logged).
+//!
+//! The platform keeps no history, so `in` reports the current state; when it no longer matches the
+//! requested version, a note says so.
+
+use super::report::fleet_markdown;
+use super::version::{newest_tkgi, version};
+use super::{Observed, connect, observe};
+use crate::Ctx;
+use crate::config::fleet::{GetParams, Selector, Source};
+use crate::config::{self};
+use crate::protocol::{MetadataField, Request, StepResponse, render_step};
+use anyhow::{Context, Result};
+use serde_json::Value;
+use std::io::Write;
+use std::path::Path;
+
+pub async fn run(source: &Source, request: &Request, ctx: &Ctx) -> Result<String> {
+    let params: GetParams = config::parse(&request.params, "params")?;
+    let dir = ctx.dir.as_deref().context("in needs a directory")?;
+    let conn = connect(source, ctx).await?;
+    let fleet = observe(&conn, &Selector::new(&source.clusters)?).await?;
+    let current = version(&fleet);
+    if let Some(requested) = &request.version
+        && requested.get("digest") != current.get("digest")
+    {
+        ctx.log.line(format!(
+            "note: the fleet changed since version {}; writing its current state ({})",
+            requested.get("digest").map_or("?", String::as_str),
+            current["digest"]
+        ));
+    }
+    let newest = newest_tkgi(&fleet).unwrap_or_default();
+    write(&dir.join("clusters.json"), &serde_json::to_vec_pretty(&clusters_json(&fleet, &newest))?)?;
+    write(&dir.join("fleet.md"), fleet_markdown(&fleet, &newest).as_bytes())?;
+    if params.kubeconfig {
+        write_kubeconfigs(&conn.tkgi, &fleet, dir, ctx).await?;
+    }
+    let metadata = vec![
+        MetadataField::new("clusters", fleet.len().to_string()),
+        MetadataField::new("behind", current["behind"].clone()),
+        MetadataField::new("newest_tkgi", newest),
+        MetadataField::new("digest", current["digest"].clone()),
+    ];
+    render_step(&StepResponse { version: request.version.clone().unwrap_or(current), metadata })
+}
+
+/// The clusters as the API returned them, each with a `repave` object of derived fields.
+fn clusters_json(fleet: &[Observed], newest: &str) -> Value {
+    let items = fleet.iter().map(|o| {
+        let mut raw = o.cluster.raw.clone();
+        if let Value::Object(map) = &mut raw {
+            let derived = serde_json::json!({
+                "behind": o.cluster.pks_version != newest,
+                "newest_tkgi": newest,
+                "stemcell": o.stemcell,
+            });
+            map.insert("repave".into(), derived);
+        }
+        raw
+    });
+    Value::Array(items.collect())
+}
+
+async fn write_kubeconfigs(tkgi: &crate::clients::tkgi::Tkgi, fleet: &[Observed], dir: &Path, ctx: &Ctx) -> Result<()> {
+    let out = dir.join("kubeconfigs");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    for o in fleet {
+        let name = &o.cluster.name;
+        let config = tkgi.bind(name).await.with_context(|| format!("getting a kubeconfig for {name}"))?;
+        // Register every credential in it before anything could print it.
+        register_credentials(&config, ctx);
+        let path = out.join(format!("{name}.json"));
+        write_private(&path, &serde_json::to_vec_pretty(&config)?)?;
+        ctx.log.line(format!("wrote kubeconfigs/{name}.json"));
+    }
+    Ok(())
+}
+
+fn register_credentials(config: &Value, ctx: &Ctx) {
+    for user in config.get("users").and_then(Value::as_array).into_iter().flatten() {
+        let creds = user.get("user").and_then(Value::as_object);
+        for key in ["token", "client-key-data", "password"] {
+            if let Some(secret) = creds.and_then(|c| c.get(key)).and_then(Value::as_str) {
+                ctx.log.secrets().add(secret);
+            }
+        }
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Creates the file with mode 0600 from the start, so the token is never readable by others.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes).with_context(|| format!("writing {}", path.display()))
+}

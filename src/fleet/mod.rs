@@ -1,0 +1,101 @@
+//! `kind: fleet`: track the clusters of a TKGI platform (check), report them (in) and roll upgrades
+//! across them (out). This module connects and observes; the steps are in `check`, `get` and `put`.
+
+mod check;
+mod get;
+mod platform;
+mod put;
+pub mod report;
+pub mod version;
+
+use crate::Ctx;
+use crate::clients::director::Director;
+use crate::clients::tkgi::{Cluster, Tkgi};
+use crate::clients::uaa::{Grant, Uaa};
+use crate::config::fleet::{Login, Selector, Source};
+use crate::config::{self};
+use crate::http::{HttpClient, HttpConfig};
+use crate::protocol::{Request, Step};
+use anyhow::{Context, Result, bail};
+use std::collections::HashMap;
+
+/// One selected cluster as observed now, with its stemcell when a director is configured.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub cluster: Cluster,
+    pub stemcell: Option<String>,
+}
+
+/// Runs one step of the fleet kind and returns the JSON answer.
+pub async fn run(step: Step, request: Request, ctx: Ctx) -> Result<String> {
+    let source: Source = config::parse(&request.source, "source")?;
+    source.validate()?;
+    match step {
+        Step::Check => check::run(&source, &ctx).await,
+        Step::In => get::run(&source, &request, &ctx).await,
+        Step::Out => put::run(&source, &request, &ctx).await,
+    }
+}
+
+/// Open connections to the TKGI API (and the director, when configured).
+pub struct Connection {
+    pub tkgi: Tkgi,
+    pub director: Option<Director>,
+    pub http_config: HttpConfig,
+}
+
+pub async fn connect(source: &Source, ctx: &Ctx) -> Result<Connection> {
+    let http_config = HttpConfig::from_source(source.ca_cert.as_deref(), source.insecure_skip_tls_verify, &source.http);
+    let http = HttpClient::new(http_config.clone(), &ctx.env, &ctx.log)?;
+    let grant = match source.login()? {
+        Login::Client { id, secret } => Grant::ClientCredentials { client_id: id, client_secret: secret },
+        // The public client the tkgi CLI uses for users, with an empty secret.
+        Login::User { username, password } => Grant::Password { client_id: "pks_cli".into(), username, password },
+    };
+    let uaa = Uaa::new(http.clone(), &source.uaa_url()?, grant);
+    let tkgi = Tkgi::new(http, &source.api_url, uaa, source.upgrade.clone(), source.platform_version.clone());
+    let director = match &source.director {
+        Some(d) => Some(
+            Director::connect(d, &http_config, &ctx.env, &ctx.log)
+                .await
+                .with_context(|| format!("connecting to the BOSH director {}", d.url))?,
+        ),
+        None => None,
+    };
+    Ok(Connection { tkgi, director, http_config })
+}
+
+/// Reads the selected clusters, sorted by name, joined with their stemcells. A name without wildcards
+/// in the selector must exist: a typo must not silently shrink the fleet.
+pub async fn observe(conn: &Connection, selector: &Selector) -> Result<Vec<Observed>> {
+    let all = conn.tkgi.clusters().await.context("listing the TKGI clusters")?;
+    if let Some(missing) = selector.exact_names().find(|n| !all.iter().any(|c| c.name == *n)) {
+        bail!("cluster `{missing}` is selected by name but the TKGI API does not list it");
+    }
+    let mut selected: Vec<Cluster> = all.into_iter().filter(|c| selector.matches(&c.name)).collect();
+    selected.sort_by(|a, b| a.name.cmp(&b.name));
+    let stemcells = match &conn.director {
+        Some(director) => stemcells_by_uuid(director).await?,
+        None => HashMap::new(),
+    };
+    Ok(selected
+        .into_iter()
+        .map(|cluster| {
+            let stemcell = conn.director.as_ref().map(|_| stemcells.get(&cluster.uuid).cloned().unwrap_or_default());
+            Observed { cluster, stemcell }
+        })
+        .collect())
+}
+
+/// `uuid → "name/version"` from the director's `service-instance_<uuid>` deployments.
+async fn stemcells_by_uuid(director: &Director) -> Result<HashMap<String, String>> {
+    let deployments = director.deployments().await.context("listing the director's deployments")?;
+    Ok(deployments
+        .into_iter()
+        .filter_map(|d| {
+            let uuid = d.name.strip_prefix("service-instance_")?.to_string();
+            let stemcells: Vec<String> = d.stemcells.iter().map(|s| format!("{}/{}", s.name, s.version)).collect();
+            Some((uuid, stemcells.join(",")))
+        })
+        .collect())
+}

@@ -1,0 +1,597 @@
+//! The rollout executor: runs a [`Plan`] against any [`Platform`] — adopted upgrades first, canaries one
+//! at a time, then at most `max_in_flight` clusters at once — with a per-cluster timeout, health gates,
+//! `on_failure` handling and a progress line per state change.
+//!
+//! Everything runs in one task (a `FuturesUnordered` of per-cluster futures), so there is no shared
+//! mutable state and no lock; the platform is only ever asked through the trait, so unit tests drive it
+//! with an in-memory fake and tests of the real thing use repave-sim.
+//!
+//! Safety rules, in order of importance: never start a cluster twice (before re-sending a start whose
+//! outcome is unknown, re-read the cluster and adopt an upgrade that is already running); a 409/busy
+//! answer is waited on, never taken for success; a canary failure stops everything; after a failure
+//! with `on_failure: stop` nothing new starts, but clusters already upgrading are awaited.
+
+use super::plan::{Action, ClusterState, Phase, Plan, Planned};
+use crate::redact::Log;
+use anyhow::{Result, bail};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::{Instant, sleep, timeout};
+
+/// The answer to a start request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Start {
+    Accepted,
+    /// Another action holds the cluster (409): wait and ask again.
+    Busy(String),
+    /// A definite refusal (4xx other than 409): retrying will not help.
+    Rejected(String),
+}
+
+/// The platform operations a rollout needs. An `Err` from `start_upgrade` means "outcome unknown" (the
+/// request may or may not have reached the platform); the executor re-reads the cluster before trying
+/// again. Futures need not be `Send`: the executor never spawns.
+pub trait Platform {
+    fn start_upgrade(&self, name: &str) -> impl Future<Output = Result<Start>>;
+    fn status(&self, name: &str) -> impl Future<Output = Result<ClusterState>>;
+    /// Extra health checks after the platform reports success (e.g. Kubernetes `/readyz`); `Ok` when
+    /// none are configured. Retried until `Settings::health_timeout`.
+    fn health(&self, name: &str) -> impl Future<Output = Result<()>>;
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnFailure {
+    #[default]
+    Stop,
+    Continue,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub max_in_flight: usize,
+    pub on_failure: OnFailure,
+    pub cluster_timeout: Duration,
+    pub poll_interval: Duration,
+    pub health_timeout: Duration,
+    pub soak: Option<Duration>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_in_flight: 1,
+            on_failure: OnFailure::Stop,
+            cluster_timeout: Duration::from_secs(4 * 3600),
+            poll_interval: Duration::from_secs(15),
+            health_timeout: Duration::from_secs(300),
+            soak: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed(String),
+    NotStarted(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct ClusterReport {
+    pub name: String,
+    pub canary: bool,
+    pub adopted: bool,
+    pub outcome: Outcome,
+    pub elapsed: Duration,
+}
+
+impl ClusterReport {
+    pub fn failed(&self) -> bool {
+        matches!(self.outcome, Outcome::Failed(_))
+    }
+}
+
+/// What happened to every planned cluster, in completion order.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub clusters: Vec<ClusterReport>,
+    /// Why the rollout stopped early, if it did.
+    pub halted: Option<String>,
+}
+
+impl Report {
+    /// True only if every planned cluster succeeded.
+    pub fn succeeded(&self) -> bool {
+        self.clusters.iter().all(|c| c.outcome == Outcome::Succeeded)
+    }
+
+    pub fn names(&self, pick: impl Fn(&Outcome) -> bool) -> Vec<String> {
+        self.clusters.iter().filter(|c| pick(&c.outcome)).map(|c| c.name.clone()).collect()
+    }
+}
+
+/// Decides before every new start whether starting is still allowed (`Err(reason)` stops new starts);
+/// a maintenance window closing mid-run is the intended use.
+pub type StartGate<'a> = Box<dyn Fn() -> std::result::Result<(), String> + 'a>;
+
+pub struct Executor<'a, P> {
+    platform: &'a P,
+    settings: Settings,
+    target: String,
+    log: Log,
+    began: Instant,
+    gate: Option<StartGate<'a>>,
+}
+
+impl<'a, P: Platform> Executor<'a, P> {
+    pub fn new(platform: &'a P, settings: Settings, target: &str, log: Log) -> Self {
+        Executor { platform, settings, target: target.to_string(), log, began: Instant::now(), gate: None }
+    }
+
+    pub fn with_start_gate(mut self, gate: StartGate<'a>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// Runs the waves in order; a failed wave stops the later ones.
+    pub async fn run(&self, plan: &Plan) -> Report {
+        let mut report = Report::default();
+        for wave in &plan.waves {
+            if let Some(reason) = report.halted.clone() {
+                report.clusters.extend(wave.all().map(|p| self.not_started(p, &reason)));
+                continue;
+            }
+            // Adopted upgrades are already running: awaiting them starts nothing, so no limit or gate applies.
+            self.run_parallel(&wave.adopted, usize::MAX, false, &mut report).await;
+            self.run_canaries(&wave.canaries, &mut report).await;
+            self.run_parallel(&wave.clusters, self.settings.max_in_flight.max(1), true, &mut report).await;
+            if report.halted.is_none()
+                && let Some(failed) = report.clusters.iter().find(|c| c.failed())
+            {
+                report.halted = Some(format!("wave `{}` had a failure ({})", wave.name, failed.name));
+            }
+        }
+        report
+    }
+
+    async fn run_canaries(&self, canaries: &[Planned], report: &mut Report) {
+        for canary in canaries {
+            if report.halted.is_none() {
+                report.halted = self.start_refused();
+            }
+            if let Some(reason) = &report.halted {
+                report.clusters.push(self.not_started(canary, reason));
+                continue;
+            }
+            let result = self.job(canary).await;
+            if result.failed() {
+                let reason = format!("canary {} failed", canary.name);
+                self.progress("rollout", &format!("{reason}: stopping, no other cluster will start"));
+                report.halted = Some(reason);
+            }
+            report.clusters.push(result);
+        }
+    }
+
+    /// Keeps up to `limit` jobs in flight; after a failure under `on_failure: stop` (or a halt from an
+    /// earlier phase) starts nothing new but awaits the running ones.
+    async fn run_parallel(&self, list: &[Planned], limit: usize, gated: bool, report: &mut Report) {
+        let mut queue = list.iter();
+        let mut running = FuturesUnordered::new();
+        loop {
+            while running.len() < limit && queue.len() > 0 {
+                if gated && report.halted.is_none() {
+                    report.halted = self.start_refused();
+                }
+                if report.halted.is_some() {
+                    break;
+                }
+                let Some(planned) = queue.next() else { break };
+                running.push(self.job(planned));
+            }
+            let Some(result) = running.next().await else { break };
+            if result.failed() && self.settings.on_failure == OnFailure::Stop && report.halted.is_none() {
+                let reason = format!("{} failed and on_failure is stop", result.name);
+                self.progress("rollout", &format!("{reason}: no new cluster will start; waiting for running ones"));
+                report.halted = Some(reason);
+            }
+            report.clusters.push(result);
+        }
+        let reason = report.halted.clone().unwrap_or_default();
+        report.clusters.extend(queue.map(|p| self.not_started(p, &reason)));
+    }
+
+    fn start_refused(&self) -> Option<String> {
+        let reason = self.gate.as_ref()?().err()?;
+        self.progress("rollout", &format!("no new cluster starts: {reason}"));
+        Some(reason)
+    }
+
+    fn not_started(&self, planned: &Planned, reason: &str) -> ClusterReport {
+        ClusterReport {
+            name: planned.name.clone(),
+            canary: planned.canary,
+            adopted: planned.action == Action::Adopt,
+            outcome: Outcome::NotStarted(reason.to_string()),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    /// One cluster from start (or adoption) to healthy, bounded by `cluster_timeout`.
+    async fn job(&self, planned: &Planned) -> ClusterReport {
+        let started = Instant::now();
+        let limit = self.settings.cluster_timeout;
+        let outcome = match timeout(limit, self.drive(planned)).await {
+            Ok(Ok(())) => Outcome::Succeeded,
+            Ok(Err(e)) => Outcome::Failed(format!("{e:#}")),
+            Err(_) => Outcome::Failed(format!(
+                "timed out after {}; the upgrade may still be running on the platform",
+                crate::rollout::human(limit)
+            )),
+        };
+        match &outcome {
+            Outcome::Succeeded => self.progress(&planned.name, &format!("done, at {}", self.target)),
+            Outcome::Failed(why) => self.progress(&planned.name, &format!("FAILED: {why}")),
+            Outcome::NotStarted(_) => {}
+        }
+        ClusterReport {
+            name: planned.name.clone(),
+            canary: planned.canary,
+            adopted: planned.action == Action::Adopt,
+            outcome,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    async fn drive(&self, planned: &Planned) -> Result<()> {
+        let name = &planned.name;
+        match planned.action {
+            Action::Start => self.start(name, planned.canary).await?,
+            Action::Adopt => self.progress(name, "upgrade already in progress: adopting it (not starting another)"),
+        }
+        self.await_upgrade(name).await?;
+        self.health_gate(name).await
+    }
+
+    /// Sends the start request until accepted. Busy and unknown outcomes are waited on; before asking
+    /// again the cluster is re-read, so an upgrade that did start (or that someone else started) is
+    /// adopted instead of being started a second time.
+    async fn start(&self, name: &str, canary: bool) -> Result<()> {
+        let mut last_note = String::new();
+        loop {
+            let note = match self.platform.start_upgrade(name).await {
+                Ok(Start::Accepted) => {
+                    let what = if canary { "canary upgrade started" } else { "upgrade started" };
+                    self.progress(name, what);
+                    return Ok(());
+                }
+                Ok(Start::Rejected(why)) => bail!("the platform refused the upgrade: {why}"),
+                Ok(Start::Busy(why)) => format!("busy, waiting: {why}"),
+                Err(e) => format!("start request failed, re-reading before trying again: {e:#}"),
+            };
+            if note != last_note {
+                self.progress(name, &note);
+                last_note = note;
+            }
+            sleep(self.settings.poll_interval).await;
+            if let Ok(state) = self.platform.status(name).await
+                && state.is_upgrade()
+                && (state.phase() == Phase::Running || state.version == self.target)
+            {
+                self.progress(name, "an upgrade is already running: adopting it");
+                return Ok(());
+            }
+        }
+    }
+
+    /// Polls until the cluster's UPGRADE ends; logs each state change.
+    async fn await_upgrade(&self, name: &str) -> Result<()> {
+        let mut last_seen = String::new();
+        loop {
+            let seen = match self.platform.status(name).await {
+                Ok(state) => {
+                    if state.is_upgrade() {
+                        match state.phase() {
+                            Phase::Succeeded if state.version == self.target => return Ok(()),
+                            Phase::Succeeded => bail!(
+                                "the platform reports UPGRADE succeeded, but the cluster is at {} instead of the target {}",
+                                state.version,
+                                self.target
+                            ),
+                            Phase::Failed => bail!("upgrade {}: {}", state.last_action_state, state.description),
+                            Phase::Running | Phase::Unknown => {}
+                        }
+                    }
+                    format!("{} {}", state.last_action, state.last_action_state)
+                }
+                Err(e) => format!("cannot read the cluster (will keep trying): {e:#}"),
+            };
+            if seen != last_seen {
+                self.progress(name, &seen);
+                last_seen = seen;
+            }
+            sleep(self.settings.poll_interval).await;
+        }
+    }
+
+    /// After success: the platform's health checks (retried until `health_timeout`), then the soak, then
+    /// one more read: the cluster must still report a successful upgrade at the target.
+    async fn health_gate(&self, name: &str) -> Result<()> {
+        let deadline = Instant::now() + self.settings.health_timeout;
+        while let Err(e) = self.platform.health(name).await {
+            if Instant::now() >= deadline {
+                return Err(e.context(format!(
+                    "health checks still failing after {}",
+                    crate::rollout::human(self.settings.health_timeout)
+                )));
+            }
+            sleep(self.settings.poll_interval).await;
+        }
+        let Some(soak) = self.settings.soak else { return Ok(()) };
+        self.progress(name, &format!("healthy; soaking for {}", crate::rollout::human(soak)));
+        sleep(soak).await;
+        let state = self.platform.status(name).await?;
+        if !(state.is_upgrade() && state.phase() == Phase::Succeeded && state.version == self.target) {
+            bail!(
+                "after the soak the cluster reads {} {} at {}",
+                state.last_action,
+                state.last_action_state,
+                state.version
+            );
+        }
+        Ok(())
+    }
+
+    fn progress(&self, who: &str, message: &str) {
+        self.log.line(format!("[{:>8}] {who}: {message}", format!("{:.1}s", self.began.elapsed().as_secs_f64())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::plan::{CanarySpec, plan};
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    const TARGET: &str = "2.0";
+
+    /// An in-memory platform: upgrades take `duration` of (paused, auto-advancing) tokio time.
+    struct Fake {
+        state: Mutex<FakeState>,
+        duration: Duration,
+    }
+
+    #[derive(Default)]
+    struct FakeState {
+        clusters: BTreeMap<String, (ClusterState, Option<Instant>)>,
+        fail: Vec<String>,
+        busy_answers: BTreeMap<String, u32>,
+        lose_start_answer: Vec<String>,
+        unhealthy: Vec<String>,
+        starts: BTreeMap<String, u32>,
+        in_flight: usize,
+        high_water: usize,
+    }
+
+    impl Fake {
+        fn new(names: &[&str], duration: Duration) -> Fake {
+            let mut state = FakeState::default();
+            for n in names {
+                state.clusters.insert(n.to_string(), (cluster(n, "1.0", "CREATE", "succeeded"), None));
+            }
+            Fake { state: Mutex::new(state), duration }
+        }
+
+        fn with(self, edit: impl FnOnce(&mut FakeState)) -> Fake {
+            edit(&mut self.state.lock().unwrap());
+            self
+        }
+
+        fn advance(s: &mut FakeState) {
+            let now = Instant::now();
+            let fail = s.fail.clone();
+            let mut finished = 0;
+            for (name, (state, until)) in s.clusters.iter_mut() {
+                if until.is_some_and(|u| u <= now) {
+                    *until = None;
+                    finished += 1;
+                    if fail.contains(name) {
+                        state.last_action_state = "failed".into();
+                    } else {
+                        state.last_action_state = "succeeded".into();
+                        state.version = TARGET.into();
+                    }
+                }
+            }
+            s.in_flight -= finished;
+        }
+
+        fn snapshot(&self) -> (BTreeMap<String, u32>, usize) {
+            let s = self.state.lock().unwrap();
+            (s.starts.clone(), s.high_water)
+        }
+
+        fn states(&self) -> Vec<ClusterState> {
+            self.state.lock().unwrap().clusters.values().map(|(c, _)| c.clone()).collect()
+        }
+    }
+
+    impl Platform for Fake {
+        async fn start_upgrade(&self, name: &str) -> Result<Start> {
+            let mut s = self.state.lock().unwrap();
+            Fake::advance(&mut s);
+            if let Some(n) = s.busy_answers.get_mut(name).filter(|n| **n > 0) {
+                *n -= 1;
+                return Ok(Start::Busy("409 another action is running".into()));
+            }
+            // Failures come back early, so a failure is seen while other upgrades still run.
+            let failing = s.fail.iter().any(|n| n == name);
+            let until = Instant::now() + if failing { self.duration / 2 } else { self.duration };
+            let (state, finish) = s.clusters.get_mut(name).unwrap();
+            if state.phase() == Phase::Running {
+                return Ok(Start::Busy("409 upgrade in progress".into()));
+            }
+            state.last_action = "UPGRADE".into();
+            state.last_action_state = "in progress".into();
+            *finish = Some(until);
+            *s.starts.entry(name.to_string()).or_default() += 1;
+            s.in_flight += 1;
+            s.high_water = s.high_water.max(s.in_flight);
+            if let Some(pos) = s.lose_start_answer.iter().position(|n| n == name) {
+                s.lose_start_answer.remove(pos);
+                bail!("connection reset");
+            }
+            Ok(Start::Accepted)
+        }
+
+        async fn status(&self, name: &str) -> Result<ClusterState> {
+            let mut s = self.state.lock().unwrap();
+            Fake::advance(&mut s);
+            Ok(s.clusters[name].0.clone())
+        }
+
+        async fn health(&self, name: &str) -> Result<()> {
+            if self.state.lock().unwrap().unhealthy.iter().any(|n| n == name) {
+                bail!("readyz: 500");
+            }
+            Ok(())
+        }
+    }
+
+    fn cluster(name: &str, version: &str, action: &str, state: &str) -> ClusterState {
+        ClusterState {
+            name: name.into(),
+            version: version.into(),
+            last_action: action.into(),
+            last_action_state: state.into(),
+            description: "bosh task failed".into(),
+        }
+    }
+
+    fn settings(max_in_flight: usize, on_failure: OnFailure) -> Settings {
+        Settings {
+            max_in_flight,
+            on_failure,
+            cluster_timeout: Duration::from_secs(3600),
+            poll_interval: Duration::from_secs(10),
+            health_timeout: Duration::from_secs(60),
+            soak: None,
+        }
+    }
+
+    async fn roll(fake: &Fake, settings: Settings, canaries: CanarySpec) -> Report {
+        let plan = plan(&fake.states(), TARGET, false, &canaries).unwrap();
+        Executor::new(fake, settings, TARGET, Log::sink()).run(&plan).await
+    }
+
+    const NAMES: [&str; 10] = ["c00", "c01", "c02", "c03", "c04", "c05", "c06", "c07", "c08", "c09"];
+
+    #[tokio::test(start_paused = true)]
+    async fn max_in_flight_is_reached_never_exceeded() {
+        let fake = Fake::new(&NAMES, Duration::from_secs(600));
+        let report = roll(&fake, settings(3, OnFailure::Stop), CanarySpec::Count(1)).await;
+        assert!(report.succeeded(), "{report:?}");
+        let (starts, high_water) = fake.snapshot();
+        assert_eq!(high_water, 3);
+        assert!(starts.values().all(|n| *n == 1) && starts.len() == 10);
+        assert_eq!(report.clusters[0].name, "c00");
+        assert!(report.clusters[0].canary);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn canary_failure_stops_everything_even_with_continue() {
+        let fake = Fake::new(&NAMES, Duration::from_secs(60)).with(|s| s.fail.push("c00".into()));
+        let report = roll(&fake, settings(4, OnFailure::Continue), CanarySpec::Count(2)).await;
+        assert!(!report.succeeded());
+        assert_eq!(fake.snapshot().0.keys().collect::<Vec<_>>(), ["c00"]);
+        assert_eq!(report.names(|o| matches!(o, Outcome::NotStarted(_))).len(), 9);
+        assert!(report.halted.unwrap().contains("canary c00 failed"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_awaits_running_and_starts_nothing_new() {
+        // c01 fails fast while c00 is still running: c00 is awaited and succeeds; c02.. never start.
+        let fake = Fake::new(&NAMES, Duration::from_secs(60)).with(|s| s.fail.push("c01".into()));
+        let report = roll(&fake, settings(2, OnFailure::Stop), CanarySpec::Count(0)).await;
+        assert_eq!(report.names(|o| *o == Outcome::Succeeded), ["c00"]);
+        assert_eq!(report.names(|o| matches!(o, Outcome::Failed(_))), ["c01"]);
+        assert_eq!(fake.snapshot().0.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn continue_finishes_the_rest_and_reports_failure() {
+        let fake = Fake::new(&NAMES, Duration::from_secs(60)).with(|s| s.fail.push("c03".into()));
+        let report = roll(&fake, settings(2, OnFailure::Continue), CanarySpec::Count(1)).await;
+        assert!(!report.succeeded());
+        assert_eq!(report.names(|o| matches!(o, Outcome::Failed(_))), ["c03"]);
+        assert_eq!(report.names(|o| *o == Outcome::Succeeded).len(), 9);
+        assert_eq!(fake.snapshot().0.len(), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn adopted_upgrades_are_awaited_not_restarted() {
+        let fake = Fake::new(&NAMES[..3], Duration::from_secs(60)).with(|s| {
+            let entry = s.clusters.get_mut("c01").unwrap();
+            entry.0 = cluster("c01", "1.0", "UPGRADE", "in progress");
+            entry.1 = Some(Instant::now() + Duration::from_secs(30));
+            s.in_flight = 1;
+        });
+        let report = roll(&fake, settings(1, OnFailure::Stop), CanarySpec::Count(1)).await;
+        assert!(report.succeeded(), "{report:?}");
+        let (starts, high_water) = fake.snapshot();
+        assert_eq!(starts.get("c01"), None, "never started twice");
+        assert_eq!(high_water, 1, "the canary waited for the adopted upgrade");
+        assert!(report.clusters.iter().any(|c| c.name == "c01" && c.adopted));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn busy_is_waited_on_and_a_lost_answer_is_adopted() {
+        let fake = Fake::new(&NAMES[..2], Duration::from_secs(60)).with(|s| {
+            s.busy_answers.insert("c00".into(), 3);
+            s.lose_start_answer.push("c01".into());
+        });
+        let report = roll(&fake, settings(2, OnFailure::Stop), CanarySpec::Count(0)).await;
+        assert!(report.succeeded(), "{report:?}");
+        assert_eq!(fake.snapshot().0.values().copied().collect::<Vec<_>>(), [1, 1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn per_cluster_timeout_fails_the_cluster() {
+        let fake = Fake::new(&NAMES[..1], Duration::from_secs(7200));
+        let report = roll(&fake, settings(1, OnFailure::Stop), CanarySpec::Count(0)).await;
+        let Outcome::Failed(why) = &report.clusters[0].outcome else { panic!("{report:?}") };
+        assert!(why.contains("timed out after 1h"), "{why}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unhealthy_after_success_fails_after_health_timeout() {
+        let fake = Fake::new(&NAMES[..2], Duration::from_secs(60)).with(|s| s.unhealthy.push("c00".into()));
+        let mut s = settings(1, OnFailure::Continue);
+        s.soak = Some(Duration::from_secs(120));
+        let report = roll(&fake, s, CanarySpec::Count(0)).await;
+        assert_eq!(report.names(|o| *o == Outcome::Succeeded), ["c01"]);
+        let Outcome::Failed(why) = &report.clusters[0].outcome else { panic!("{report:?}") };
+        assert!(why.contains("health checks still failing") && why.contains("readyz"), "{why}");
+        assert!(report.clusters[1].elapsed >= Duration::from_secs(180), "soak waited");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn start_gate_stops_new_starts() {
+        let fake = Fake::new(&NAMES[..4], Duration::from_secs(60));
+        let plan = plan(&fake.states(), TARGET, false, &CanarySpec::Count(0)).unwrap();
+        let calls = std::cell::Cell::new(0);
+        let gate: StartGate = Box::new(|| {
+            calls.set(calls.get() + 1);
+            if calls.get() > 2 { Err("window closed".into()) } else { Ok(()) }
+        });
+        let report = Executor::new(&fake, settings(1, OnFailure::Stop), TARGET, Log::sink())
+            .with_start_gate(gate)
+            .run(&plan)
+            .await;
+        assert_eq!(report.names(|o| *o == Outcome::Succeeded).len(), 2);
+        assert_eq!(report.halted.as_deref(), Some("window closed"));
+    }
+}

@@ -1,0 +1,334 @@
+//! `kind: fleet` end to end: the built check/in/out binaries against repave-sim over TLS, as Concourse
+//! runs them. The client secret is the harness sentinel, so every run also proves it is never printed.
+
+mod common;
+
+use common::{SENTINEL, StepOutput, run_step};
+use repave_sim::testing::RunningSim;
+use repave_sim::{FaultAction, FaultRule};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// A world of `clusters` (YAML list items) where an upgrade takes `upgrade_secs` simulated seconds
+/// (×0.0002 real), plus `extra` top-level YAML.
+fn world(clusters: &[&str], upgrade_secs: u32, extra: &str) -> String {
+    let items: String = clusters.iter().map(|c| format!("    - {c}\n")).collect();
+    format!(
+        "time_scale: 0.0002\n{extra}\nuaa:\n  clients: [{{id: repave, secret: {SENTINEL}, scopes: [pks.clusters.admin]}}]\n  token_ttl_secs: 3600\ntkgi:\n  upgrade_secs: {upgrade_secs}\n  clusters:\n{items}"
+    )
+}
+
+fn names(prefix: &str, n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("{{name: {prefix}-{i:02}}}")).collect()
+}
+
+fn source(sim: &RunningSim, extra: Value) -> Value {
+    let mut s = json!({
+        "kind": "fleet",
+        "api_url": sim.url(),
+        "uaa_url": sim.url(),
+        "client_id": "repave",
+        "client_secret": SENTINEL,
+        "ca_cert": std::fs::read_to_string(sim.ca_cert_path()).unwrap(),
+        "http": {"max_backoff": "200ms"},
+    });
+    s.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    s
+}
+
+fn check(sim: &RunningSim, extra: Value) -> StepOutput {
+    run_step("check", &json!({"source": source(sim, extra)}).to_string(), None, &[])
+}
+
+fn out(sim: &RunningSim, params: Value) -> (StepOutput, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut params = params;
+    params.as_object_mut().unwrap().entry("poll_interval").or_insert(json!("50ms"));
+    let request = json!({"source": source(sim, json!({})), "params": params});
+    (run_step("out", &request.to_string(), Some(dir.path()), &[]), dir)
+}
+
+fn starts(sim: &RunningSim, name: &str) -> i64 {
+    sim.state().counter(&format!("tkgi.upgrade_starts.{name}"))
+}
+
+fn total_starts(sim: &RunningSim) -> i64 {
+    sim.state().counter("tkgi.upgrade_starts")
+}
+
+fn upgrade_paths(sim: &RunningSim) -> Vec<String> {
+    sim.requests().into_iter().filter(|r| r.method == "PATCH").map(|r| r.path).collect()
+}
+
+#[test]
+fn happy_rollout_of_22_clusters_with_canaries_and_max_in_flight_4() {
+    let scenario = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sim/scenarios/fleet.yaml")).unwrap();
+    let sim = RunningSim::start(&scenario.replace("secret: repave-secret", &format!("secret: {SENTINEL}")));
+    let before = check(&sim, json!({})).json();
+    assert_eq!(before[0]["clusters"], "22");
+    assert_eq!(before[0]["behind"], "0", "all on the same (old) version: nothing newer seen yet");
+
+    let (result, _dir) = out(&sim, json!({"canaries": 2, "max_in_flight": 4}));
+    let answer = result.json();
+    assert!(result.stderr.contains("Rollout plan to TKGI 1.19.2-build.10"), "{}", result.stderr);
+    assert!(result.stderr.contains("Rollout summary: 22 succeeded, 0 failed, 0 not started"), "{}", result.stderr);
+    let high_water = sim.state().high_water("tkgi.upgrades_in_flight");
+    assert!((2..=4).contains(&high_water), "high-water mark {high_water}");
+    assert_eq!(total_starts(&sim), 22);
+    assert!((1..=6).all(|i| starts(&sim, &format!("dev-{}-{i}", if i % 2 == 1 { "eu" } else { "us" })) == 1));
+    let paths = upgrade_paths(&sim);
+    assert_eq!(paths[..2], ["/v1/clusters/dev-eu-1", "/v1/clusters/dev-eu-3"], "canaries first, by name");
+
+    // The put's version is exactly what check reports for the state it left.
+    let after = check(&sim, json!({})).json();
+    assert_eq!(answer["version"], after[0]);
+    assert_ne!(after[0]["digest"], before[0]["digest"]);
+    assert_eq!(after[0]["newest_tkgi"], "1.19.2-build.10");
+    let meta: Vec<String> = answer["metadata"].as_array().unwrap().iter().map(|m| m["name"].to_string()).collect();
+    assert!(meta.contains(&"\"planned\"".to_string()) && meta.contains(&"\"failed\"".to_string()));
+
+    // Idempotent: a second put plans nothing and starts nothing.
+    let (again, _dir) = out(&sim, json!({"canaries": 2, "max_in_flight": 4}));
+    assert_eq!(again.json()["version"], after[0]);
+    assert!(again.stderr.contains("nothing to upgrade"), "{}", again.stderr);
+    assert_eq!(total_starts(&sim), 22);
+}
+
+#[test]
+fn canary_failure_stops_with_the_rest_untouched() {
+    let mut clusters = names("c", 6);
+    clusters[2] = "{name: c-03, upgrade_failures: 1}".into();
+    let refs: Vec<&str> = clusters.iter().map(String::as_str).collect();
+    let sim = RunningSim::start(&world(&refs, 1200, ""));
+    let (result, _dir) = out(&sim, json!({"canaries": ["c-03", "c-01"], "max_in_flight": 3, "on_failure": "continue"}));
+    result.assert_fails_with(&["canary c-03 failed", "failed: c-03", "not started: "]);
+    assert_eq!(total_starts(&sim), 1, "only the failed canary was ever started");
+    assert_eq!(upgrade_paths(&sim), ["/v1/clusters/c-03"]);
+}
+
+#[test]
+fn continue_mode_finishes_the_others_and_exits_1() {
+    let mut clusters = names("c", 8);
+    clusters[4] = "{name: c-05, upgrade_failures: 1, failure_state: error}".into();
+    let refs: Vec<&str> = clusters.iter().map(String::as_str).collect();
+    let sim = RunningSim::start(&world(&refs, 1200, ""));
+    let (result, _dir) = out(&sim, json!({"canaries": 1, "max_in_flight": 2, "on_failure": "continue"}));
+    result.assert_fails_with(&["failed: c-05", "not started: none", "7 succeeded, 1 failed"]);
+    assert_eq!(total_starts(&sim), 8);
+    assert!(sim.state().high_water("tkgi.upgrades_in_flight") <= 2);
+}
+
+#[test]
+fn stop_mode_starts_nothing_after_a_failure() {
+    let mut clusters = names("c", 8);
+    clusters[1] = "{name: c-02, upgrade_failures: 1, upgrade_secs: 600}".into();
+    let refs: Vec<&str> = clusters.iter().map(String::as_str).collect();
+    let sim = RunningSim::start(&world(&refs, 1200, ""));
+    let (result, _dir) = out(&sim, json!({"max_in_flight": 2}));
+    result.assert_fails_with(&["failed: c-02", "on_failure is stop"]);
+    // c-01 was running alongside c-02 and was awaited; nothing started after the failure.
+    assert_eq!(total_starts(&sim), 2);
+    assert!(result.stderr.contains("1 succeeded, 1 failed, 6 not started"), "{}", result.stderr);
+}
+
+#[test]
+fn token_expiry_and_revocation_mid_rollout() {
+    let clusters = names("c", 6);
+    let refs: Vec<&str> = clusters.iter().map(String::as_str).collect();
+    let sim = RunningSim::start(&world(&refs, 2500, "").replace("token_ttl_secs: 3600", "token_ttl_secs: 1"));
+    let revoker = {
+        let state = std::sync::Arc::clone(sim.state());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(700));
+            state.uaa.revoke_all()
+        })
+    };
+    let (result, _dir) = out(&sim, json!({"max_in_flight": 2}));
+    result.json();
+    revoker.join().unwrap();
+    let tokens = sim.requests().iter().filter(|r| r.path == "/oauth/token").count();
+    assert!(tokens >= 3, "tokens were refreshed during the rollout ({tokens} token requests)");
+    assert!(sim.requests().iter().any(|r| r.status == 401), "the revoked token was answered with 401");
+    assert!(result.stderr.contains("fetching a new access token"), "{}", result.stderr);
+    assert_eq!(total_starts(&sim), 6);
+    assert!((1..=6).all(|i| starts(&sim, &format!("c-{i:02}")) == 1));
+}
+
+#[test]
+fn api_down_for_a_while_then_back() {
+    let clusters = names("c", 4);
+    let refs: Vec<&str> = clusters.iter().map(String::as_str).collect();
+    let sim = RunningSim::start(&world(&refs, 2500, ""));
+    // After the first few reads, every read fails with 503 for a while (more than one request's retries).
+    let down = FaultAction::Status { code: 503, retry_after: None, body: Some("upstream down".into()) };
+    sim.add_fault(FaultRule::new("/v1/clusters/*", down).method("GET").skip(3).count(25));
+    let (result, _dir) = out(&sim, json!({"max_in_flight": 2}));
+    result.json();
+    assert!(result.stderr.contains("503"), "the outage was noticed:\n{}", result.stderr);
+    assert!(sim.requests().iter().filter(|r| r.status == 503).count() >= 25);
+    assert_eq!(total_starts(&sim), 4, "no cluster started twice");
+}
+
+#[test]
+fn busy_clusters_are_skipped_and_409_is_waited_on() {
+    let sim = RunningSim::start(&world(
+        &["{name: a}", "{name: b, last_action: UPDATE, last_action_state: in progress}", "{name: c}"],
+        1200,
+        "",
+    ));
+    let busy =
+        FaultAction::Status { code: 409, retry_after: None, body: Some(r#"{"body":"cluster c is busy"}"#.into()) };
+    sim.add_fault(FaultRule::new("/v1/clusters/c", busy).method("PATCH").count(2));
+    let (result, _dir) = out(&sim, json!({}));
+    result.json();
+    assert!(result.stderr.contains("held by another action in progress (UPDATE)"), "{}", result.stderr);
+    assert!(result.stderr.contains("busy, waiting"), "{}", result.stderr);
+    assert_eq!((starts(&sim, "a"), starts(&sim, "b"), starts(&sim, "c")), (1, 0, 1));
+    assert_eq!(upgrade_paths(&sim).iter().filter(|p| p.ends_with("/c")).count(), 3, "two 409s, then accepted");
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let clusters = names("c", 5);
+    let refs: Vec<&str> = clusters.iter().map(String::as_str).collect();
+    let sim = RunningSim::start(&world(&refs, 1200, ""));
+    let (result, _dir) = out(&sim, json!({"dry_run": true, "canaries": 1}));
+    let answer = result.json();
+    assert!(result.stderr.contains("| 1   | c-01    | canary"), "{}", result.stderr);
+    assert!(result.stderr.contains("dry run: nothing was changed"));
+    assert!(upgrade_paths(&sim).is_empty());
+    assert_eq!(answer["version"], check(&sim, json!({})).json()[0]);
+}
+
+#[test]
+fn killed_out_then_second_out_finishes_without_double_starts() {
+    let clusters = names("c", 8);
+    let refs: Vec<&str> = clusters.iter().map(String::as_str).collect();
+    // Each upgrade takes about one second.
+    let sim = RunningSim::start(&world(&refs, 5000, ""));
+    let dir = tempfile::tempdir().unwrap();
+    let request = json!({"source": source(&sim, json!({})), "params": {"max_in_flight": 3, "poll_interval": "50ms"}});
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("out"))
+        .arg(dir.path())
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while total_starts(&sim) < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(total_starts(&sim), 3, "the first out started its first batch");
+    child.kill().unwrap(); // SIGKILL: no cleanup, upgrades keep running on the platform
+    child.wait().unwrap();
+
+    let (result, _dir) = out(&sim, json!({"max_in_flight": 3}));
+    result.json();
+    assert!(result.stderr.contains("adopt"), "{}", result.stderr);
+    for i in 1..=8 {
+        assert_eq!(starts(&sim, &format!("c-{i:02}")), 1, "c-{i:02} started exactly once");
+    }
+    assert!(sim.state().high_water("tkgi.upgrades_in_flight") <= 3);
+}
+
+#[test]
+fn wrong_secret_is_a_clear_error_without_the_secret() {
+    let sim = RunningSim::start(&world(&["{name: a}"], 1200, "").replace(SENTINEL, "the-right-secret"));
+    let result = check(&sim, json!({}));
+    result.assert_fails_with(&["UAA rejected the credentials of client `repave`", "invalid_client"]);
+}
+
+#[test]
+fn in_writes_the_report_and_private_kubeconfigs() {
+    let sim = RunningSim::start(&world(
+        &["{name: b-1, pks_version: 1.19.2-build.10}", "{name: a-1}", "{name: x-1}"],
+        1200,
+        "",
+    ));
+    let extra = json!({"clusters": ["*-1", "!x-*"]});
+    let version = check(&sim, extra.clone()).json()[0].clone();
+    assert_eq!((version["clusters"].as_str(), version["behind"].as_str()), (Some("2"), Some("1")));
+    let dir = tempfile::tempdir().unwrap();
+    let request = json!({"source": source(&sim, extra), "params": {"kubeconfig": true}, "version": version});
+    let result = run_step("in", &request.to_string(), Some(dir.path()), &[]);
+    assert_eq!(result.json()["version"], version);
+    let clusters: Value = serde_json::from_slice(&std::fs::read(dir.path().join("clusters.json")).unwrap()).unwrap();
+    let listed: Vec<&str> = clusters.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(listed, ["a-1", "b-1"]);
+    assert_eq!(clusters[0]["repave"]["behind"], true);
+    assert_eq!(clusters[0]["plan_name"], "small", "the API's own fields are kept");
+    let md = std::fs::read_to_string(dir.path().join("fleet.md")).unwrap();
+    assert!(md.contains("| a-1     | small | 1.18.5-build.10 |") && md.contains("| yes"), "{md}");
+    use std::os::unix::fs::PermissionsExt;
+    let kubeconfig = dir.path().join("kubeconfigs/a-1.json");
+    assert_eq!(std::fs::metadata(&kubeconfig).unwrap().permissions().mode() & 0o777, 0o600);
+    let config: Value = serde_json::from_slice(&std::fs::read(&kubeconfig).unwrap()).unwrap();
+    let token = config["users"][0]["user"]["token"].as_str().unwrap();
+    assert!(!result.stderr.contains(token), "kubeconfig token logged");
+}
+
+#[test]
+fn kubernetes_health_gate_fails_an_unready_cluster() {
+    let sim = RunningSim::start(&world(&["{name: a}", "{name: b}"], 1200, "kubernetes: {unready: [a]}"));
+    let params = json!({"on_failure": "continue", "health": {"kubernetes": true, "timeout": "300ms", "soak": "100ms"}});
+    let (result, _dir) = out(&sim, params);
+    result.assert_fails_with(&["failed: a", "readyz", "health checks still failing"]);
+    assert!(result.stderr.contains("b: Kubernetes 1.28.11 is ready"), "{}", result.stderr);
+}
+
+#[test]
+fn target_must_be_known() {
+    let sim =
+        RunningSim::start(&world(&["{name: a}"], 1200, "").replace("tkgi:\n", "tkgi:\n  version_path: /elsewhere\n"));
+    let (result, _dir) = out(&sim, json!({}));
+    result.assert_fails_with(&["cannot determine the target TKGI version", "params.target_version"]);
+    assert!(upgrade_paths(&sim).is_empty());
+    // An explicit target works without the route.
+    let (result, _dir) = out(&sim, json!({"target_version": "1.19.2-build.10"}));
+    result.json();
+    assert_eq!(total_starts(&sim), 1);
+}
+
+#[test]
+fn password_login_through_pks_cli() {
+    let sim = RunningSim::start(&world(&["{name: a}"], 1200, "").replace(
+        "  token_ttl_secs: 3600\n",
+        &format!("  users: [{{username: ops, password: {SENTINEL}, scopes: [pks.clusters.manage]}}]\n  token_ttl_secs: 3600\n"),
+    ));
+    let mut s = source(&sim, json!({"username": "ops", "password": SENTINEL}));
+    s.as_object_mut().unwrap().retain(|k, _| k != "client_id" && k != "client_secret");
+    let result = run_step("check", &json!({"source": s}).to_string(), None, &[]);
+    assert_eq!(result.json()[0]["clusters"], "1");
+}
+
+#[tokio::test]
+async fn director_deployments_match_the_tkgi_clusters() {
+    use repave::clients::uaa::{Grant, Uaa};
+    use repave::http::{HttpClient, HttpConfig, Retry};
+    let sim = RunningSim::start(
+        &world(&["{name: a, uuid: 9527ebaa-e2fa-422f-a52b-de3c3f0e39a4}", "{name: b}"], 1200, "")
+            .replace("scopes: [pks.clusters.admin]", "scopes: [pks.clusters.admin, bosh.admin]"),
+    );
+    let config =
+        HttpConfig { ca_cert: Some(std::fs::read_to_string(sim.ca_cert_path()).unwrap()), ..HttpConfig::default() };
+    let http = HttpClient::new(config, &repave::Env::new(), &repave::redact::Log::sink()).unwrap();
+    let grant = Grant::ClientCredentials { client_id: "repave".into(), client_secret: SENTINEL.into() };
+    let uaa = Uaa::new(http, sim.url(), grant);
+    let get = |path: &str| {
+        let url = format!("{}{path}", sim.url());
+        let uaa = &uaa;
+        async move { uaa.send(Retry::Idempotent, |c| c.get(&url)).await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let clusters = get("/v1/clusters").await;
+    let deployments = get("/deployments").await;
+    let uuids: Vec<String> =
+        clusters.as_array().unwrap().iter().map(|c| c["uuid"].as_str().unwrap().to_string()).collect();
+    assert_eq!(uuids[0], "9527ebaa-e2fa-422f-a52b-de3c3f0e39a4");
+    let names: Vec<&str> = deployments.as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(names, uuids.iter().map(|u| format!("service-instance_{u}")).collect::<Vec<_>>());
+    assert_eq!(deployments[0]["stemcells"][0]["version"], "1.445");
+}

@@ -6,7 +6,6 @@
 //! Neither Concourse nor `fly` can run on the CI machines and the public JSON schemas are stale, so the
 //! rules are re-implemented here. `--strict` turns warnings into errors, so everything is an error.
 //! Each [`Finding`] names the file, where in the pipeline (resource, job, step) and the rule.
-#![allow(dead_code)]
 
 mod steps;
 pub mod task;

@@ -203,6 +203,8 @@ fn step_rules() {
     assert_fires("missing-field", &[("    file: stemcell/version\n", "")]);
     assert_fires("missing-field", &[("      file: stemcell/pipeline.yml\n", "")]);
     assert_fires("load-var-format", &[("format: trim", "format: toml")]);
+    assert_fires("build-log-retention", &[("  serial: true", "  serial: true\n  build_log_retention: {builds: -1}")]);
+    assert_fires("unknown-field", &[("  serial: true", "  serial: true\n  build_log_retention: {bulids: 5}")]);
     for ok in ["0", "90s", "1h30m", "1.5h", "300ms", "2h45m10s", "-1m"] {
         assert!(parse_go_duration(ok).is_ok(), "{ok}");
     }

@@ -41,6 +41,19 @@ pub fn process_main(step: Step) -> ! {
     std::process::exit(status)
 }
 
+/// The image's one binary: the step is the name it was started as (`/opt/resource/in` is a symlink
+/// to `/opt/resource/check`). One static binary instead of three keeps the image small.
+pub fn multicall_main() -> ! {
+    let program = std::env::args().next().unwrap_or_default();
+    match Step::from_program(&program) {
+        Some(step) => process_main(step),
+        None => {
+            eprintln!("error: started as `{program}`: run this binary as `check`, `in` or `out`");
+            std::process::exit(1)
+        }
+    }
+}
+
 /// The real process environment, skipping variables that are not valid UTF-8 (std's `vars()` would
 /// panic on them).
 pub fn process_env() -> Env {

@@ -29,6 +29,16 @@ impl Step {
         }
     }
 
+    /// The step a program name stands for (`/opt/resource/in` → `In`), for the multi-call binary.
+    pub fn from_program(path: &str) -> Option<Step> {
+        match path.rsplit('/').next()? {
+            "check" => Some(Step::Check),
+            "in" => Some(Step::In),
+            "out" => Some(Step::Out),
+            _ => None,
+        }
+    }
+
     /// The top-level keys Concourse sends for this step.
     fn allowed_keys(self) -> &'static [&'static str] {
         match self {
@@ -166,6 +176,13 @@ pub fn render_step(response: &StepResponse) -> Result<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn program_names() {
+        assert_eq!(Step::from_program("/opt/resource/in"), Some(Step::In));
+        assert_eq!(Step::from_program("check"), Some(Step::Check));
+        assert_eq!(Step::from_program("/usr/bin/repave"), None);
+    }
 
     #[test]
     fn version_values_must_be_strings() {

@@ -164,13 +164,13 @@ fn a_server_without_ranges_gets_one_stream_restarted_after_a_reset() {
 #[test]
 fn a_stalled_range_times_out_and_is_resumed() {
     let sim = RunningSim::start(&scenario());
-    let stall = FaultAction::Stall { after_bytes: Some(50_000), ms: 3_000 };
+    // Far longer than the 500 ms stall timeout: only a cut-and-resume logs "timed out". No wall-clock
+    // bound is asserted — shared CI machines are too noisy for that.
+    let stall = FaultAction::Stall { after_bytes: Some(50_000), ms: 20_000 };
     sim.add_fault(FaultRule::new("/stemcells/*", stall).method("GET").count(1));
     let dir = tempfile::tempdir().unwrap();
-    let started = std::time::Instant::now();
     let out = get(&sim, dir.path(), "1.506", json!({"flavor": "regular"}), json!({}));
     out.json();
-    assert!(started.elapsed() < std::time::Duration::from_millis(2_900), "the stall timeout (500ms) cut it");
     assert!(out.stderr.contains("timed out"), "{}", out.stderr);
     assert_eq!(sha256_of(&dir.path().join("stemcell.tgz")), published(&sim, "1.506", "regular", SIZE).sha256);
 }

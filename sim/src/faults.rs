@@ -62,6 +62,9 @@ pub enum FaultAction {
     RateLimit { bytes_per_sec: u64 },
     /// Send only `bytes` body bytes under the original `Content-Length`, then close.
     Truncate { bytes: u64 },
+    /// Answer as a server without range support would: the `Range` header is dropped, so a ranged GET
+    /// gets the whole body with 200 (a server that stops honouring ranges mid-download).
+    IgnoreRange,
 }
 
 impl FaultAction {
@@ -73,6 +76,7 @@ impl FaultAction {
             Self::Stall { .. } => "stall",
             Self::RateLimit { .. } => "rate_limit",
             Self::Truncate { .. } => "truncate",
+            Self::IgnoreRange => "ignore_range",
         }
     }
 }
@@ -195,8 +199,12 @@ pub async fn middleware(State(state): State<Arc<SimState>>, req: Request, next: 
     response
 }
 
-async fn apply(action: FaultAction, req: Request, next: Next) -> Response {
+async fn apply(action: FaultAction, mut req: Request, next: Next) -> Response {
     let body_fault = match action {
+        FaultAction::IgnoreRange => {
+            req.headers_mut().remove(header::RANGE);
+            return next.run(req).await;
+        }
         FaultAction::Status { code, retry_after, body } => return status_response(code, retry_after, body),
         FaultAction::Stall { after_bytes: None, ms } => {
             tokio::time::sleep(Duration::from_millis(ms)).await;

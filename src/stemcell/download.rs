@@ -144,6 +144,24 @@ pub struct Downloaded {
     pub connections: usize,
 }
 
+const TEMP_PREFIX: &str = ".repave-download-";
+
+/// A killed `in` (kill -9, an OOM kill, a lost worker) never drops its temp file; a rerun into the same
+/// directory removes such leftovers so they cannot fill the disk. Failures to remove are only logged.
+fn remove_stale_parts(dir: &Path, log: &crate::redact::Log) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(TEMP_PREFIX) && name.ends_with(".part") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => log.line(format!("removed {name}, left behind by an interrupted download")),
+                Err(e) => log.warn(format!("could not remove the stale partial download {name}: {e}")),
+            }
+        }
+    }
+}
+
 /// Downloads `url` to `dest`, verifying `expected`. Nothing appears under `dest` unless the digest
 /// matched: the bytes go to a temp file in the same directory, renamed at the end (and removed on
 /// any failure when the temp file is dropped).
@@ -155,8 +173,9 @@ pub async fn download(
     opts: &Options,
 ) -> Result<Downloaded> {
     let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    remove_stale_parts(dir, http.log());
     let temp = tempfile::Builder::new()
-        .prefix(".repave-download-")
+        .prefix(TEMP_PREFIX)
         .suffix(".part")
         .tempfile_in(dir)
         .with_context(|| format!("creating a temp file in {}", dir.display()))?;

@@ -63,7 +63,7 @@ impl HttpConfig {
             connect_timeout: opts.connect_timeout.map_or(d.connect_timeout, |x| x.0),
             stall_timeout: opts.stall_timeout.map_or(d.stall_timeout, |x| x.0),
             request_timeout: opts.request_timeout.map_or(d.request_timeout, |x| x.0),
-            attempts: opts.attempts.unwrap_or(d.attempts).max(1),
+            attempts: opts.attempts.map_or(d.attempts, std::num::NonZeroU32::get),
             max_backoff: opts.max_backoff.map_or(d.max_backoff, |x| x.0),
             ..d
         }

@@ -51,7 +51,7 @@ fn wrong_type_names_path_and_expected_type() {
     let req = r#"{"source":{"kind":"stemcell","name":"x","force_regular":"yes"}}"#;
     run_step("check", req, None, &[]).assert_fails_with(&["source.force_regular", "expected a boolean"]);
     let req = r#"{"source":{"kind":"stemcell","name":"x","http":{"attempts":"many"}}}"#;
-    run_step("check", req, None, &[]).assert_fails_with(&["source.http.attempts", "expected u32"]);
+    run_step("check", req, None, &[]).assert_fails_with(&["source.http.attempts", "expected a nonzero u32"]);
 }
 
 #[test]

@@ -117,7 +117,10 @@ fn trial(sim: &RunningSim, seed: u64, tally: &mut Tally) {
     assert!(leftovers(dir.path()).is_empty(), "temp files left: {:?}: {}", leftovers(dir.path()), why());
     tally.trials += 1;
     kinds.iter().for_each(|k| *tally.faults.entry(k).or_default() += 1);
-    let must_succeed = version != "1.504" && drawn.iter().all(|d| d.recoverable);
+    // Faults can all land on one connection, whose retries are bounded by `http.attempts` (5): only
+    // when their counts together leave a try to spare is success owed.
+    let budget: u32 = drawn.iter().map(|d| d.rule.count.unwrap_or(u32::MAX)).fold(0, u32::saturating_add);
+    let must_succeed = version != "1.504" && drawn.iter().all(|d| d.recoverable) && budget <= 4;
     if out.status == 0 {
         assert_ne!(version, "1.504", "a wrong checksum must never verify: {}", why());
         let digests = sim.state().blob_digests(repave_sim::boshio::seed(NAME, version, "regular"), SIZE);

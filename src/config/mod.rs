@@ -126,7 +126,14 @@ pub struct DurationStr(pub Duration);
 impl<'de> Deserialize<'de> for DurationStr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        parse_duration(&text).map(DurationStr).map_err(serde::de::Error::custom)
+        match parse_duration(&text).map_err(serde::de::Error::custom)? {
+            // Every duration repave takes is a timeout, interval or wait: zero would mean "fail at once"
+            // or "spin", never what a user wants.
+            d if d.is_zero() => Err(serde::de::Error::custom(format!(
+                "`{text}` is zero: expected a duration longer than zero (omit the field for the default)"
+            ))),
+            d => Ok(DurationStr(d)),
+        }
     }
 }
 
@@ -171,7 +178,7 @@ pub struct HttpOptions {
     /// Deadline for one API request, headers and body (not for tarball downloads).
     pub request_timeout: Option<DurationStr>,
     /// Total tries of a retryable request (1 = no retries).
-    pub attempts: Option<u32>,
+    pub attempts: Option<std::num::NonZeroU32>,
     /// Longest wait between two tries (also caps a server's `Retry-After`).
     pub max_backoff: Option<DurationStr>,
 }

@@ -17,18 +17,28 @@ use crate::config::{
 };
 use crate::http::{HttpClient, HttpConfig};
 use crate::protocol::{self, Request, Step};
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 
 /// Parses and checks `source` and `params` for `step` as [`run`] and the step modules do, without I/O.
 pub fn validate(step: Step, request: &Request) -> Result<()> {
     let source: Source = config::parse(&request.source, "source")?;
+    check_name(&source.name)?;
+    check_api_url(&source.api_url)?;
     catalog::flavor(&source)?;
     versions::Family::parse(source.version_family.as_deref().unwrap_or("latest"))?;
     source.constraint.as_deref().map(versions::Constraint::parse).transpose()?;
     match step {
         Step::Check => {}
         Step::In => {
-            config::parse::<GetParams>(&request.params, "params")?;
+            let params: GetParams = config::parse(&request.params, "params")?;
+            if !(1..=MAX_PARALLEL).contains(&params.parallel) {
+                bail!("params.parallel is {}: expected 1 to {MAX_PARALLEL} connections", params.parallel);
+            }
+            // Pipeline checks validate configs without a version; every real `in` request has one.
+            let version = request.version.as_ref().map(|v| v.get("version"));
+            if version.is_some_and(|v| v.is_none_or(|v| v.trim().is_empty())) {
+                bail!("version.version is missing or empty: expected a stemcell version such as \"1.506\"");
+            }
         }
         Step::Out => {
             config::parse::<PutParams>(&request.params, "params")?;
@@ -36,6 +46,28 @@ pub fn validate(step: Step, request: &Request) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// More connections than this only add load on the mirror; the throttled-link gain flattens long before.
+const MAX_PARALLEL: u32 = 64;
+/// bosh.io names are under 100 characters; a longer one is a mistake (and would be echoed in errors).
+const MAX_NAME: usize = 256;
+
+fn check_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() {
+        bail!("source.name is empty: expected a stemcell name such as `bosh-aws-xen-hvm-ubuntu-jammy-go_agent`");
+    }
+    if name.len() > MAX_NAME {
+        bail!("source.name is too long ({} bytes, at most {MAX_NAME}): expected a stemcell name", name.len());
+    }
+    Ok(())
+}
+
+fn check_api_url(url: &str) -> Result<()> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => Ok(()),
+        _ => bail!("source.api_url `{url}` is not a URL: expected an absolute URL such as https://bosh.io"),
+    }
 }
 
 fn director_of(source: &Source) -> Result<&crate::config::DirectorSource> {
@@ -46,6 +78,7 @@ fn director_of(source: &Source) -> Result<&crate::config::DirectorSource> {
 
 /// Runs one step of the stemcell kind and returns the JSON answer.
 pub async fn run(step: Step, request: Request, ctx: Ctx) -> Result<String> {
+    validate(step, &request)?;
     let source: Source = config::parse(&request.source, "source")?;
     let http_config = HttpConfig::from_source(source.ca_cert.as_deref(), source.insecure_skip_tls_verify, &source.http);
     let dir = || ctx.dir.clone().ok_or_else(|| anyhow!("{} needs a directory argument", step.name()));

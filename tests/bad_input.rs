@@ -1,0 +1,123 @@
+//! Bad input for every kind and step (issue 8): each request must exit 1 with nothing on stdout and
+//! a message naming the field and what was expected. Every source points at a closed local port with
+//! one HTTP attempt, so a validation that is missing shows up as a connection error, not a hang.
+
+mod common;
+
+use common::{SENTINEL, run_step};
+use serde_json::{Value, json};
+
+const CLOSED: &str = "https://127.0.0.1:9";
+
+fn stemcell(extra: Value) -> Value {
+    merge(json!({"kind": "stemcell", "name": "bosh-x", "api_url": CLOSED, "http": {"attempts": 1}}), extra)
+}
+
+fn fleet(extra: Value) -> Value {
+    let base = json!({"kind": "fleet", "api_url": CLOSED, "client_id": "ci", "client_secret": SENTINEL,
+                      "http": {"attempts": 1}});
+    merge(base, extra)
+}
+
+fn kubernetes(extra: Value) -> Value {
+    merge(json!({"kind": "kubernetes", "feed_url": CLOSED, "http": {"attempts": 1}}), extra)
+}
+
+fn merge(mut base: Value, extra: Value) -> Value {
+    base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    base.as_object_mut().unwrap().retain(|_, v| !v.is_null());
+    base
+}
+
+/// (step, request, words the error must contain)
+fn cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
+    let v = json!({"version": "1.506"});
+    let huge = "x".repeat(1 << 20);
+    vec![
+        ("check", json!({"source": stemcell(json!({"name": null}))}), vec!["source.name is required"]),
+        ("check", json!({"source": stemcell(json!({"name": ""}))}), vec!["source.name", "empty"]),
+        ("check", json!({"source": stemcell(json!({"name": huge}))}), vec!["source.name", "too long"]),
+        ("check", json!({"source": stemcell(json!({"version_family": "abc"}))}), vec!["version_family"]),
+        ("check", json!({"source": stemcell(json!({"constraint": ">=banana"}))}), vec!["constraint"]),
+        ("check", json!({"source": stemcell(json!({"flavor": "lite"}))}), vec!["source.flavor", "light"]),
+        ("check", json!({"source": stemcell(json!({"api_url": "bosh.io"}))}), vec!["api_url", "https://"]),
+        ("check", json!({"source": stemcell(json!({"http": {"attempts": 0}}))}), vec!["http.attempts", "nonzero"]),
+        ("check", json!({"source": stemcell(json!({"http": {"stall_timeout": "0s"}}))}), vec!["stall_timeout"]),
+        (
+            "in",
+            json!({"source": stemcell(json!({})), "version": v, "params": {"parallel": 0}}),
+            vec!["params.parallel"],
+        ),
+        (
+            "in",
+            json!({"source": stemcell(json!({})), "version": v, "params": {"parallel": 100000}}),
+            vec!["params.parallel"],
+        ),
+        (
+            "in",
+            json!({"source": stemcell(json!({})), "version": v, "params": {"tarball": "yes"}}),
+            vec!["params.tarball", "boolean"],
+        ),
+        ("in", json!({"source": stemcell(json!({})), "version": {"version": ""}}), vec!["version"]),
+        ("out", json!({"source": stemcell(json!({})), "params": {}}), vec!["params.from is required"]),
+        ("out", json!({"source": stemcell(json!({})), "params": {"from": "x"}}), vec!["source.director is required"]),
+        ("check", json!({"source": fleet(json!({"api_url": null}))}), vec!["source.api_url is required"]),
+        ("check", json!({"source": fleet(json!({"client_secret": null}))}), vec!["client_secret"]),
+        ("check", json!({"source": fleet(json!({"api_url": ""}))}), vec!["api_url"]),
+        ("out", json!({"source": fleet(json!({})), "params": {"max_in_flight": 0}}), vec!["max_in_flight"]),
+        ("out", json!({"source": fleet(json!({})), "params": {"max_in_flight": -1}}), vec!["max_in_flight"]),
+        ("out", json!({"source": fleet(json!({})), "params": {"canaries": -2}}), vec!["canaries"]),
+        ("out", json!({"source": fleet(json!({})), "params": {"on_failure": "explode"}}), vec!["on_failure", "stop"]),
+        ("out", json!({"source": fleet(json!({})), "params": {"cluster_timeout": "forever"}}), vec!["cluster_timeout"]),
+        ("out", json!({"source": fleet(json!({})), "params": {"window": "Sat 25:00-26:00 UTC"}}), vec!["window"]),
+        (
+            "out",
+            json!({"source": fleet(json!({})), "params": {"window": "Sat 02:00-06:00 Mars/Olympus"}}),
+            vec!["window", "zone"],
+        ),
+        ("out", json!({"source": fleet(json!({})), "params": {"prune": true}}), vec!["prune", "desired"]),
+        (
+            "out",
+            json!({"source": fleet(json!({})), "params": {"desired": "missing/fleet.yml"}}),
+            vec!["missing/fleet.yml"],
+        ),
+        ("out", json!({"source": fleet(json!({})), "params": {"clusters": ["[bad"]}}), vec!["clusters"]),
+        ("check", json!({"source": kubernetes(json!({"channel": "stable-x"}))}), vec!["channel"]),
+        (
+            "check",
+            json!({"source": kubernetes(json!({"channel": "stable", "minor_min": "1.28"}))}),
+            vec!["channel", "minor_min"],
+        ),
+        (
+            "in",
+            json!({"source": kubernetes(json!({})), "version": {"version": "1.30.1"}, "params": {"from_version": "banana"}}),
+            vec!["from_version"],
+        ),
+        ("out", json!({"source": kubernetes(json!({})), "params": {}}), vec!["read-only"]),
+    ]
+}
+
+#[test]
+fn every_bad_request_fails_naming_the_field() {
+    let mut problems = Vec::new();
+    let cases = cases();
+    for (step, request, needles) in &cases {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_arg = (*step != "check").then_some(dir.path());
+        let out = run_step(step, &request.to_string(), dir_arg, &[]);
+        let missing: Vec<_> = needles.iter().filter(|n| !out.stderr.contains(**n)).collect();
+        if out.status != 1 || !out.stdout.is_empty() || !missing.is_empty() {
+            let shown: String = request.to_string().chars().take(200).collect();
+            let stderr: String = out.stderr.trim().chars().take(600).collect();
+            problems.push(format!("{step} {shown}\n  exit {} missing {missing:?}\n  {stderr}", out.status));
+        }
+    }
+    eprintln!("bad input: {} requests tried", cases.len());
+    assert!(
+        problems.is_empty(),
+        "{} of {} bad requests were not refused properly:\n{}",
+        problems.len(),
+        cases.len(),
+        problems.join("\n")
+    );
+}

@@ -64,6 +64,12 @@ fn cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
         ("check", json!({"source": fleet(json!({"api_url": null}))}), vec!["source.api_url is required"]),
         ("check", json!({"source": fleet(json!({"client_secret": null}))}), vec!["client_secret"]),
         ("check", json!({"source": fleet(json!({"api_url": ""}))}), vec!["api_url"]),
+        // Tokens never travel over plain http, even when the token endpoint itself is https.
+        (
+            "check",
+            json!({"source": fleet(json!({"api_url": "http://127.0.0.1:9", "uaa_url": CLOSED}))}),
+            vec!["plain http"],
+        ),
         ("out", json!({"source": fleet(json!({})), "params": {"max_in_flight": 0}}), vec!["max_in_flight"]),
         ("out", json!({"source": fleet(json!({})), "params": {"max_in_flight": -1}}), vec!["max_in_flight"]),
         ("out", json!({"source": fleet(json!({})), "params": {"canaries": -2}}), vec!["canaries"]),

@@ -5,6 +5,7 @@
 use proptest::prelude::*;
 use repave::protocol::{self, Request, Step};
 use repave::redact::Secrets;
+use repave::stemcell::versions::{Constraint, Family, StemcellVersion, window};
 use serde_json::{Map, Value, json};
 
 /// Arbitrary JSON values, biased towards the keys repave knows so parsing reaches deep code paths.
@@ -88,6 +89,61 @@ proptest! {
         secrets.collect(&json!({"client_secret": secret.clone()}));
         let redacted = secrets.redact(&format!("{before}{secret}{after}"));
         prop_assert!(!redacted.contains(&secret), "{redacted}");
+    }
+}
+
+/// Dotted numbers compare as numbers with missing parts as 0 (`1.10` > `1.9`, `621` == `621.0`).
+fn numeric_key(parts: &[u64]) -> Vec<u64> {
+    let mut key = parts.to_vec();
+    while key.last() == Some(&0) {
+        key.pop();
+    }
+    key
+}
+
+fn dotted(parts: &[u64]) -> String {
+    parts.iter().map(u64::to_string).collect::<Vec<_>>().join(".")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn stemcell_version_parsing_never_panics(text in ".{0,24}") {
+        let _ = StemcellVersion::parse(&text);
+        let _ = Family::parse(&text);
+        let _ = Constraint::parse(&text);
+    }
+
+    #[test]
+    fn stemcell_versions_order_numerically(a in prop::collection::vec(0u64..2000, 1..4), b in prop::collection::vec(0u64..2000, 1..4)) {
+        let (va, vb) = (StemcellVersion::parse(&dotted(&a)).unwrap(), StemcellVersion::parse(&dotted(&b)).unwrap());
+        prop_assert_eq!(va.cmp(&vb), numeric_key(&a).cmp(&numeric_key(&b)));
+    }
+
+    #[test]
+    fn the_check_window_is_sorted_and_starts_at_the_current_version(
+        all in prop::collection::vec(prop::collection::vec(0u64..50, 1..3), 1..12),
+        pick in any::<prop::sample::Index>(),
+        known in any::<bool>(),
+    ) {
+        let versions: Vec<StemcellVersion> = all.iter().map(|p| StemcellVersion::parse(&dotted(p)).unwrap()).collect();
+        let current = known.then(|| versions[pick.index(versions.len())].raw.clone());
+        let out = window(versions.clone(), current.as_deref());
+        prop_assert!(out.windows(2).all(|w| w[0] <= w[1]), "not oldest first");
+        let newest = versions.iter().max().unwrap();
+        prop_assert!(out.last().is_some_and(|v| v == newest), "the newest version must be last");
+        match current {
+            Some(c) => prop_assert!(out.iter().any(|v| v.raw == c), "the current version must be included"),
+            None => prop_assert_eq!(out.len(), 1),
+        }
+    }
+
+    #[test]
+    fn fleet_files_never_panic_and_errors_name_the_file(text in "(clusters:|waves:|  - name: [a-z]{1,5}|    plan: small|    workers: [0-9-]{1,3}|    wave: [a-z]{1,4}|hold: true|max_in_flight: [0-9]|window: .{0,12}|[ :\\-\\[\\]{}a-z0-9]{0,10}|\n){0,24}") {
+        if let Err(e) = repave::fleet::desired::parse(&text, "repo/fleet.yml") {
+            prop_assert!(format!("{e:#}").contains("repo/fleet.yml"), "{e:#}");
+        }
     }
 }
 

@@ -89,6 +89,7 @@ impl Director {
         match &self.auth {
             Auth::Uaa(uaa) => uaa.send(retry, build).await,
             Auth::Basic { user, password } => {
+                crate::clients::uaa::refuse_plain_http(&self.base_url, "director credentials")?;
                 self.http.send(retry, |client| build(client).basic_auth(user, Some(password))).await
             }
         }

@@ -81,6 +81,8 @@ impl Uaa {
     /// Sends a request with `Authorization: Bearer`, fetching a new token and trying once more when
     /// the API answers 401 (expired or revoked token).
     pub async fn send(&self, retry: Retry, build: impl Fn(&Client) -> RequestBuilder) -> Result<Response> {
+        let probe = build(self.http.client()).build().context("building request")?;
+        refuse_plain_http(probe.url().as_str(), "an access token")?;
         for fresh_token in [false, true] {
             if fresh_token {
                 self.invalidate();
@@ -97,9 +99,7 @@ impl Uaa {
     }
 
     async fn fetch(&self) -> Result<CachedToken> {
-        if self.token_url.starts_with("http://") {
-            bail!("refusing to send credentials to {} over plain http: use an https UAA URL", self.token_url);
-        }
+        refuse_plain_http(&self.token_url, "credentials")?;
         let (client_id, client_secret, mut form) = self.form();
         form.extend(self.scope.clone().map(|scope| ("scope", scope)));
         let what = format!("requesting an access token from {}", self.token_url);
@@ -163,4 +163,12 @@ impl Uaa {
             ),
         }
     }
+}
+
+/// Credentials and tokens travel only over TLS: anyone on the path could replay them.
+pub fn refuse_plain_http(url: &str, what: &str) -> Result<()> {
+    if url.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://")) {
+        bail!("refusing to send {what} to {url} over plain http: use an https URL");
+    }
+    Ok(())
 }

@@ -20,20 +20,12 @@ fn world(clusters: &[&str], upgrade_secs: u32) -> String {
     )
 }
 
-fn source(sim: &RunningSim) -> Value {
-    json!({
-        "kind": "fleet",
-        "api_url": sim.url(),
-        "uaa_url": sim.url(),
-        "client_id": "repave",
-        "client_secret": SENTINEL,
-        "ca_cert": std::fs::read_to_string(sim.ca_cert_path()).unwrap(),
-        "http": {"max_backoff": "200ms"},
-    })
+fn check(sim: &RunningSim) -> Value {
+    common::fleet::check(sim, json!({})).json()[0].clone()
 }
 
-fn check(sim: &RunningSim) -> Value {
-    run_step("check", &json!({"source": source(sim)}).to_string(), None, &[]).json()[0].clone()
+fn source(sim: &RunningSim) -> Value {
+    common::fleet::source(sim, json!({}))
 }
 
 /// Runs `out` with `fleet` written to `fleet-repo/fleet.yml` in the put's directory.

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{StepOutput, run_step};
+use common::{Rng, StepOutput, run_step};
 use repave_sim::testing::RunningSim;
 use repave_sim::{FaultAction, FaultRule};
 use serde_json::json;
@@ -32,22 +32,6 @@ boshio:
         - {{version: "1.503", regular: {{size: {SIZE}, ranges: false}}}}
 "#
     )
-}
-
-/// splitmix64, so every trial can be replayed from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// One drawn fault; `recoverable` faults must never make the download fail.

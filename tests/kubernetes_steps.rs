@@ -160,19 +160,6 @@ fn in_writes_version_tag_and_a_path_that_skips_no_minor() {
 }
 
 #[test]
-fn in_reads_the_from_version_from_another_get() {
-    let sim = RunningSim::start("");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("cluster")).unwrap();
-    std::fs::write(dir.path().join("cluster/version"), "v1.29.3\n").unwrap();
-    get(&sim, dir.path(), "1.31.4", json!({"from_version_file": "cluster/version"})).json();
-    let path: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("path.json")).unwrap()).unwrap();
-    assert_eq!(path["steps"], json!(["1.30.14", "1.31.4"]));
-    get(&sim, dir.path(), "1.31.4", json!({"from_version_file": "cluster/missing"}))
-        .assert_fails_with(&["params.from_version_file", "cluster/missing"]);
-}
-
-#[test]
 fn in_same_version_has_no_steps_and_a_downgrade_is_refused() {
     let sim = RunningSim::start("");
     let dir = tempfile::tempdir().unwrap();

@@ -182,11 +182,10 @@ fn minor_range(min: &str, max: Option<&str>) -> Result<Selection> {
 pub struct GetParams {
     /// The version the cluster runs now (`1.28.11`, `v1.28.11+vmware.1`): `in` writes the upgrade
     /// path from it to the fetched version.
+    /// (No file form: a get's directory starts empty in Concourse, so a pipeline passes the version in
+    /// with `load_var` → `from_version: ((.:cluster-version))`.)
     #[serde(default)]
     pub from_version: Option<String>,
-    /// A file holding that version, relative to the step directory (e.g. `cluster-info/version`).
-    #[serde(default)]
-    pub from_version_file: Option<String>,
 }
 
 #[cfg(test)]

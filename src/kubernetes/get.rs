@@ -4,7 +4,7 @@
 //! Files written to the step directory:
 //! - `version`: `1.30.14`
 //! - `tag`: `v1.30.14`
-//! - `path.json` (only with `params.from_version` or `params.from_version_file`):
+//! - `path.json` (only with `params.from_version`):
 //!   `{"from":"1.28.11","to":"1.30.14","steps":["1.29.15","1.30.14"]}` — the versions to upgrade
 //!   through, in order, ending with `to`; each intermediate is its minor's latest stable patch.
 //!   `steps` is empty when `from` already is `to`.
@@ -48,7 +48,7 @@ pub async fn get(
         MetadataField::new("version", target.plain()),
         MetadataField::new("channel", super::selection_label(selection)),
     ];
-    if let Some(from) = from_version(params, dir)? {
+    if let Some(from) = from_version(params)? {
         let steps = path_via_feed(feed, &from, &target).await?;
         log.line(format!("upgrade path: {}", skew::describe_path(&from, &steps)));
         let file =
@@ -60,24 +60,9 @@ pub async fn get(
     Ok(StepResponse { version: version.clone(), metadata })
 }
 
-/// The version to start the path from: `from_version`, or the content of `from_version_file`.
-fn from_version(params: &GetParams, dir: &Path) -> Result<Option<KubeVersion>> {
-    match (&params.from_version, &params.from_version_file) {
-        (Some(_), Some(_)) => bail!("params.from_version and params.from_version_file exclude each other: set one"),
-        (Some(text), None) => Ok(Some(KubeVersion::parse(text).context("params.from_version")?)),
-        (None, Some(file)) => {
-            if Path::new(file).is_absolute() {
-                bail!(
-                    "params.from_version_file `{file}` must be relative to the step directory (e.g. `cluster/version`)"
-                );
-            }
-            let path = dir.join(file);
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("params.from_version_file: reading {}", path.display()))?;
-            Ok(Some(KubeVersion::parse(&text).with_context(|| format!("params.from_version_file {file}"))?))
-        }
-        (None, None) => Ok(None),
-    }
+/// The version to start the path from, if the pipeline passed one.
+fn from_version(params: &GetParams) -> Result<Option<KubeVersion>> {
+    params.from_version.as_deref().map(|text| KubeVersion::parse(text).context("params.from_version")).transpose()
 }
 
 /// The skew-policy path, reading each intermediate minor's `stable-M.N.txt` from the feed.

@@ -417,7 +417,7 @@ impl Demo<'_> {
             writeln!(self.out, "   env: {}", shown.join(" "))?;
         }
         writeln!(self.out, "   stdin:")?;
-        let shown = serde_json::to_string_pretty(&self.displayable(request)).expect("JSON values serialize");
+        let shown = serde_json::to_string_pretty(&displayable(request)).expect("JSON values serialize");
         for line in shown.lines() {
             writeln!(self.out, "     {line}")?;
         }
@@ -539,32 +539,8 @@ impl Demo<'_> {
         clients.iter().find(|c| c.id == client).map(|c| c.secret.clone()).unwrap_or_default()
     }
 
-    /// The request as printed: secret-like fields (the names repave itself treats as secret) become `***`, and
-    /// the CA certificate is abbreviated because 1 KiB of base64 teaches nothing.
-    fn displayable(&self, value: &Value) -> Value {
-        match value {
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| {
-                        let shown = if is_secret_key(k) {
-                            json!("***")
-                        } else if k == "ca_cert" {
-                            json!(format!("<PEM: the simulator's CA, {} bytes>", v.as_str().map_or(0, str::len)))
-                        } else {
-                            self.displayable(v)
-                        };
-                        (k.clone(), shown)
-                    })
-                    .collect(),
-            ),
-            Value::Array(items) => Value::Array(items.iter().map(|v| self.displayable(v)).collect()),
-            other => other.clone(),
-        }
-    }
-
-    /// Output from a binary, with any secret value replaced, as Concourse's own redaction would do.
     fn mask(&self, text: &str) -> String {
-        self.secrets.iter().fold(text.to_owned(), |t, s| t.replace(s.as_str(), "***"))
+        mask(&self.secrets, text)
     }
 
     fn expect(&mut self, held: bool, what: &str) -> anyhow::Result<()> {
@@ -647,6 +623,34 @@ fn build_env(build: &Build) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The request as printed: secret-like fields (the names repave itself treats as secret) become `***`, and the
+/// CA certificate is abbreviated because 1 KiB of base64 teaches nothing.
+fn displayable(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let shown = if is_secret_key(k) {
+                        json!("***")
+                    } else if k == "ca_cert" {
+                        json!(format!("<PEM: the simulator's CA, {} bytes>", v.as_str().map_or(0, str::len)))
+                    } else {
+                        displayable(v)
+                    };
+                    (k.clone(), shown)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(displayable).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Output from a binary with every known secret value replaced, as Concourse's own redaction would do.
+fn mask(secrets: &[String], text: &str) -> String {
+    secrets.iter().fold(text.to_owned(), |t, s| t.replace(s.as_str(), "***"))
+}
+
 /// repave's own rule for secret-like fields (README "Secrets").
 fn is_secret_key(key: &str) -> bool {
     matches!(key, "client_secret" | "password" | "token" | "private_key") || key.contains("secret")
@@ -717,26 +721,13 @@ mod tests {
 
     #[test]
     fn secret_like_fields_are_masked_and_the_ca_is_abbreviated() {
-        let sim = RunningSim::start("");
-        let mut sink = Vec::new();
-        let options = Options::new(Binaries::in_dir(Path::new("/nonexistent")));
-        let demo = Demo {
-            out: &mut sink,
-            options: &options,
-            sim: &sim,
-            ca: String::new(),
-            secrets: vec!["hunter2".into()],
-            work: PathBuf::new(),
-            surprises: Vec::new(),
-        };
-        let shown = demo
-            .displayable(&json!({"source": {"client_secret": "hunter2", "director": {"client_secret": "x"},
+        let shown = displayable(&json!({"source": {"client_secret": "hunter2", "director": {"client_secret": "x"},
             "password": "p", "ca_cert": "PEM", "name": "n"}}));
         assert_eq!(
             shown,
             json!({"source": {"client_secret": "***", "director": {"client_secret": "***"}, "password": "***",
                 "ca_cert": "<PEM: the simulator's CA, 3 bytes>", "name": "n"}})
         );
-        assert_eq!(demo.mask("token hunter2 here"), "token *** here");
+        assert_eq!(mask(&["hunter2".into()], "token hunter2 here"), "token *** here");
     }
 }

@@ -118,6 +118,25 @@ fn a_fleet_file_creates_2_resizes_1_and_upgrades_5_in_3_waves() {
     assert_eq!(counter(&sim, "tkgi.upgrade_starts") + counter(&sim, "tkgi.creates") + counter(&sim, "tkgi.resizes"), 8);
 }
 
+/// A failure in a later wave stops the waves after it, even with `on_failure: continue` inside the
+/// wave: the failed wave's other clusters finish, nothing of the next wave starts.
+#[test]
+fn a_failure_in_a_later_wave_stops_the_waves_after_it() {
+    let sim = RunningSim::start(&world(
+        &["{name: a-1}", "{name: b-1, upgrade_failures: 1}", "{name: b-2}", "{name: c-1}", "{name: c-2}"],
+        1000,
+    ));
+    let fleet = "waves: [a, b, c]\nmax_in_flight: 2\nclusters:\n  - {name: a-1, plan: small, wave: a}\n  \
+                 - {name: b-1, plan: small, wave: b}\n  - {name: b-2, plan: small, wave: b}\n  \
+                 - {name: c-1, plan: small, wave: c}\n  - {name: c-2, plan: small, wave: c}\n";
+    let (result, _dir) = apply(&sim, fleet, json!({"on_failure": "continue"}), &[]);
+    result.assert_fails_with(&["b-1", "c-1", "c-2"]);
+    assert_eq!(counter(&sim, "tkgi.upgrade_starts.a-1"), 1);
+    assert_eq!(counter(&sim, "tkgi.upgrade_starts.b-1"), 1);
+    assert_eq!(counter(&sim, "tkgi.upgrade_starts.b-2"), 1, "continue: the failed wave's other clusters finish");
+    assert_eq!(counter(&sim, "tkgi.upgrade_starts.c-1") + counter(&sim, "tkgi.upgrade_starts.c-2"), 0);
+}
+
 #[test]
 fn prune_needs_prune_true_and_never_exceeds_the_cap() {
     let current = format!("pks_version: {TARGET}");

@@ -42,6 +42,13 @@ pub trait Platform {
     /// Extra health checks after the platform reports success (e.g. Kubernetes `/readyz`); `Ok` when
     /// none are configured. Retried until `Settings::health_timeout`.
     fn health(&self, name: &str) -> impl Future<Output = Result<()>>;
+    /// Whether a change the platform reports as finished reached everything the plan asked for beyond
+    /// what [`ClusterState`] shows (the fleet checks the stemcell of the cluster's BOSH deployment);
+    /// `Err` says what the cluster ended on. Default: nothing more to check.
+    fn verify(&self, name: &str, change: &Change) -> impl Future<Output = Result<()>> {
+        let _ = (name, change);
+        async { Ok(()) }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -323,8 +330,12 @@ impl<'a, P: Platform> Executor<'a, P> {
                 last_note = note;
             }
             sleep(self.settings.poll_interval).await;
+            // A stemcell-only upgrade leaves the TKGI version as it was, so "UPGRADE succeeded at the
+            // target" may be the previous upgrade: only a running action or a verified result counts.
             if let Ok(state) = self.platform.status(name).await
                 && already_started(change, state.as_ref(), &self.target)
+                && (state.as_ref().is_some_and(|s| s.phase() == Phase::Running)
+                    || self.platform.verify(name, change).await.is_ok())
             {
                 self.progress(name, &format!("{} is already under way: adopting it", change.describe()));
                 return Ok(());
@@ -332,19 +343,36 @@ impl<'a, P: Platform> Executor<'a, P> {
         }
     }
 
-    /// Polls until the change ends; logs each state change.
+    /// Polls until the change ends and [`Platform::verify`] accepts it; logs each state change.
+    ///
+    /// A change that reads as finished but fails verification before it was ever seen running is
+    /// taken for the platform still showing the previous action (a stemcell-only upgrade looks exactly
+    /// like the last upgrade until the new one shows), so it is waited on, bounded by the cluster
+    /// timeout; once seen running, a failed verification fails the job.
     async fn await_change(&self, name: &str, change: &Change) -> Result<()> {
         let mut last_seen = String::new();
+        let mut seen_running = false;
         loop {
             let seen = match self.platform.status(name).await {
                 Ok(state) => {
-                    if finished(change, state.as_ref(), &self.target)? {
-                        return Ok(());
-                    }
-                    state.map_or_else(
-                        || "not listed by the platform".into(),
-                        |s| format!("{} {}", s.last_action, s.last_action_state),
-                    )
+                    seen_running |= state.as_ref().is_some_and(|s| {
+                        s.phase() == Phase::Running && s.last_action.eq_ignore_ascii_case(change.action_name())
+                    });
+                    let verdict = if finished(change, state.as_ref(), &self.target)? {
+                        match self.platform.verify(name, change).await {
+                            Ok(()) => return Ok(()),
+                            Err(e) if seen_running => return Err(e),
+                            Err(e) => Some(format!("{e:#}; waiting for this run's {} to show", change.describe())),
+                        }
+                    } else {
+                        None
+                    };
+                    verdict.unwrap_or_else(|| {
+                        state.map_or_else(
+                            || "not listed by the platform".into(),
+                            |s| format!("{} {}", s.last_action, s.last_action_state),
+                        )
+                    })
                 }
                 Err(e) => format!("cannot read the cluster (will keep trying): {e:#}"),
             };
@@ -549,6 +577,7 @@ mod tests {
             last_action_state: state.into(),
             description: "bosh task failed".into(),
             workers: None,
+            stemcell: None,
         }
     }
 
@@ -565,7 +594,7 @@ mod tests {
     }
 
     async fn roll(fake: &Fake, settings: Settings, canaries: CanarySpec) -> Report {
-        let plan = plan(&fake.states(), TARGET, false, &canaries).unwrap();
+        let plan = plan(&fake.states(), TARGET, None, false, &canaries).unwrap();
         Executor::new(fake, settings, TARGET, Log::sink()).run(&plan).await
     }
 
@@ -675,7 +704,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn start_gate_stops_new_starts() {
         let fake = Fake::new(&NAMES[..4], Duration::from_secs(60));
-        let plan = plan(&fake.states(), TARGET, false, &CanarySpec::Count(0)).unwrap();
+        let plan = plan(&fake.states(), TARGET, None, false, &CanarySpec::Count(0)).unwrap();
         let calls = std::cell::Cell::new(0);
         let gate: StartGate = Box::new(|| {
             calls.set(calls.get() + 1);

@@ -117,10 +117,13 @@ pub fn plan_json(plan: &Plan) -> Value {
             let jobs: Vec<Value> = w
                 .all()
                 .map(|p| {
-                    let stemcell = p.stemcell.as_ref().map(|(from, to)| json!({"from": from, "to": to}));
-                    json!({"cluster": p.name, "canary": p.canary, "adopt": p.action == Action::Adopt,
-                           "from_version": p.from_version, "stemcell": stemcell,
-                           "changes": p.changes.iter().map(change).collect::<Vec<_>>()})
+                    let mut job = json!({"cluster": p.name, "canary": p.canary, "adopt": p.action == Action::Adopt,
+                           "from_version": p.from_version, "changes": p.changes.iter().map(change).collect::<Vec<_>>()});
+                    // Only with a stemcell target, so plans without one keep their shape.
+                    if let Some((from, to)) = &p.stemcell {
+                        job["stemcell"] = json!({"from": from, "to": to});
+                    }
+                    job
                 })
                 .collect();
             json!({"name": w.name, "jobs": jobs})
@@ -128,7 +131,11 @@ pub fn plan_json(plan: &Plan) -> Value {
         .collect();
     let skipped: Vec<Value> =
         plan.skipped.iter().map(|(n, r)| json!({"cluster": n, "reason": r.to_string()})).collect();
-    json!({"target": plan.target, "target_stemcell": plan.target_stemcell, "waves": waves, "skipped": skipped})
+    let mut out = json!({"target": plan.target, "waves": waves, "skipped": skipped});
+    if let Some(stemcell) = &plan.target_stemcell {
+        out["target_stemcell"] = json!(stemcell);
+    }
+    out
 }
 
 /// The end-of-rollout summary.
@@ -203,6 +210,11 @@ mod tests {
         assert!(text.starts_with("Rollout plan to TKGI 2, stemcell 1.506:"), "{text}");
         assert!(text.contains("| a       | upgrade | stemcell 1.445 → 1.506 "), "{text}");
         assert!(text.contains("| b       | upgrade | 1 → 2; stemcell 1.445 → 1.506 "), "{text}");
+        let json = plan_json(&plan(&with_stemcell, "2", Some("1.506"), false, &CanarySpec::Count(0)).unwrap());
+        assert_eq!(
+            (&json["target_stemcell"], &json["waves"][0]["jobs"][0]["stemcell"]["from"]),
+            (&json!("1.506"), &json!("1.445"))
+        );
         let report = Report {
             clusters: vec![ClusterReport {
                 name: "a".into(),

@@ -91,6 +91,18 @@ impl DirectorState {
         self.lock().stemcells.iter().map(|s| (s.name.clone(), s.version.clone())).collect()
     }
 
+    /// The newest uploaded version of stemcell `name` (numeric comparison: `1.10` > `1.9`).
+    pub fn newest_stemcell(&self, name: &str) -> Option<String> {
+        let numbers =
+            |v: &str| -> Vec<u64> { v.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok()).collect() };
+        self.lock()
+            .stemcells
+            .iter()
+            .filter(|s| s.name == name)
+            .map(|s| s.version.clone())
+            .max_by(|a, b| numbers(a).cmp(&numbers(b)).then_with(|| a.cmp(b)))
+    }
+
     /// How many tasks were created.
     pub fn task_count(&self) -> usize {
         self.lock().tasks.len()

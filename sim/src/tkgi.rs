@@ -3,7 +3,9 @@
 //!
 //! Every cluster is `(last_action, last_action_state)`; an upgrade moves it to `UPGRADE in progress` for a
 //! configurable, `time_scale`d duration, then to `succeeded` (bumping `pks_version`, `k8s_version` and the
-//! stemcell) or to a scripted failure. Transitions are applied lazily, under one short lock, whenever the fleet
+//! stemcell) or to a scripted failure. The stemcell an upgrade lands on is the newest one named
+//! `stemcell_name` on the simulated director when the upgrade starts (as BOSH renders the manifest then),
+//! else `stemcell_version` — so "upload a stemcell, then upgrade" rolls it, even at an unchanged TKGI version. Transitions are applied lazily, under one short lock, whenever the fleet
 //! is touched — so a client only ever sees a cluster finish when it looks, and the concurrency counter
 //! `tkgi.upgrades_in_flight` (with its high-water mark) counts exactly the upgrades a client could see running.
 //! `tkgi.upgrade_starts` and `tkgi.upgrade_starts.<name>` count accepted upgrade requests. Once a response has
@@ -182,6 +184,8 @@ struct Cluster {
     master_host: String,
     /// An upgrade of this run ended in failure (scenario-seeded failures do not count).
     upgrade_failed: bool,
+    /// The stemcell the running upgrade deploys, chosen when it started.
+    upgrade_stemcell: Option<String>,
 }
 
 /// What the deployments and Kubernetes routes need to know about a cluster.
@@ -221,6 +225,7 @@ impl Fleet {
                     }),
                     master_host: format!("{}.k8s.example.com", c.name),
                     upgrade_failed: false,
+                    upgrade_stemcell: None,
                     config: c.clone(),
                 };
                 (c.name.clone(), cluster)
@@ -283,7 +288,7 @@ fn advance(clusters: &mut BTreeMap<String, Cluster>, state: &SimState) {
                 let cfg = &state.scenario.tkgi;
                 c.pks_version = cfg.platform_version.clone();
                 c.k8s_version = cfg.k8s_version.clone();
-                c.stemcell = cfg.stemcell_version.clone();
+                c.stemcell = c.upgrade_stemcell.take().unwrap_or_else(|| cfg.stemcell_version.clone());
             }
         } else {
             c.last_action_state = c.config.failure_state.clone();
@@ -404,6 +409,8 @@ async fn upgrade(
     if shares_update_route(cfg) && parsed.get("upgrade") != Some(&Value::Bool(true)) {
         return resize(&state, &name, &parsed);
     }
+    // Read before taking the fleet lock, so the two locks are never held together.
+    let stemcell = state.director.newest_stemcell(&cfg.stemcell_name);
     let mut clusters = lock(&state.fleet.clusters);
     advance(&mut clusters, &state);
     let Some(c) = clusters.get_mut(&name) else { return not_found(&name) };
@@ -414,6 +421,7 @@ async fn upgrade(
     let ok = c.failures_left == 0;
     c.failures_left = c.failures_left.saturating_sub(1);
     begin(c, &state, "UPGRADE", secs, ok);
+    c.upgrade_stemcell = stemcell;
     state.counter_add("tkgi.upgrades_in_flight", 1);
     state.counter_add("tkgi.upgrade_starts", 1);
     state.counter_add(&format!("tkgi.upgrade_starts.{name}"), 1);
@@ -535,6 +543,7 @@ fn new_cluster(cfg: &Config, name: &str, plan_name: &str) -> Cluster {
         workers: 0,
         master_host: format!("{name}.k8s.example.com"),
         upgrade_failed: false,
+        upgrade_stemcell: None,
         config,
     }
 }

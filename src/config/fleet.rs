@@ -3,7 +3,8 @@
 //! settings of `out`.
 //!
 //! Validation that serde cannot express (`max_in_flight` ≥ 1, exactly one credential pair, non-empty
-//! selector patterns) lives in the `validate` methods, so `validate_config` catches it too.
+//! selector patterns, a stemcell target only with a director) lives in the `validate` methods, so
+//! `validate_config` catches it too.
 
 use super::{DirectorSource, DurationStr, HttpOptions};
 use crate::window::Window;
@@ -297,6 +298,15 @@ pub struct PutParams {
     /// A file (e.g. `opsman/version` from a previous get) holding the target version.
     #[serde(default)]
     pub target_version_file: Option<String>,
+    /// The stemcell version every selected cluster must run (e.g. `1.506`); a cluster on an older one is
+    /// upgraded even at the target TKGI version, which redeploys it with the director's newest stemcell.
+    /// Needs `source.director`.
+    #[serde(default)]
+    pub target_stemcell: Option<String>,
+    /// A file (relative to the put's directory, e.g. `stemcell/version` from a `kind: stemcell` get)
+    /// holding the target stemcell version.
+    #[serde(default)]
+    pub target_stemcell_file: Option<String>,
     /// A desired fleet file (relative to the put's directory, e.g. `fleet-repo/fleet.yml`): create,
     /// resize, upgrade, hold, repair and (with `prune`) delete clusters to match it, wave by wave.
     #[serde(default)]
@@ -315,6 +325,12 @@ pub struct PutParams {
     pub max_prunes: Option<usize>,
 }
 
+/// A stemcell version as bosh.io and the director spell them: digits and dots (`1.506`, `621.125`).
+pub fn is_stemcell_version(v: &str) -> bool {
+    let v = v.trim();
+    !v.is_empty() && v.split('.').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// What `out` does outside the maintenance window (or when it closes mid-run with work left).
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -327,7 +343,8 @@ pub enum OutsideWindow {
 }
 
 impl PutParams {
-    pub fn validate(&self) -> Result<()> {
+    /// Checks the params against the `source` they will run with (a stemcell target needs a director).
+    pub fn validate(&self, source: &Source) -> Result<()> {
         if self.max_in_flight == Some(0) {
             bail!("params.max_in_flight must be at least 1");
         }
@@ -336,6 +353,20 @@ impl PutParams {
         }
         if self.target_version.is_some() && self.target_version_file.is_some() {
             bail!("params: set `target_version` or `target_version_file`, not both");
+        }
+        if self.target_stemcell.is_some() && self.target_stemcell_file.is_some() {
+            bail!("params: set `target_stemcell` or `target_stemcell_file`, not both");
+        }
+        if (self.target_stemcell.is_some() || self.target_stemcell_file.is_some()) && source.director.is_none() {
+            bail!(
+                "params.target_stemcell and params.target_stemcell_file need source.director: each cluster's stemcell is read from its BOSH deployment `service-instance_<uuid>`"
+            );
+        }
+        if self.target_stemcell.as_deref().is_some_and(|v| !is_stemcell_version(v)) {
+            bail!(
+                "params.target_stemcell `{}` is not a stemcell version such as `1.506`",
+                self.target_stemcell.as_deref().unwrap_or_default()
+            );
         }
         if let Canaries::Names(names) = &self.canaries
             && names.iter().any(|n| n.trim().is_empty())
@@ -438,9 +469,10 @@ mod tests {
 
     #[test]
     fn put_params() {
+        let plain = source(json!({"client_id": "a", "client_secret": "b"})).unwrap();
         let parse_params = |v: Value| -> Result<PutParams> {
             let p: PutParams = parse(v.as_object().unwrap(), "params")?;
-            p.validate()?;
+            p.validate(&plain)?;
             Ok(p)
         };
         let p = parse_params(json!({})).unwrap();
@@ -468,5 +500,30 @@ mod tests {
         assert!(err.contains("params.window") && err.contains("Mars/Base"), "{err}");
         let err = parse_params(json!({"outside_window": "skp"})).unwrap_err().to_string();
         assert!(err.contains("did you mean `skip`"), "{err}");
+    }
+
+    #[test]
+    fn stemcell_target_needs_a_director_and_a_version() {
+        let plain = source(json!({"client_id": "a", "client_secret": "b"})).unwrap();
+        let director = json!({"url": "https://10.0.0.6:25555", "client": "c", "client_secret": "s"});
+        let joined = source(json!({"client_id": "a", "client_secret": "b", "director": director})).unwrap();
+        let check = |v: Value, s: &Source| -> Result<PutParams> {
+            let p: PutParams = parse(v.as_object().unwrap(), "params")?;
+            p.validate(s)?;
+            Ok(p)
+        };
+        for params in [json!({"target_stemcell": "1.506"}), json!({"target_stemcell_file": "stemcell/version"})] {
+            let err = check(params.clone(), &plain).unwrap_err().to_string();
+            assert!(
+                err.contains("params.target_stemcell and params.target_stemcell_file need source.director"),
+                "{err}"
+            );
+            check(params, &joined).unwrap();
+        }
+        let both = json!({"target_stemcell": "1.506", "target_stemcell_file": "f"});
+        assert!(check(both, &joined).unwrap_err().to_string().contains("not both"));
+        let err = check(json!({"target_stemcell": "jammy"}), &joined).unwrap_err().to_string();
+        assert!(err.contains("not a stemcell version"), "{err}");
+        assert!(is_stemcell_version("621.125") && !is_stemcell_version("1..2") && !is_stemcell_version(""));
     }
 }

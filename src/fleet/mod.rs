@@ -28,15 +28,34 @@ pub struct Observed {
     pub stemcell: Option<String>,
 }
 
+impl Observed {
+    /// The stemcell version the cluster's deployment runs (see [`stemcell_version`]).
+    pub fn stemcell_version(&self) -> Option<String> {
+        self.stemcell.as_deref().and_then(stemcell_version)
+    }
+}
+
+/// The version in a deployment's `name/version[,name/version…]` stemcell list; the oldest when there
+/// are several, so a cluster counts as behind while any of its stemcells is.
+pub fn stemcell_version(stemcells: &str) -> Option<String> {
+    stemcells
+        .split(',')
+        .filter_map(|s| s.rsplit_once('/').map(|(_, v)| v.trim()))
+        .filter(|v| !v.is_empty())
+        .min_by(|a, b| crate::rollout::plan::compare_versions(a, b))
+        .map(str::to_string)
+}
+
 /// Parses and checks `source` and `params` for `step` as [`run`] and the step modules do, without I/O.
 pub fn validate(step: Step, request: &Request) -> Result<()> {
-    config::parse::<Source>(&request.source, "source")?.validate()?;
+    let source = config::parse::<Source>(&request.source, "source")?;
+    source.validate()?;
     match step {
         Step::Check => {}
         Step::In => {
             config::parse::<config::fleet::GetParams>(&request.params, "params")?;
         }
-        Step::Out => config::parse::<config::fleet::PutParams>(&request.params, "params")?.validate()?,
+        Step::Out => config::parse::<config::fleet::PutParams>(&request.params, "params")?.validate(&source)?,
     }
     Ok(())
 }
@@ -103,7 +122,7 @@ pub async fn observe(conn: &Connection, selector: &Selector) -> Result<Vec<Obser
 }
 
 /// `uuid → "name/version"` from the director's `service-instance_<uuid>` deployments.
-async fn stemcells_by_uuid(director: &Director) -> Result<HashMap<String, String>> {
+pub(crate) async fn stemcells_by_uuid(director: &Director) -> Result<HashMap<String, String>> {
     let deployments = director.deployments().await.context("listing the director's deployments")?;
     Ok(deployments
         .into_iter()
@@ -113,4 +132,15 @@ async fn stemcells_by_uuid(director: &Director) -> Result<HashMap<String, String
             Some((uuid, stemcells.join(",")))
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stemcell_version_is_the_oldest_listed() {
+        use super::stemcell_version;
+        assert_eq!(stemcell_version("bosh-vsphere/1.506").as_deref(), Some("1.506"));
+        assert_eq!(stemcell_version("linux/1.10,other/1.9").as_deref(), Some("1.9"));
+        assert_eq!(stemcell_version(""), None);
+    }
 }

@@ -1,13 +1,17 @@
 //! The rollout engine's [`Platform`] backed by the TKGI API (upgrade, create, resize, delete) (and, for health gates, each cluster's
-//! Kubernetes API through a fresh kubeconfig from `binds`).
+//! Kubernetes API through a fresh kubeconfig from `binds`). With a target stemcell, an upgrade only
+//! counts as done once the BOSH director shows the cluster's deployment on that stemcell (or a newer
+//! one): TKGI's own `succeeded` says nothing about which stemcell the redeploy used.
 
+use super::{Observed, stemcell_version, stemcells_by_uuid};
 use crate::Env;
+use crate::clients::director::Director;
 use crate::clients::kube::{Kube, KubeAccess};
 use crate::clients::tkgi::{ActionAnswer, NewCluster, Tkgi};
 use crate::http::HttpConfig;
 use crate::redact::Log;
 use crate::rollout::executor::{Platform, Start};
-use crate::rollout::plan::{Change, ClusterState};
+use crate::rollout::plan::{Change, ClusterState, compare_versions};
 use anyhow::{Context, Result, bail};
 
 pub struct TkgiPlatform<'a> {
@@ -17,6 +21,9 @@ pub struct TkgiPlatform<'a> {
     pub http_config: &'a HttpConfig,
     pub env: &'a Env,
     pub log: &'a Log,
+    /// Set together with `target_stemcell` (validation requires `source.director` for it).
+    pub director: Option<&'a Director>,
+    pub target_stemcell: Option<&'a str>,
 }
 
 pub fn state_of(cluster: &crate::clients::tkgi::Cluster) -> ClusterState {
@@ -27,7 +34,13 @@ pub fn state_of(cluster: &crate::clients::tkgi::Cluster) -> ClusterState {
         last_action_state: cluster.last_action_state.clone(),
         description: cluster.last_action_description.clone(),
         workers: cluster.workers(),
+        stemcell: None,
     }
+}
+
+/// [`state_of`] plus the stemcell of the cluster's deployment, for planning.
+pub fn observed_state(observed: &Observed) -> ClusterState {
+    ClusterState { stemcell: observed.stemcell_version(), ..state_of(&observed.cluster) }
 }
 
 impl Platform for TkgiPlatform<'_> {
@@ -72,5 +85,25 @@ impl Platform for TkgiPlatform<'_> {
         kube.readyz().await.context("Kubernetes /readyz")?;
         self.log.line(format!("{name}: Kubernetes {} is ready", reported.version()));
         Ok(())
+    }
+
+    /// After an upgrade, with a target stemcell: re-read the cluster's deployment from the director.
+    async fn verify(&self, name: &str, change: &Change) -> Result<()> {
+        let (Change::Upgrade, Some(target), Some(director)) = (change, self.target_stemcell, self.director) else {
+            return Ok(());
+        };
+        let uuid = self.tkgi.cluster(name).await.context("re-reading the cluster for its uuid")?.uuid;
+        let stemcells = stemcells_by_uuid(director).await.context("re-reading the cluster's stemcell")?;
+        let deployment = format!("service-instance_{uuid}");
+        let Some(listed) = stemcells.get(&uuid) else {
+            bail!("the upgrade reports success, but the director lists no deployment {deployment}");
+        };
+        match stemcell_version(listed) {
+            Some(v) if compare_versions(&v, target).is_ge() => Ok(()),
+            Some(v) => bail!(
+                "the upgrade reports success, but deployment {deployment} ended on stemcell {v}, not the target {target} (is {target} uploaded to the director and used by the TKGI tile?)"
+            ),
+            None => bail!("the upgrade reports success, but deployment {deployment} lists no stemcell"),
+        }
     }
 }

@@ -1,11 +1,11 @@
 //! `out`: the rolling upgrade, or — with `params.desired` — applying a desired fleet file. Check the
-//! maintenance window, observe, determine the target, plan (printed as a table; `dry_run` stops
+//! maintenance window, observe, determine the target (TKGI version, and optionally stemcell), plan (printed as a table; `dry_run` stops
 //! there and writes `plan.json`/`plan.md`), then execute wave by wave with the rollout engine, whose
 //! start gate stops new starts once the window closes. The emitted version is computed from a fresh
 //! observation with the resource's own selector afterwards, exactly as `check` computes it.
 
 use super::desired::{self, FleetFile};
-use super::platform::{TkgiPlatform, state_of};
+use super::platform::{TkgiPlatform, observed_state};
 use super::reconcile::{Current, Options, Reconciled, reconcile};
 use super::report::{plan_json, plan_text, summary_text};
 use super::version::version;
@@ -25,7 +25,7 @@ const WINDOW_CLOSED: &str = "the maintenance window closed";
 
 pub async fn run(source: &Source, request: &Request, ctx: &Ctx) -> Result<String> {
     let params: PutParams = config::parse(&request.params, "params")?;
-    params.validate()?;
+    params.validate(source)?;
     let file = match &params.desired {
         Some(path) => Some(load_desired(path, ctx)?),
         None => None,
@@ -43,11 +43,12 @@ pub async fn run(source: &Source, request: &Request, ctx: &Ctx) -> Result<String
     }
     let fleet = observe(&conn, &selector).await?;
     let target = target_version(&params, &conn, ctx).await?;
+    let stemcell = target_stemcell(&params, ctx)?;
     let plan = match &file {
-        Some(file) => desired_plan(file, &fleet, &selector, &target, &params, ctx)?,
+        Some(file) => desired_plan(file, &fleet, &selector, &target, stemcell.as_deref(), &params, ctx)?,
         None => {
-            let states: Vec<_> = fleet.iter().map(|o| state_of(&o.cluster)).collect();
-            plan(&states, &target, params.repair, &canary_spec(&params.canaries))?
+            let states: Vec<_> = fleet.iter().map(observed_state).collect();
+            plan(&states, &target, stemcell.as_deref(), params.repair, &canary_spec(&params.canaries))?
         }
     };
     ctx.log.line(plan_text(&plan));
@@ -58,9 +59,9 @@ pub async fn run(source: &Source, request: &Request, ctx: &Ctx) -> Result<String
         metadata.push(MetadataField::new("dry_run", "true"));
         return render_step(&StepResponse { version: fleet_version(&conn, source).await?, metadata });
     }
-    let report = execute(&params, file.as_ref(), window, &conn, &plan, &target, ctx).await;
+    let report = execute(&params, file.as_ref(), window, &conn, &plan, ctx).await;
     ctx.log.line(summary_text(&report));
-    let deferred = check_outcome(&report, &target, &params)?;
+    let deferred = check_outcome(&report, &plan, &params)?;
     let mut metadata = plan_metadata(&plan);
     metadata.push(MetadataField::new("changed", report.names(|o| *o == Outcome::Succeeded).len().to_string()));
     metadata.push(MetadataField::new("failed", "none"));
@@ -90,7 +91,7 @@ fn window_closed(window: Option<&Window>, ctx: &Ctx) -> Option<String> {
 
 /// Fails on any failed cluster, or on clusters left unstarted unless only the window held them back
 /// and `outside_window: skip` is set; returns those deferred clusters.
-fn check_outcome(report: &executor::Report, target: &str, params: &PutParams) -> Result<Vec<String>> {
+fn check_outcome(report: &executor::Report, plan: &Plan, params: &PutParams) -> Result<Vec<String>> {
     let failed = report.names(|o| matches!(o, Outcome::Failed(_)));
     let not_started = report.names(|o| matches!(o, Outcome::NotStarted(_)));
     let window_closed = report.halted.as_deref().is_some_and(|h| h.starts_with(WINDOW_CLOSED));
@@ -99,8 +100,12 @@ fn check_outcome(report: &executor::Report, target: &str, params: &PutParams) ->
     }
     if !failed.is_empty() || !not_started.is_empty() {
         let why = report.halted.as_deref().unwrap_or("a cluster failed");
+        let target = match &plan.target_stemcell {
+            Some(stemcell) => format!("TKGI {}, stemcell {stemcell}", plan.target),
+            None => format!("TKGI {}", plan.target),
+        };
         bail!(
-            "the rollout to TKGI {target} did not complete ({why}): failed: {}; not started: {}",
+            "the rollout to {target} did not complete ({why}): failed: {}; not started: {}",
             list(&failed),
             list(&not_started)
         );
@@ -122,6 +127,7 @@ fn desired_plan(
     fleet: &[Observed],
     selector: &Selector,
     target: &str,
+    target_stemcell: Option<&str>,
     params: &PutParams,
     ctx: &Ctx,
 ) -> Result<Plan> {
@@ -133,9 +139,10 @@ fn desired_plan(
         );
     }
     let current: Vec<Current> =
-        fleet.iter().map(|o| Current { state: state_of(&o.cluster), plan: o.cluster.plan_name.clone() }).collect();
+        fleet.iter().map(|o| Current { state: observed_state(o), plan: o.cluster.plan_name.clone() }).collect();
     let options = Options {
         target: target.to_string(),
+        target_stemcell: target_stemcell.map(str::to_string),
         prune: params.prune,
         max_prunes: params.max_prunes(),
         repair: params.repair,
@@ -166,7 +173,6 @@ async fn execute(
     window: Option<Window>,
     conn: &Connection,
     plan: &Plan,
-    target: &str,
     ctx: &Ctx,
 ) -> executor::Report {
     let settings = Settings {
@@ -187,8 +193,10 @@ async fn execute(
         http_config: &conn.http_config,
         env: &ctx.env,
         log: &ctx.log,
+        director: conn.director.as_ref(),
+        target_stemcell: plan.target_stemcell.as_deref(),
     };
-    let executor = Executor::new(&platform, settings, target, ctx.log.clone());
+    let executor = Executor::new(&platform, settings, &plan.target, ctx.log.clone());
     match window {
         Some(window) => executor.with_start_gate(window_gate(window, ctx)).run(plan).await,
         None => executor.run(plan).await,
@@ -224,6 +232,31 @@ async fn target_version(params: &PutParams, conn: &Connection, ctx: &Ctx) -> Res
     )?;
     ctx.log.line(format!("target: TKGI {v}, as reported by the platform"));
     Ok(v)
+}
+
+/// `target_stemcell`, else the version in `target_stemcell_file` (relative to the put's directory,
+/// e.g. `stemcell/version` from a `kind: stemcell` get), else none: the stemcell is not a target.
+fn target_stemcell(params: &PutParams, ctx: &Ctx) -> Result<Option<String>> {
+    let version = match (&params.target_stemcell, &params.target_stemcell_file) {
+        (Some(v), _) => v.trim().to_string(),
+        (None, Some(file)) => {
+            let path = ctx.dir.as_deref().map_or_else(|| file.into(), |d| d.join(file));
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!("reading params.target_stemcell_file {} (relative to the put's directory)", path.display())
+            })?;
+            let v = text.trim().to_string();
+            if !config::fleet::is_stemcell_version(&v) {
+                bail!(
+                    "params.target_stemcell_file {} holds `{v}`, not a stemcell version such as `1.506`",
+                    path.display()
+                );
+            }
+            v
+        }
+        (None, None) => return Ok(None),
+    };
+    ctx.log.line(format!("target: stemcell {version}; clusters on an older stemcell are upgraded too"));
+    Ok(Some(version))
 }
 
 fn canary_spec(canaries: &Canaries) -> CanarySpec {

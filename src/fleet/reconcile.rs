@@ -9,12 +9,16 @@
 //! Kubernetes it ships (one Kubernetes minor per TKGI minor) — never across more than one minor at a
 //! time. So a pin or target more than one minor ahead of a cluster is refused with the chained path,
 //! using the same skew check as `kind: kubernetes`.
+//!
+//! Stemcell rule: with a target stemcell, a cluster at the platform's TKGI version whose stemcell is
+//! older is upgraded too (the same call redeploys it on the director's newest stemcell) — unless it is
+//! pinned to another TKGI version, because that call would also move its TKGI version.
 
 use super::desired::{DesiredCluster, FleetFile};
 use crate::config::fleet::Canaries;
 use crate::kubernetes::skew::check_skew;
 use crate::kubernetes::versions::KubeVersion;
-use crate::rollout::plan::{Action, Change, ClusterState, Phase, Plan, Planned, SkipReason, Wave};
+use crate::rollout::plan::{Action, Change, ClusterState, Phase, Plan, Planned, SkipReason, StemcellStep, Wave};
 use anyhow::{Result, bail};
 
 /// One selected cluster as the platform reports it.
@@ -28,6 +32,8 @@ pub struct Current {
 pub struct Options {
     /// The platform's TKGI version: what an upgrade reaches.
     pub target: String,
+    /// The stemcell version upgraded clusters must end on (`params.target_stemcell`).
+    pub target_stemcell: Option<String>,
     pub prune: bool,
     pub max_prunes: usize,
     pub repair: bool,
@@ -47,8 +53,14 @@ pub struct Reconciled {
 pub const PRUNE_WAVE: &str = "prune";
 
 pub fn reconcile(file: &FleetFile, current: &[Current], options: &Options) -> Result<Reconciled> {
-    let mut out =
-        Reconciled { plan: Plan { target: options.target.clone(), ..Plan::default() }, ..Reconciled::default() };
+    let mut out = Reconciled {
+        plan: Plan {
+            target: options.target.clone(),
+            target_stemcell: options.target_stemcell.clone(),
+            ..Plan::default()
+        },
+        ..Reconciled::default()
+    };
     let mut waves: Vec<Wave> = file.wave_order().into_iter().map(|name| Wave { name, ..Wave::default() }).collect();
     let mut refused = Vec::new();
     let mut desired: Vec<&DesiredCluster> = file.clusters.iter().collect();
@@ -106,8 +118,18 @@ fn decide(
     let Some(now) = now else { return create(file, d, &target, options) };
     let s = &now.state;
     let resize = d.workers.filter(|w| s.workers != Some(*w)).map(|to| Change::Resize { from: s.workers, to });
+    let wanted_stemcell = options.target_stemcell.as_deref();
+    let stemcell = StemcellStep::of(s, wanted_stemcell);
     let job = |action, changes: Vec<Change>| {
-        Decision::Job(Planned { name: d.name.clone(), action, canary: false, from_version: s.version.clone(), changes })
+        let moves_stemcell = changes.contains(&Change::Upgrade) && target == options.target;
+        Decision::Job(Planned {
+            name: d.name.clone(),
+            action,
+            canary: false,
+            from_version: s.version.clone(),
+            stemcell: stemcell.change(wanted_stemcell).filter(|_| moves_stemcell),
+            changes,
+        })
     };
     match s.phase() {
         Phase::Running if s.is_upgrade() => {
@@ -122,14 +144,19 @@ fn decide(
         }
         Phase::Failed => Ok(Decision::Skip(SkipReason::FailedWithoutRepair { action: s.last_action.clone() })),
         Phase::Succeeded => {
-            let upgrade = version_step(&s.version, &target, d.version.is_some(), options)?;
+            let mut upgrade = version_step(&s.version, &target, d.version.is_some(), options)?;
+            // At the platform's version (and not pinned elsewhere): the stemcell alone may call for it.
+            let at_platform = upgrade.is_none() && target == options.target;
+            if at_platform && matches!(stemcell, StemcellStep::Behind(_)) {
+                upgrade = Some(Change::Upgrade);
+            }
             let changes: Vec<Change> = [resize, upgrade].into_iter().flatten().collect();
             if !changes.is_empty() {
                 return Ok(job(Action::Start, changes));
             }
             Ok(Decision::Skip(match &d.version {
                 Some(pin) if *pin != options.target => SkipReason::Pinned { version: pin.clone() },
-                _ => SkipReason::AlreadyCurrent,
+                _ => stemcell.skip_reason(wanted_stemcell).unwrap_or(SkipReason::AlreadyCurrent),
             }))
         }
     }
@@ -156,6 +183,7 @@ fn create(
         action: Action::Start,
         canary: false,
         from_version: "—".into(),
+        stemcell: None,
         changes: vec![change],
     }))
 }
@@ -223,6 +251,7 @@ fn prune_wave(
                 action: Action::Start,
                 canary: false,
                 from_version: c.state.version.clone(),
+                stemcell: None,
                 changes: vec![Change::Delete],
             }),
         }
@@ -276,6 +305,7 @@ mod tests {
             last_action_state: state.into(),
             description: String::new(),
             workers: Some(workers),
+            stemcell: None,
         };
         Current { state, plan: "small".into() }
     }
@@ -285,7 +315,7 @@ mod tests {
     }
 
     fn opts(prune: bool, max_prunes: usize, repair: bool) -> Options {
-        Options { target: TARGET.into(), prune, max_prunes, repair }
+        Options { target: TARGET.into(), target_stemcell: None, prune, max_prunes, repair }
     }
 
     fn run(file: &str, current: &[Current], options: &Options) -> Result<Reconciled> {
@@ -477,5 +507,34 @@ clusters:
         let current = [ok("a", TARGET, 3), ok("b", TARGET, 3)];
         let r = run("clusters: []\n", &current, &opts(true, 1, false)).unwrap();
         assert_eq!(jobs(&r), ["prune: a delete"]);
+    }
+
+    #[test]
+    fn a_stemcell_target_upgrades_current_clusters_on_older_stemcells_unless_pinned_elsewhere() {
+        let on = |name: &str, version: &str, stemcell: &str| {
+            let mut c = ok(name, version, 3);
+            c.state.stemcell = Some(stemcell.into());
+            c
+        };
+        let file = "waves: [dev, prod]\nclusters:\n  - {name: d-1, plan: small, wave: dev}\n  - {name: d-2, plan: small, wave: dev}\n  - {name: p-1, plan: small, wave: prod}\n  - {name: p-pin, plan: small, wave: prod, version: 1.18.5-build.10}\n";
+        let current = [
+            on("d-1", TARGET, "1.445"),
+            on("d-2", TARGET, "1.510"),
+            on("p-1", OLD, "1.445"),
+            on("p-pin", OLD, "1.445"),
+        ];
+        let options = Options { target_stemcell: Some("1.506".into()), ..opts(false, 1, false) };
+        let r = run(file, &current, &options).unwrap();
+        assert_eq!(jobs(&r), ["dev: d-1 upgrade", "prod: p-1 upgrade"]);
+        let moves: Vec<_> = r.plan.planned().map(|p| p.stemcell.clone()).collect();
+        let moved = Some(("1.445".to_string(), "1.506".to_string()));
+        assert_eq!(moves, [moved.clone(), moved]);
+        assert_eq!(
+            skips(&r),
+            [
+                "d-2: on stemcell 1.510, newer than the target stemcell 1.506: not downgraded",
+                "p-pin: pinned at 1.18.5-build.10"
+            ]
+        );
     }
 }

@@ -62,7 +62,10 @@ pub fn plan_text(plan: &Plan) -> String {
             ]);
         }
     }
-    let mut out = format!("Rollout plan to TKGI {}:\n", plan.target);
+    let mut out = match &plan.target_stemcell {
+        Some(stemcell) => format!("Rollout plan to TKGI {}, stemcell {stemcell}:\n", plan.target),
+        None => format!("Rollout plan to TKGI {}:\n", plan.target),
+    };
     if rows.is_empty() {
         out.push_str("nothing to upgrade.\n");
     } else {
@@ -83,8 +86,18 @@ fn step(p: &Planned) -> String {
     }
 }
 
+/// `1.18 → 1.19`, `stemcell 1.445 → 1.506` (TKGI unchanged), or both joined with `; `.
 fn versions(p: &Planned, target: &str) -> String {
-    if p.upgrades() { format!("{} → {target}", p.from_version) } else { p.from_version.clone() }
+    let tkgi = if p.upgrades() && p.from_version != target {
+        format!("{} → {target}", p.from_version)
+    } else {
+        p.from_version.clone()
+    };
+    match &p.stemcell {
+        Some((from, to)) if p.from_version == target => format!("stemcell {from} → {to}"),
+        Some((from, to)) => format!("{tkgi}; stemcell {from} → {to}"),
+        None => tkgi,
+    }
 }
 
 /// The plan as data (`plan.json` of a dry run), for a step that comments on a pull request.
@@ -104,8 +117,13 @@ pub fn plan_json(plan: &Plan) -> Value {
             let jobs: Vec<Value> = w
                 .all()
                 .map(|p| {
-                    json!({"cluster": p.name, "canary": p.canary, "adopt": p.action == Action::Adopt,
-                           "from_version": p.from_version, "changes": p.changes.iter().map(change).collect::<Vec<_>>()})
+                    let mut job = json!({"cluster": p.name, "canary": p.canary, "adopt": p.action == Action::Adopt,
+                           "from_version": p.from_version, "changes": p.changes.iter().map(change).collect::<Vec<_>>()});
+                    // Only with a stemcell target, so plans without one keep their shape.
+                    if let Some((from, to)) = &p.stemcell {
+                        job["stemcell"] = json!({"from": from, "to": to});
+                    }
+                    job
                 })
                 .collect();
             json!({"name": w.name, "jobs": jobs})
@@ -113,7 +131,11 @@ pub fn plan_json(plan: &Plan) -> Value {
         .collect();
     let skipped: Vec<Value> =
         plan.skipped.iter().map(|(n, r)| json!({"cluster": n, "reason": r.to_string()})).collect();
-    json!({"target": plan.target, "waves": waves, "skipped": skipped})
+    let mut out = json!({"target": plan.target, "waves": waves, "skipped": skipped});
+    if let Some(stemcell) = &plan.target_stemcell {
+        out["target_stemcell"] = json!(stemcell);
+    }
+    out
 }
 
 /// The end-of-rollout summary.
@@ -169,16 +191,30 @@ mod tests {
             last_action_state: s.into(),
             description: String::new(),
             workers: None,
+            stemcell: None,
         };
         let clusters = [
             cs("a", "1", "CREATE", "succeeded"),
             cs("b", "1", "UPDATE", "in progress"),
             cs("c", "2", "UPGRADE", "succeeded"),
         ];
-        let text = plan_text(&plan(&clusters, "2", false, &CanarySpec::Count(1)).unwrap());
+        let text = plan_text(&plan(&clusters, "2", None, false, &CanarySpec::Count(1)).unwrap());
         assert!(text.contains("| 1   | a       | canary upgrade | 1 → 2   | all  |"), "{text}");
         assert!(text.contains("held by another action in progress (UPDATE)"), "{text}");
         assert!(text.contains("already at the target version"), "{text}");
+        let with_stemcell = [
+            ClusterState { stemcell: Some("1.445".into()), ..cs("a", "2", "UPGRADE", "succeeded") },
+            ClusterState { stemcell: Some("1.445".into()), ..cs("b", "1", "UPGRADE", "succeeded") },
+        ];
+        let text = plan_text(&plan(&with_stemcell, "2", Some("1.506"), false, &CanarySpec::Count(0)).unwrap());
+        assert!(text.starts_with("Rollout plan to TKGI 2, stemcell 1.506:"), "{text}");
+        assert!(text.contains("| a       | upgrade | stemcell 1.445 → 1.506 "), "{text}");
+        assert!(text.contains("| b       | upgrade | 1 → 2; stemcell 1.445 → 1.506 "), "{text}");
+        let json = plan_json(&plan(&with_stemcell, "2", Some("1.506"), false, &CanarySpec::Count(0)).unwrap());
+        assert_eq!(
+            (&json["target_stemcell"], &json["waves"][0]["jobs"][0]["stemcell"]["from"]),
+            (&json!("1.506"), &json!("1.445"))
+        );
         let report = Report {
             clusters: vec![ClusterReport {
                 name: "a".into(),

@@ -5,8 +5,8 @@
 
 use super::Observed;
 use crate::protocol::Version;
+pub use crate::rollout::plan::compare_versions;
 use sha2::{Digest, Sha256};
-use std::cmp::Ordering;
 
 /// `{digest, clusters, newest_tkgi, behind}` for the selected clusters.
 pub fn version(fleet: &[Observed]) -> Version {
@@ -52,16 +52,11 @@ pub fn newest_tkgi(fleet: &[Observed]) -> Option<String> {
         .map(str::to_string)
 }
 
-pub fn compare_versions(a: &str, b: &str) -> Ordering {
-    let parts =
-        |v: &str| -> Vec<u64> { v.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok()).collect() };
-    parts(a).cmp(&parts(b)).then_with(|| a.cmp(b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clients::tkgi::Cluster;
+    use std::cmp::Ordering;
 
     fn o(name: &str, pks: &str, state: &str, stemcell: Option<&str>) -> Observed {
         let cluster = Cluster {

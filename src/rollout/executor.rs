@@ -42,6 +42,13 @@ pub trait Platform {
     /// Extra health checks after the platform reports success (e.g. Kubernetes `/readyz`); `Ok` when
     /// none are configured. Retried until `Settings::health_timeout`.
     fn health(&self, name: &str) -> impl Future<Output = Result<()>>;
+    /// Whether a change the platform reports as finished reached everything the plan asked for beyond
+    /// what [`ClusterState`] shows (the fleet checks the stemcell of the cluster's BOSH deployment);
+    /// `Err` says what the cluster ended on. Default: nothing more to check.
+    fn verify(&self, name: &str, change: &Change) -> impl Future<Output = Result<()>> {
+        let _ = (name, change);
+        async { Ok(()) }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -323,8 +330,12 @@ impl<'a, P: Platform> Executor<'a, P> {
                 last_note = note;
             }
             sleep(self.settings.poll_interval).await;
+            // A stemcell-only upgrade leaves the TKGI version as it was, so "UPGRADE succeeded at the
+            // target" may be the previous upgrade: only a running action or a verified result counts.
             if let Ok(state) = self.platform.status(name).await
                 && already_started(change, state.as_ref(), &self.target)
+                && (state.as_ref().is_some_and(|s| s.phase() == Phase::Running)
+                    || self.platform.verify(name, change).await.is_ok())
             {
                 self.progress(name, &format!("{} is already under way: adopting it", change.describe()));
                 return Ok(());
@@ -332,19 +343,36 @@ impl<'a, P: Platform> Executor<'a, P> {
         }
     }
 
-    /// Polls until the change ends; logs each state change.
+    /// Polls until the change ends and [`Platform::verify`] accepts it; logs each state change.
+    ///
+    /// A change that reads as finished but fails verification before it was ever seen running is
+    /// taken for the platform still showing the previous action (a stemcell-only upgrade looks exactly
+    /// like the last upgrade until the new one shows), so it is waited on, bounded by the cluster
+    /// timeout; once seen running, a failed verification fails the job.
     async fn await_change(&self, name: &str, change: &Change) -> Result<()> {
         let mut last_seen = String::new();
+        let mut seen_running = false;
         loop {
             let seen = match self.platform.status(name).await {
                 Ok(state) => {
-                    if finished(change, state.as_ref(), &self.target)? {
-                        return Ok(());
-                    }
-                    state.map_or_else(
-                        || "not listed by the platform".into(),
-                        |s| format!("{} {}", s.last_action, s.last_action_state),
-                    )
+                    seen_running |= state.as_ref().is_some_and(|s| {
+                        s.phase() == Phase::Running && s.last_action.eq_ignore_ascii_case(change.action_name())
+                    });
+                    let verdict = if finished(change, state.as_ref(), &self.target)? {
+                        match self.platform.verify(name, change).await {
+                            Ok(()) => return Ok(()),
+                            Err(e) if seen_running => return Err(e),
+                            Err(e) => Some(format!("{e:#}; waiting for this run's {} to show", change.describe())),
+                        }
+                    } else {
+                        None
+                    };
+                    verdict.unwrap_or_else(|| {
+                        state.map_or_else(
+                            || "not listed by the platform".into(),
+                            |s| format!("{} {}", s.last_action, s.last_action_state),
+                        )
+                    })
                 }
                 Err(e) => format!("cannot read the cluster (will keep trying): {e:#}"),
             };
@@ -453,6 +481,14 @@ mod tests {
         starts: BTreeMap<String, u32>,
         in_flight: usize,
         high_water: usize,
+        /// After a start, the next N reads of these clusters still show the state before it.
+        stale_reads: BTreeMap<String, u32>,
+        stale: BTreeMap<String, (ClusterState, u32)>,
+        /// `verify` fails an upgrade unless it completed in this run (the stemcell check).
+        verify_upgrades: bool,
+        upgraded: Vec<String>,
+        /// Upgrades of these clusters succeed on the platform but land on the wrong stemcell.
+        wrong_stemcell: Vec<String>,
     }
 
     impl Fake {
@@ -473,6 +509,7 @@ mod tests {
             let now = Instant::now();
             let fail = s.fail.clone();
             let mut finished = 0;
+            let mut upgraded = Vec::new();
             for (name, (state, until)) in s.clusters.iter_mut() {
                 if until.is_some_and(|u| u <= now) {
                     *until = None;
@@ -482,9 +519,12 @@ mod tests {
                     } else {
                         state.last_action_state = "succeeded".into();
                         state.version = TARGET.into();
+                        upgraded.push(name.clone());
                     }
                 }
             }
+            let wrong = s.wrong_stemcell.clone();
+            s.upgraded.extend(upgraded.into_iter().filter(|n| !wrong.contains(n)));
             s.in_flight -= finished;
         }
 
@@ -514,10 +554,14 @@ mod tests {
             if state.phase() == Phase::Running {
                 return Ok(Start::Busy("409 upgrade in progress".into()));
             }
+            let before = state.clone();
             state.last_action = "UPGRADE".into();
             state.last_action_state = "in progress".into();
             *finish = Some(until);
             *s.starts.entry(name.to_string()).or_default() += 1;
+            if let Some(n) = s.stale_reads.get(name).copied() {
+                s.stale.insert(name.to_string(), (before, n));
+            }
             s.in_flight += 1;
             s.high_water = s.high_water.max(s.in_flight);
             if let Some(pos) = s.lose_start_answer.iter().position(|n| n == name) {
@@ -530,7 +574,19 @@ mod tests {
         async fn status(&self, name: &str) -> Result<Option<ClusterState>> {
             let mut s = self.state.lock().unwrap();
             Fake::advance(&mut s);
+            if let Some((before, left)) = s.stale.get_mut(name).filter(|(_, left)| *left > 0) {
+                *left -= 1;
+                return Ok(Some(before.clone()));
+            }
             Ok(s.clusters.get(name).map(|c| c.0.clone()))
+        }
+
+        async fn verify(&self, name: &str, change: &Change) -> Result<()> {
+            let s = self.state.lock().unwrap();
+            if s.verify_upgrades && *change == Change::Upgrade && !s.upgraded.iter().any(|n| n == name) {
+                bail!("{name} ended on stemcell 1.445");
+            }
+            Ok(())
         }
 
         async fn health(&self, name: &str) -> Result<()> {
@@ -549,6 +605,7 @@ mod tests {
             last_action_state: state.into(),
             description: "bosh task failed".into(),
             workers: None,
+            stemcell: None,
         }
     }
 
@@ -565,7 +622,7 @@ mod tests {
     }
 
     async fn roll(fake: &Fake, settings: Settings, canaries: CanarySpec) -> Report {
-        let plan = plan(&fake.states(), TARGET, false, &canaries).unwrap();
+        let plan = plan(&fake.states(), TARGET, None, false, &canaries).unwrap();
         Executor::new(fake, settings, TARGET, Log::sink()).run(&plan).await
     }
 
@@ -675,7 +732,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn start_gate_stops_new_starts() {
         let fake = Fake::new(&NAMES[..4], Duration::from_secs(60));
-        let plan = plan(&fake.states(), TARGET, false, &CanarySpec::Count(0)).unwrap();
+        let plan = plan(&fake.states(), TARGET, None, false, &CanarySpec::Count(0)).unwrap();
         let calls = std::cell::Cell::new(0);
         let gate: StartGate = Box::new(|| {
             calls.set(calls.get() + 1);
@@ -687,5 +744,36 @@ mod tests {
             .await;
         assert_eq!(report.names(|o| *o == Outcome::Succeeded).len(), 2);
         assert_eq!(report.halted.as_deref(), Some("window closed"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_succeeded_read_is_not_taken_for_a_stemcell_only_upgrade() {
+        // At the target TKGI version after an earlier upgrade: right after the start, the platform still
+        // shows that earlier `UPGRADE succeeded` twice. Only the verified, new upgrade may count as done.
+        let fake = Fake::new(&NAMES[..1], Duration::from_secs(600)).with(|s| {
+            s.clusters.get_mut("c00").unwrap().0 = cluster("c00", TARGET, "UPGRADE", "succeeded");
+            s.stale_reads.insert("c00".into(), 2);
+            s.verify_upgrades = true;
+        });
+        let states: Vec<ClusterState> =
+            fake.states().into_iter().map(|c| ClusterState { stemcell: Some("1.445".into()), ..c }).collect();
+        let plan = plan(&states, TARGET, Some("1.506"), false, &CanarySpec::Count(0)).unwrap();
+        let report = Executor::new(&fake, settings(1, OnFailure::Stop), TARGET, Log::sink()).run(&plan).await;
+        assert!(report.succeeded(), "{report:?}");
+        assert!(report.clusters[0].elapsed >= Duration::from_secs(600), "waited for the real upgrade");
+        assert_eq!(fake.snapshot().0.get("c00"), Some(&1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upgrade_seen_running_that_fails_verification_fails_promptly() {
+        let fake = Fake::new(&NAMES[..2], Duration::from_secs(60)).with(|s| {
+            s.verify_upgrades = true;
+            s.wrong_stemcell.push("c00".into());
+        });
+        let report = roll(&fake, settings(1, OnFailure::Continue), CanarySpec::Count(0)).await;
+        assert_eq!(report.names(|o| *o == Outcome::Succeeded), ["c01"], "{report:?}");
+        let Outcome::Failed(why) = &report.clusters[0].outcome else { panic!("{report:?}") };
+        assert!(why.contains("ended on stemcell 1.445"), "{why}");
+        assert!(report.clusters[0].elapsed < Duration::from_secs(120), "failed when seen, not at the timeout");
     }
 }

@@ -5,6 +5,12 @@
 //! (run `max_in_flight` at a time). [`plan`] builds the one-wave upgrade plan of a plain rolling
 //! upgrade; desired fleet files (`fleet::reconcile`) build several waves whose jobs may also create,
 //! resize or delete clusters ([`Change`]).
+//!
+//! An upgrade may also be asked to reach a stemcell (`target_stemcell`): TKGI's upgrade of a cluster
+//! already on the platform's version redeploys it with the newest stemcell on the director, so a
+//! cluster is behind when its TKGI version differs from the target OR its stemcell is older than the
+//! target stemcell. Versions compare numerically (`1.10` > `1.9`); a newer stemcell is never
+//! "upgraded" back down.
 
 use anyhow::{Result, bail};
 use std::fmt;
@@ -21,6 +27,8 @@ pub struct ClusterState {
     pub description: String,
     /// Worker node count, when the platform reports it.
     pub workers: Option<u64>,
+    /// The stemcell version of the cluster's BOSH deployment, when a director is joined in and lists it.
+    pub stemcell: Option<String>,
 }
 
 /// How a cluster's last action stands.
@@ -76,6 +84,15 @@ pub enum SkipReason {
     PruneCapReached {
         cap: usize,
     },
+    /// At the target TKGI version and on a stemcell newer than the target one: an upgrade could only
+    /// redeploy it, never move it back, so it is left alone.
+    StemcellNewer {
+        version: String,
+        target: String,
+    },
+    /// At the target TKGI version, but the director lists no deployment (stemcell) for it, so whether it
+    /// is behind the target stemcell cannot be told.
+    StemcellUnknown,
 }
 
 impl fmt::Display for SkipReason {
@@ -95,6 +112,12 @@ impl fmt::Display for SkipReason {
                     f,
                     "not in the fleet file, but this run already prunes {cap} (`max_prunes`); left for a later run"
                 )
+            }
+            SkipReason::StemcellNewer { version, target } => {
+                write!(f, "on stemcell {version}, newer than the target stemcell {target}: not downgraded")
+            }
+            SkipReason::StemcellUnknown => {
+                write!(f, "stemcell unknown: the director lists no `service-instance_<uuid>` deployment for it")
             }
         }
     }
@@ -158,6 +181,8 @@ pub struct Planned {
     pub action: Action,
     pub canary: bool,
     pub from_version: String,
+    /// `(from, to)` when the job's upgrade also moves the cluster to the target stemcell.
+    pub stemcell: Option<(String, String)>,
     /// What the job does, in order; never empty.
     pub changes: Vec<Change>,
 }
@@ -170,6 +195,7 @@ impl Planned {
             action,
             canary: false,
             from_version: from_version.into(),
+            stemcell: None,
             changes: vec![Change::Upgrade],
         }
     }
@@ -206,6 +232,8 @@ impl Wave {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     pub target: String,
+    /// The stemcell version every upgraded cluster must end on (`params.target_stemcell`).
+    pub target_stemcell: Option<String>,
     pub waves: Vec<Wave>,
     pub skipped: Vec<(String, SkipReason)>,
 }
@@ -228,22 +256,93 @@ pub enum CanarySpec {
     Names(Vec<String>),
 }
 
-/// What the planner decides for one cluster.
-pub fn decide(cluster: &ClusterState, target: &str, repair: bool) -> std::result::Result<Action, SkipReason> {
+/// Where a cluster's stemcell stands against the target stemcell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StemcellStep {
+    /// No target stemcell was asked for.
+    NotAsked,
+    Current,
+    /// Older than the target: the upgrade moves it from this version.
+    Behind(String),
+    Newer(String),
+    /// The cluster's deployment (and so its stemcell) is not known.
+    Unknown,
+}
+
+impl StemcellStep {
+    pub fn of(cluster: &ClusterState, target: Option<&str>) -> StemcellStep {
+        let Some(target) = target else { return StemcellStep::NotAsked };
+        let Some(version) = cluster.stemcell.as_deref().filter(|v| !v.is_empty()) else {
+            return StemcellStep::Unknown;
+        };
+        match compare_versions(version, target) {
+            std::cmp::Ordering::Less => StemcellStep::Behind(version.to_string()),
+            std::cmp::Ordering::Equal => StemcellStep::Current,
+            std::cmp::Ordering::Greater => StemcellStep::Newer(version.to_string()),
+        }
+    }
+
+    /// Why a cluster at the target TKGI version is skipped, or `None` when its stemcell needs the upgrade.
+    pub fn skip_reason(&self, target: Option<&str>) -> Option<SkipReason> {
+        match self {
+            StemcellStep::Behind(_) => None,
+            StemcellStep::NotAsked | StemcellStep::Current => Some(SkipReason::AlreadyCurrent),
+            StemcellStep::Newer(version) => Some(SkipReason::StemcellNewer {
+                version: version.clone(),
+                target: target.unwrap_or_default().to_string(),
+            }),
+            StemcellStep::Unknown => Some(SkipReason::StemcellUnknown),
+        }
+    }
+
+    /// `(from, to)` for the plan table when the upgrade moves the stemcell.
+    pub fn change(&self, target: Option<&str>) -> Option<(String, String)> {
+        match (self, target) {
+            (StemcellStep::Behind(from), Some(to)) => Some((from.clone(), to.to_string())),
+            _ => None,
+        }
+    }
+}
+
+/// Compares versions by their numeric parts (`1.19.2-build.10` → 1, 19, 2, 10), so `1.10` sorts after
+/// `1.9`; equal numbers fall back to the text so the order is total.
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    let parts =
+        |v: &str| -> Vec<u64> { v.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok()).collect() };
+    parts(a).cmp(&parts(b)).then_with(|| a.cmp(b))
+}
+
+/// What the planner decides for one cluster. `target_stemcell` only matters for a cluster already at
+/// the target TKGI version: any upgrade lands on the director's newest stemcell anyway.
+pub fn decide(
+    cluster: &ClusterState,
+    target: &str,
+    target_stemcell: Option<&str>,
+    repair: bool,
+) -> std::result::Result<Action, SkipReason> {
     match cluster.phase() {
         Phase::Running if cluster.is_upgrade() => Ok(Action::Adopt),
         Phase::Running => Err(SkipReason::Busy { action: cluster.last_action.clone() }),
         Phase::Failed if repair => Ok(Action::Start),
         Phase::Failed => Err(SkipReason::FailedWithoutRepair { action: cluster.last_action.clone() }),
         Phase::Unknown => Err(SkipReason::UnknownState { state: cluster.last_action_state.clone() }),
-        Phase::Succeeded if cluster.version == target => Err(SkipReason::AlreadyCurrent),
-        Phase::Succeeded => Ok(Action::Start),
+        Phase::Succeeded if cluster.version != target => Ok(Action::Start),
+        Phase::Succeeded => match StemcellStep::of(cluster, target_stemcell).skip_reason(target_stemcell) {
+            Some(reason) => Err(reason),
+            None => Ok(Action::Start),
+        },
     }
 }
 
 /// Builds a one-wave plan: adopted upgrades first, then canaries (named ones in the order given, or
 /// the first `n` by name), then the rest by name. Named canaries must be among `clusters`.
-pub fn plan(clusters: &[ClusterState], target: &str, repair: bool, canaries: &CanarySpec) -> Result<Plan> {
+pub fn plan(
+    clusters: &[ClusterState],
+    target: &str,
+    target_stemcell: Option<&str>,
+    repair: bool,
+    canaries: &CanarySpec,
+) -> Result<Plan> {
     let mut sorted: Vec<&ClusterState> = clusters.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     if let CanarySpec::Names(names) = canaries
@@ -255,8 +354,11 @@ pub fn plan(clusters: &[ClusterState], target: &str, repair: bool, canaries: &Ca
     let mut skipped = Vec::new();
     let mut to_start = Vec::new();
     for cluster in sorted {
-        let planned = |action| Planned::upgrade(&cluster.name, action, &cluster.version);
-        match decide(cluster, target, repair) {
+        let planned = |action| Planned {
+            stemcell: StemcellStep::of(cluster, target_stemcell).change(target_stemcell),
+            ..Planned::upgrade(&cluster.name, action, &cluster.version)
+        };
+        match decide(cluster, target, target_stemcell, repair) {
             Ok(Action::Adopt) => wave.adopted.push(planned(Action::Adopt)),
             Ok(Action::Start) => to_start.push(planned(Action::Start)),
             Err(reason) => skipped.push((cluster.name.clone(), reason)),
@@ -273,7 +375,12 @@ pub fn plan(clusters: &[ClusterState], target: &str, repair: bool, canaries: &Ca
     if let CanarySpec::Names(names) = canaries {
         wave.canaries.sort_by_key(|p| names.iter().position(|n| n == &p.name));
     }
-    Ok(Plan { target: target.to_string(), waves: vec![wave], skipped })
+    Ok(Plan {
+        target: target.to_string(),
+        target_stemcell: target_stemcell.map(str::to_string),
+        waves: vec![wave],
+        skipped,
+    })
 }
 
 #[cfg(test)]
@@ -288,6 +395,7 @@ mod tests {
             last_action_state: state.into(),
             description: String::new(),
             workers: None,
+            stemcell: None,
         }
     }
 
@@ -298,21 +406,21 @@ mod tests {
     #[test]
     fn decisions() {
         let t = "1.19";
-        assert_eq!(decide(&c("a", "1.18", "CREATE", "succeeded"), t, false), Ok(Action::Start));
-        assert_eq!(decide(&c("a", "1.19", "UPGRADE", "succeeded"), t, false), Err(SkipReason::AlreadyCurrent));
-        assert_eq!(decide(&c("a", "1.18", "UPGRADE", "in progress"), t, false), Ok(Action::Adopt));
-        assert_eq!(decide(&c("a", "1.18", "UPGRADE", "queued"), t, false), Ok(Action::Adopt));
+        assert_eq!(decide(&c("a", "1.18", "CREATE", "succeeded"), t, None, false), Ok(Action::Start));
+        assert_eq!(decide(&c("a", "1.19", "UPGRADE", "succeeded"), t, None, false), Err(SkipReason::AlreadyCurrent));
+        assert_eq!(decide(&c("a", "1.18", "UPGRADE", "in progress"), t, None, false), Ok(Action::Adopt));
+        assert_eq!(decide(&c("a", "1.18", "UPGRADE", "queued"), t, None, false), Ok(Action::Adopt));
         assert_eq!(
-            decide(&c("a", "1.18", "UPDATE", "in progress"), t, false),
+            decide(&c("a", "1.18", "UPDATE", "in progress"), t, None, false),
             Err(SkipReason::Busy { action: "UPDATE".into() })
         );
         assert_eq!(
-            decide(&c("a", "1.18", "UPGRADE", "failed"), t, false),
+            decide(&c("a", "1.18", "UPGRADE", "failed"), t, None, false),
             Err(SkipReason::FailedWithoutRepair { action: "UPGRADE".into() })
         );
-        assert_eq!(decide(&c("a", "1.18", "UPGRADE", "error"), t, true), Ok(Action::Start));
+        assert_eq!(decide(&c("a", "1.18", "UPGRADE", "error"), t, None, true), Ok(Action::Start));
         assert_eq!(
-            decide(&c("a", "1.18", "UPGRADE", "paused"), t, true),
+            decide(&c("a", "1.18", "UPGRADE", "paused"), t, None, true),
             Err(SkipReason::UnknownState { state: "paused".into() })
         );
     }
@@ -328,7 +436,7 @@ mod tests {
             c("dev-3", "1.18", "UPGRADE", "failed"),
             c("dev-4", "1.18", "CREATE", "succeeded"),
         ];
-        let p = plan(&clusters, "1.19", false, &CanarySpec::Count(1)).unwrap();
+        let p = plan(&clusters, "1.19", None, false, &CanarySpec::Count(1)).unwrap();
         let w = &p.waves[0];
         assert_eq!(names(&w.adopted), ["stage-1"]);
         assert_eq!(names(&w.canaries), ["dev-1"]);
@@ -338,7 +446,7 @@ mod tests {
         assert_eq!(skipped, ["dev-2", "dev-3", "prod-1"]);
         assert_eq!(p.planned().count(), 4);
 
-        let p = plan(&clusters, "1.19", true, &CanarySpec::Names(vec!["prod-2".into(), "dev-3".into()])).unwrap();
+        let p = plan(&clusters, "1.19", None, true, &CanarySpec::Names(vec!["prod-2".into(), "dev-3".into()])).unwrap();
         assert_eq!(names(&p.waves[0].canaries), ["prod-2", "dev-3"], "named canaries keep the given order");
         assert_eq!(names(&p.waves[0].clusters), ["dev-1", "dev-4"]);
     }
@@ -346,10 +454,52 @@ mod tests {
     #[test]
     fn canaries_must_be_selected_and_count_may_exceed_plan() {
         let clusters = [c("a", "1", "CREATE", "succeeded")];
-        let err = plan(&clusters, "2", false, &CanarySpec::Names(vec!["zz".into()])).unwrap_err();
+        let err = plan(&clusters, "2", None, false, &CanarySpec::Names(vec!["zz".into()])).unwrap_err();
         assert!(err.to_string().contains("canary `zz`"), "{err}");
-        let p = plan(&clusters, "2", false, &CanarySpec::Count(5)).unwrap();
+        let p = plan(&clusters, "2", None, false, &CanarySpec::Count(5)).unwrap();
         assert_eq!(names(&p.waves[0].canaries), ["a"]);
-        assert!(plan(&clusters, "1", false, &CanarySpec::Count(0)).unwrap().is_empty());
+        assert!(plan(&clusters, "1", None, false, &CanarySpec::Count(0)).unwrap().is_empty());
+    }
+
+    fn on(stemcell: Option<&str>, version: &str) -> ClusterState {
+        ClusterState { stemcell: stemcell.map(str::to_string), ..c("a", version, "UPGRADE", "succeeded") }
+    }
+
+    #[test]
+    fn stemcell_decisions() {
+        let s = Some("1.506");
+        // Behind by stemcell only: the same upgrade call redeploys it on the new stemcell.
+        assert_eq!(decide(&on(Some("1.445"), "1.19"), "1.19", s, false), Ok(Action::Start));
+        // Numeric, not textual: 1.10 is newer than 1.9.
+        assert_eq!(decide(&on(Some("1.9"), "1.19"), "1.19", Some("1.10"), false), Ok(Action::Start));
+        assert_eq!(decide(&on(Some("1.506"), "1.19"), "1.19", s, false), Err(SkipReason::AlreadyCurrent));
+        // A newer stemcell is kept, and the reason says so.
+        let newer = decide(&on(Some("1.510"), "1.19"), "1.19", s, false).unwrap_err();
+        assert_eq!(newer, SkipReason::StemcellNewer { version: "1.510".into(), target: "1.506".into() });
+        assert!(newer.to_string().contains("not downgraded"), "{newer}");
+        assert_eq!(decide(&on(None, "1.19"), "1.19", s, false), Err(SkipReason::StemcellUnknown));
+        // Both behind: one upgrade, and the plan records the stemcell move too.
+        assert_eq!(decide(&on(Some("1.445"), "1.18"), "1.19", s, false), Ok(Action::Start));
+        // Without a stemcell target the stemcell is ignored, as before.
+        assert_eq!(decide(&on(Some("1.445"), "1.19"), "1.19", None, false), Err(SkipReason::AlreadyCurrent));
+    }
+
+    #[test]
+    fn stemcell_plan_records_the_move() {
+        let clusters = [
+            ClusterState { name: "both".into(), ..on(Some("1.445"), "1.18") },
+            ClusterState { name: "stemcell-only".into(), ..on(Some("1.445"), "1.19") },
+            ClusterState { name: "current".into(), ..on(Some("1.506"), "1.19") },
+            ClusterState { name: "newer".into(), ..on(Some("1.510"), "1.19") },
+            ClusterState { name: "tkgi-only".into(), ..on(Some("1.510"), "1.18") },
+        ];
+        let p = plan(&clusters, "1.19", Some("1.506"), false, &CanarySpec::Count(0)).unwrap();
+        let jobs: Vec<(&str, Option<(String, String)>)> =
+            p.planned().map(|j| (j.name.as_str(), j.stemcell.clone())).collect();
+        let moved = Some(("1.445".to_string(), "1.506".to_string()));
+        assert_eq!(jobs, [("both", moved.clone()), ("stemcell-only", moved), ("tkgi-only", None)]);
+        let skipped: Vec<&str> = p.skipped.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(skipped, ["current", "newer"]);
+        assert_eq!(p.target_stemcell.as_deref(), Some("1.506"));
     }
 }

@@ -60,6 +60,13 @@ pub struct VariantConfig {
     pub ranges: bool,
     /// The URL's last segment, as written (may hold `%2F` to test name validation).
     pub filename: Option<String>,
+    /// Publish this tarball URL instead of the simulator's own (e.g. a file a real web server serves, for
+    /// benchmarks). Only the list API changes: the simulator's tarball route and director keep using its blob.
+    pub url: Option<String>,
+    /// Publish these digests instead of the blob's (they are published even when not in `checksums`).
+    pub sha256: Option<String>,
+    pub sha1: Option<String>,
+    pub md5: Option<String>,
 }
 
 impl Default for VariantConfig {
@@ -70,6 +77,10 @@ impl Default for VariantConfig {
             wrong_checksum: false,
             ranges: true,
             filename: None,
+            url: None,
+            sha256: None,
+            sha1: None,
+            md5: None,
         }
     }
 }
@@ -157,21 +168,40 @@ async fn variant_json(
     flavor: &str,
     variant: &VariantConfig,
 ) -> Value {
-    let digests = digests(state, seed(name, version, flavor), variant.size).await;
-    let url = format!("{base}{}", tarball_path(name, version, flavor, variant));
+    let url = variant.url.clone().unwrap_or_else(|| format!("{base}{}", tarball_path(name, version, flavor, variant)));
     let mut out = json!({"url": url, "size": variant.size});
-    for algo in &variant.checksums {
-        let value = match algo.as_str() {
-            "md5" => &digests.md5,
-            "sha1" => &digests.sha1,
-            "sha256" => &digests.sha256,
-            _ => continue,
+    let published = published_digests(variant);
+    // Hashing the blob costs seconds per GiB: skip it when every published digest is given.
+    let computed = if published.iter().any(|(_, given)| given.is_none()) {
+        Some(digests(state, seed(name, version, flavor), variant.size).await)
+    } else {
+        None
+    };
+    for (algo, given) in published {
+        let value = match (given, &computed) {
+            (Some(given), _) => given.to_string(),
+            (None, Some(d)) => match algo {
+                "md5" => d.md5.clone(),
+                "sha1" => d.sha1.clone(),
+                _ => d.sha256.clone(),
+            },
+            (None, None) => continue,
         };
         // Flipping the first hex digit keeps the shape of a real digest.
-        let value = if variant.wrong_checksum { flip(value) } else { value.clone() };
-        out[algo.as_str()] = value.into();
+        let value = if variant.wrong_checksum { flip(&value) } else { value };
+        out[algo] = value.into();
     }
     out
+}
+
+/// The digests a variant publishes, in `md5`, `sha1`, `sha256` order: those listed in `checksums` plus
+/// every override, each with its override if one is given.
+fn published_digests(variant: &VariantConfig) -> Vec<(&'static str, Option<&str>)> {
+    [("md5", &variant.md5), ("sha1", &variant.sha1), ("sha256", &variant.sha256)]
+        .into_iter()
+        .filter(|(algo, given)| given.is_some() || variant.checksums.iter().any(|c| c == algo))
+        .map(|(algo, given)| (algo, given.as_deref()))
+        .collect()
 }
 
 fn flip(hex: &str) -> String {

@@ -200,3 +200,35 @@ fn blob_digests_are_served_and_cached() {
     assert_eq!(digests["sha256"], "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     assert_eq!(sim.state().blob_digests(9, 0).md5, "d41d8cd98f00b204e9800998ecf8427e");
 }
+
+#[test]
+fn boshio_variant_overrides_publish_a_foreign_url_and_digests() {
+    let sim = RunningSim::start(
+        r#"
+boshio:
+  stemcells:
+    - name: s
+      versions:
+        # A 1 TiB blob: hashing it would take far longer than the client's timeout, so this also proves
+        # that fully overridden digests are never computed.
+        - version: "2"
+          regular: {size: 1099511627776, checksums: [sha256], url: "http://127.0.0.1:1/t.tgz", sha256: "AB12", md5: "cd"}
+        - version: "1"
+          regular: {size: 1000}
+"#,
+    );
+    let client = common::client(sim.ca_cert_path());
+    let list: serde_json::Value =
+        client.get(format!("{}/api/v1/stemcells/s", sim.url())).send().unwrap().json().unwrap();
+    let overridden = &list[0]["regular"];
+    assert_eq!(overridden["url"], "http://127.0.0.1:1/t.tgz");
+    assert_eq!((&overridden["sha256"], &overridden["md5"]), (&"AB12".into(), &"cd".into()));
+    assert!(overridden.get("sha1").is_none(), "neither listed nor overridden: {overridden}");
+    assert_eq!(overridden["size"], 1099511627776u64);
+
+    let default = &list[1]["regular"];
+    let digests = sim.state().blob_digests(repave_sim::boshio::seed("s", "1", "regular"), 1000);
+    assert_eq!(default["url"], format!("{}/stemcells/s/1/regular/bosh-stemcell-1-s.tgz", sim.url()));
+    assert_eq!((&default["md5"], &default["sha1"]), (&digests.md5.into(), &digests.sha1.into()));
+    assert_eq!(default["sha256"], digests.sha256);
+}

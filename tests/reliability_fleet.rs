@@ -7,12 +7,10 @@
 mod common;
 
 use common::fleet::{check, out, source, world};
-use common::{Rng, SENTINEL, run_step};
+use common::{Rng, SENTINEL, run_step, spawn_step};
 use repave_sim::testing::RunningSim;
 use repave_sim::{FaultAction, FaultRule};
 use serde_json::{Value, json};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const CLUSTERS: usize = 6;
@@ -166,15 +164,7 @@ fn kill_and_resume_at_several_points() {
         let request = json!({"source": source(&sim, json!({})), "params": params}).to_string();
         let dir = tempfile::tempdir().unwrap();
 
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("out"))
-            .arg(dir.path())
-            .env_clear()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(request.as_bytes()).unwrap();
+        let mut child = spawn_step("out", &request, dir.path());
         let deadline = Instant::now() + Duration::from_secs(20);
         while sim.state().counter("tkgi.upgrade_starts") < kill_after && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));

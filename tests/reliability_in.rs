@@ -6,14 +6,12 @@
 
 mod common;
 
-use common::{Rng, StepOutput, run_step};
+use common::{Rng, StepOutput, run_step, spawn_step};
 use repave_sim::testing::RunningSim;
 use repave_sim::{FaultAction, FaultRule};
 use serde_json::json;
 use sha2::Digest;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const NAME: &str = "bosh-vsphere-esxi-ubuntu-jammy-go_agent";
@@ -148,15 +146,7 @@ fn killed_download_leaves_no_file_and_a_rerun_succeeds() {
     let source = json!({"kind": "stemcell", "name": NAME, "api_url": sim.url(), "flavor": "regular",
                         "ca_cert": std::fs::read_to_string(sim.ca_cert_path()).unwrap()});
     let request = json!({"source": source, "version": {"version": "1.506"}}).to_string();
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("in"))
-        .arg(dir.path())
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(request.as_bytes()).unwrap();
+    let mut child = spawn_step("in", &request, dir.path());
     let deadline = Instant::now() + Duration::from_secs(20);
     let received =
         || sim.requests().iter().filter(|r| r.path.starts_with("/stemcells/")).map(|r| r.bytes_sent).sum::<u64>();

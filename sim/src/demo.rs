@@ -146,8 +146,13 @@ struct Demo<'a> {
 impl Demo<'_> {
     fn story(&mut self) -> anyhow::Result<()> {
         self.intro()?;
+        self.stemcell_half()?;
+        self.fleet_half()?;
+        self.outro()
+    }
 
-        // --- The stemcell half: find, fetch, upload. ---
+    /// Find a new stemcell, fetch and verify it, upload it to the director (job upload-stemcell).
+    fn stemcell_half(&mut self) -> anyhow::Result<()> {
         self.chapter("A new stemcell: check → get → put (job upload-stemcell)")?;
         let jammy = self.stemcell_source(JAMMY);
         let ran = self.step(
@@ -216,9 +221,11 @@ impl Demo<'_> {
             ran.status == Some(0) && ran.json()["version"] == json!({"version": "1.506"}) && on_director,
             "put uploads 1.506 and the director lists it",
         )?;
-        self.read("the director now has Jammy 1.506 (the simulator's director confirms it)")?;
+        self.read("the director now has Jammy 1.506 (the simulator's director confirms it)")
+    }
 
-        // --- The fleet half: observe, plan, roll. ---
+    /// Observe the fleet, plan with a dry run, roll canaries and waves, report (job upgrade-fleet).
+    fn fleet_half(&mut self) -> anyhow::Result<()> {
         self.chapter("The fleet: check → dry run → canaries and waves → report (job upgrade-fleet)")?;
         let fleet = self.fleet_source();
         let ran = self.step(
@@ -265,7 +272,11 @@ impl Demo<'_> {
             Ok(plan) => self.block("plan.md (what a pull-request comment would show)", &plan)?,
             Err(e) => self.surprise(&format!("the dry run wrote no plan.md: {e}"))?,
         }
+        self.fleet_rollout(&fleet, &before)
+    }
 
+    /// The real put (canaries, waves, the failing prod cluster), then check and the report get.
+    fn fleet_rollout(&mut self, fleet: &serde_json::Value, before: &serde_json::Value) -> anyhow::Result<()> {
         let put_dir = self.fleet_put_dir("put-fleet")?;
         let build = Build { id: 4103, name: 9, job: "upgrade-fleet" };
         let ran = self.step(
@@ -326,8 +337,7 @@ impl Demo<'_> {
             }
             Err(e) => self.surprise(&format!("the report get wrote no fleet.md: {e}"))?,
         }
-
-        self.outro()
+        Ok(())
     }
 
     fn intro(&mut self) -> anyhow::Result<()> {

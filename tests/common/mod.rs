@@ -60,6 +60,21 @@ pub fn run_step(step: &str, stdin: &str, dir: Option<&Path>, env: &[(&str, &str)
     output
 }
 
+/// Starts `step` as Concourse would, with `stdin` written and closed, and returns the running process,
+/// for tests that kill it midway (its output is discarded).
+pub fn spawn_step(step: &str, stdin: &str, dir: &Path) -> std::process::Child {
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin(step))
+        .arg(dir)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn step binary");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write the request");
+    child
+}
+
 /// The harness-level secret scan: stdout, stderr and every file under `dir`.
 pub fn assert_no_sentinel(output: &StepOutput, dir: Option<&Path>) {
     assert!(!output.stdout.contains(SENTINEL), "secret leaked on stdout:\n{}", output.stdout);

@@ -123,7 +123,7 @@ fn execute(step: Step, stdin: &mut dyn Read, args: &[String], env: Env, log: &Lo
 pub fn validate_config(step: Step, request: &Request) -> Result<Kind> {
     let kind = Kind::from_source(&request.source)?;
     match kind {
-        Kind::Stemcell => stemcell::validate(step, request)?,
+        Kind::Stemcell => stemcell::validate(step, request).map(drop)?,
         Kind::Fleet => fleet::validate(step, request)?,
         Kind::Kubernetes => kubernetes::validate(step, request)?,
     }

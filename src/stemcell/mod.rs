@@ -19,8 +19,9 @@ use crate::http::{HttpClient, HttpConfig};
 use crate::protocol::{self, Request, Step};
 use anyhow::{Result, anyhow, bail};
 
-/// Parses and checks `source` and `params` for `step` as [`run`] and the step modules do, without I/O.
-pub fn validate(step: Step, request: &Request) -> Result<()> {
+/// Parses and checks `source` and `params` for `step` without I/O; [`run`] starts here, so pipeline
+/// checks and real steps share every rule. Returns the parsed source.
+pub fn validate(step: Step, request: &Request) -> Result<Source> {
     let source: Source = config::parse(&request.source, "source")?;
     check_name(&source.name)?;
     check_api_url(&source.api_url)?;
@@ -45,7 +46,7 @@ pub fn validate(step: Step, request: &Request) -> Result<()> {
             director_of(&source)?;
         }
     }
-    Ok(())
+    Ok(source)
 }
 
 /// More connections than this only add load on the mirror; the throttled-link gain flattens long before.
@@ -78,8 +79,7 @@ fn director_of(source: &Source) -> Result<&crate::config::DirectorSource> {
 
 /// Runs one step of the stemcell kind and returns the JSON answer.
 pub async fn run(step: Step, request: Request, ctx: Ctx) -> Result<String> {
-    validate(step, &request)?;
-    let source: Source = config::parse(&request.source, "source")?;
+    let source = validate(step, &request)?;
     let http_config = HttpConfig::from_source(source.ca_cert.as_deref(), source.insecure_skip_tls_verify, &source.http);
     let dir = || ctx.dir.clone().ok_or_else(|| anyhow!("{} needs a directory argument", step.name()));
     match step {

@@ -29,7 +29,18 @@ boshio:
         - {{version: "621.2", regular: {small}}}
         - {{version: "621.10", regular: {small}}}
         - {{version: "622.1", regular: {small}}}
-"#
+    - name: china-line
+      versions:
+        - {{version: "3.3", regular: {small}, light: {small}}}
+        - {{version: "3.2", regular: {small}, light: {small}, light_china: {small}}}
+        - {{version: "3.1", regular: {small}, light: {small}, light_china: {small}}}
+    - name: long-line
+      versions:
+{long}"#,
+        long = (1..=45)
+            .rev()
+            .map(|minor| format!("        - {{version: \"9.{minor}\", regular: {small}}}\n"))
+            .collect::<String>()
     )
 }
 
@@ -103,4 +114,21 @@ fn a_flaky_api_is_retried() {
     let out = check(&sim, json!({"name": "regular-only"}), None);
     assert_eq!(versions(&out), ["622.1"]);
     assert_eq!(sim.requests().len(), 3);
+}
+
+#[test]
+fn light_china_tracks_only_versions_published_for_china_and_auto_ignores_them() {
+    let sim = RunningSim::start(&scenario());
+    let china = check(&sim, json!({"name": "china-line", "flavor": "light_china"}), Some("3.1"));
+    assert_eq!(versions(&china), ["3.1", "3.2"], "3.3 has no light_china tarball: {}", china.stderr);
+    let auto = check(&sim, json!({"name": "china-line"}), Some("3.1"));
+    assert_eq!(versions(&auto), ["3.1", "3.2", "3.3"], "{}", auto.stderr);
+}
+
+#[test]
+fn a_line_longer_than_bosh_io_default_page_of_40_is_read_whole() {
+    let sim = RunningSim::start(&scenario());
+    let out = check(&sim, json!({"name": "long-line"}), Some("9.1"));
+    let expected: Vec<String> = (1..=45).map(|minor| format!("9.{minor}")).collect();
+    assert_eq!(versions(&out), expected, "without all=1 bosh.io would cut the list at 40");
 }

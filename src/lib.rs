@@ -12,6 +12,7 @@ pub mod kubernetes;
 pub mod protocol;
 pub mod redact;
 pub mod rollout;
+pub mod sigv4;
 pub mod stemcell;
 pub mod window;
 

@@ -61,6 +61,23 @@ fn cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
         ("in", json!({"source": stemcell(json!({})), "version": {"version": ""}}), vec!["version"]),
         ("out", json!({"source": stemcell(json!({})), "params": {}}), vec!["params.from is required"]),
         ("out", json!({"source": stemcell(json!({})), "params": {"from": "x"}}), vec!["source.director is required"]),
+        (
+            "check",
+            json!({"source": stemcell(json!({"auth": {"access_key": "", "secret_key": SENTINEL}}))}),
+            vec!["source.auth.access_key", "empty"],
+        ),
+        (
+            "check",
+            json!({"source": stemcell(json!({"auth": {"access_key": "AK", "secret": SENTINEL}}))}),
+            vec!["source.auth", "secret_key"],
+        ),
+        (
+            "out",
+            json!({"source": stemcell(json!({"auth": {"access_key": "AK", "secret_key": SENTINEL},
+                   "director": {"url": CLOSED, "client": "ci", "client_secret": SENTINEL}})),
+                   "params": {"from": "x"}}),
+            vec!["source.auth", "params.upload_tarball: true"],
+        ),
         ("check", json!({"source": fleet(json!({"api_url": null}))}), vec!["source.api_url is required"]),
         ("check", json!({"source": fleet(json!({"client_secret": null}))}), vec!["client_secret"]),
         ("check", json!({"source": fleet(json!({"api_url": ""}))}), vec!["api_url"]),

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{StepOutput, run_step};
+use common::{SENTINEL, StepOutput, run_step};
 use repave_sim::testing::RunningSim;
 use repave_sim::{FaultAction, FaultRule};
 use serde_json::{Value, json};
@@ -25,6 +25,7 @@ boshio:
         - {{version: "1.504", regular: {{size: {SIZE}, wrong_checksum: true}}}}
         - {{version: "1.503", regular: {{size: {SIZE}, ranges: false}}}}
         - {{version: "1.502", regular: {{size: 1000, filename: "..%2Fx"}}}}
+        - {{version: "1.501", regular: {{size: {SIZE}, s3_auth: {{access_key: AKIDREPAVE, secret_key: {SENTINEL}, region: eu-west-2}}}}}}
 "#
     )
 }
@@ -191,4 +192,35 @@ fn tarball_false_writes_only_metadata() {
     get(&sim, dir.path(), "1.506", json!({}), json!({"tarball": false})).json();
     assert_eq!(files(dir.path()), ["sha1", "sha256", "url", "version"]);
     assert!(tarball_gets(&sim).is_empty() && sim.requests().iter().all(|r| r.method != "HEAD"));
+}
+
+fn private_bucket(secret: &str, region: &str) -> Value {
+    json!({"flavor": "regular", "auth": {"access_key": "AKIDREPAVE", "secret_key": secret, "region": region}})
+}
+
+#[test]
+fn a_private_bucket_is_read_with_signed_parallel_ranges() {
+    let sim = RunningSim::start(&scenario());
+    let dir = tempfile::tempdir().unwrap();
+    let out = get(&sim, dir.path(), "1.501", private_bucket(SENTINEL, "eu-west-2"), json!({}));
+    assert_eq!(out.json()["version"], json!({"version": "1.501"}), "{}", out.stderr);
+    assert_eq!(sha256_of(&dir.path().join("stemcell.tgz")), published(&sim, "1.501", "regular", SIZE).sha256);
+    let gets = tarball_gets(&sim);
+    assert!(gets.len() > 1 && gets.iter().all(|r| r.status == 206), "{gets:?}");
+}
+
+#[test]
+fn a_private_bucket_names_what_is_wrong_with_the_keys() {
+    let sim = RunningSim::start(&scenario());
+    let cases = [
+        (json!({"flavor": "regular"}), "403", "AccessDenied"),
+        (private_bucket("not-the-secret", "eu-west-2"), "403", "SignatureDoesNotMatch"),
+        (private_bucket(SENTINEL, "us-east-1"), "400", "expecting 'eu-west-2'"),
+    ];
+    for (source, status, needle) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let out = get(&sim, dir.path(), "1.501", source, json!({}));
+        out.assert_fails_with(&[status, needle, "source.auth"]);
+        assert!(!dir.path().join("stemcell.tgz").exists());
+    }
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::blob::{self, BlobDigests};
+use crate::s3auth::{self, S3AuthConfig};
 use crate::state::SimState;
 
 /// The `boshio` section of a scenario file. Unknown keys are rejected so a typo in a scenario fails loudly.
@@ -67,6 +68,8 @@ pub struct VariantConfig {
     pub sha256: Option<String>,
     pub sha1: Option<String>,
     pub md5: Option<String>,
+    /// The tarball sits in a private S3-compatible bucket: requests must be signed with these keys.
+    pub s3_auth: Option<S3AuthConfig>,
 }
 
 impl Default for VariantConfig {
@@ -81,6 +84,7 @@ impl Default for VariantConfig {
             sha256: None,
             sha1: None,
             md5: None,
+            s3_auth: None,
         }
     }
 }
@@ -219,11 +223,17 @@ async fn tarball(
     State(state): State<Arc<SimState>>,
     Path((name, version, flavor, _file)): Path<(String, String, String, String)>,
     method: Method,
+    uri: Uri,
     mut headers: HeaderMap,
 ) -> Response {
     let Some(found) = find(&state.scenario.boshio, &name, &version, &flavor) else {
         return (StatusCode::NOT_FOUND, "no such stemcell tarball").into_response();
     };
+    if let Some(auth) = &found.variant.s3_auth
+        && let Err(refused) = s3auth::verify(auth, &method, &uri, &headers)
+    {
+        return refused.into_response();
+    }
     if !found.variant.ranges {
         headers.remove(header::RANGE);
     }

@@ -15,6 +15,7 @@ pub mod faults;
 pub mod k8s;
 pub mod releases;
 mod reqlog;
+pub mod s3auth;
 pub mod scenario;
 mod shaping;
 pub mod state;

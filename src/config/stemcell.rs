@@ -39,6 +39,9 @@ pub struct Source {
     /// bosh.io or a mirror serving the same API.
     #[serde(default = "default_api_url")]
     pub api_url: String,
+    /// HMAC keys for tarballs in a private S3-compatible bucket (the peer's `auth`).
+    #[serde(default)]
+    pub auth: Option<S3Auth>,
     /// Where `out` uploads the stemcell.
     #[serde(default)]
     pub director: Option<DirectorSource>,
@@ -48,6 +51,22 @@ pub struct Source {
     pub insecure_skip_tls_verify: bool,
     #[serde(default)]
     pub http: HttpOptions,
+}
+
+/// `source.auth`: the peer's `access_key`/`secret_key`, plus the region the keys sign for.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Auth {
+    pub access_key: String,
+    pub secret_key: String,
+    /// ASSUMPTION: `us-east-1` by default. The peer (minio-go) asks the bucket for its region first;
+    /// repave signs for this one instead, so a bucket elsewhere needs it set (GCS: `auto`).
+    #[serde(default = "default_region")]
+    pub region: String,
+}
+
+fn default_region() -> String {
+    "us-east-1".to_string()
 }
 
 pub fn default_api_url() -> String {

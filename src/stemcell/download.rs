@@ -20,9 +20,10 @@
 use crate::clients::boshio::Variant;
 use crate::http::{Failure, HttpClient, Retry, classify, is_retryable_status, parse_retry_after, status_error};
 use crate::redact::Log;
+use crate::sigv4;
 use anyhow::{Context, Result, anyhow, bail};
-use reqwest::StatusCode;
 use reqwest::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, RANGE};
+use reqwest::{Method, RequestBuilder, StatusCode};
 use sha2::Digest;
 use std::fs::File;
 use std::ops::Range;
@@ -109,11 +110,13 @@ pub struct Options {
     pub parallel: u32,
     /// How often a progress line is logged.
     pub progress_every: Duration,
+    /// Sign every tarball request with these keys (a private S3-compatible bucket).
+    pub auth: Option<sigv4::Keys>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { parallel: 8, progress_every: Duration::from_secs(5) }
+        Options { parallel: 8, progress_every: Duration::from_secs(5), auth: None }
     }
 }
 
@@ -190,14 +193,15 @@ pub async fn download(
         .suffix(".part")
         .tempfile_in(dir)
         .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    let probe = probe(http, url).await;
-    let started = Instant::now();
     let job = Job {
         http: http.clone(),
         url: url.to_string(),
         file: Arc::new(temp.as_file().try_clone()?),
         algo: expected.algo,
+        auth: opts.auth.clone().map(Arc::new),
     };
+    let probe = probe(&job).await;
+    let started = Instant::now();
     let (hex, bytes, connections) = match probe {
         Probe { len: Some(len), ranges: true } if len > 0 => {
             let pieces = plan_pieces(len, opts.parallel);
@@ -243,9 +247,11 @@ pub async fn download(
 
 /// HEAD for the length and range support. A failed HEAD is not fatal: some object stores only
 /// sign GET, and the GET will report a real error clearly.
-async fn probe(http: &HttpClient, url: &str) -> Probe {
+async fn probe(job: &Job) -> Probe {
+    let (http, url) = (&job.http, &job.url);
     let unknown = Probe { len: None, ranges: false };
-    let response = match http.send(Retry::Idempotent, |c| c.head(url).timeout(http.config().request_timeout)).await {
+    let head = || job.request(Method::HEAD).timeout(http.config().request_timeout);
+    let response = match http.send(Retry::Idempotent, |_| head()).await {
         Ok(r) if r.status().is_success() => r,
         Ok(r) => {
             http.log().line(format!("HEAD {url} answered {}; downloading in one stream", r.status()));
@@ -336,9 +342,19 @@ struct Job {
     url: String,
     file: Arc<File>,
     algo: Algo,
+    auth: Option<Arc<sigv4::Keys>>,
 }
 
 impl Job {
+    /// A request for the tarball, signed afresh (each retry gets a current `x-amz-date`).
+    fn request(&self, method: Method) -> RequestBuilder {
+        let request = self.http.client().request(method.clone(), &self.url);
+        match (&self.auth, reqwest::Url::parse(&self.url)) {
+            (Some(keys), Ok(url)) => request.headers(sigv4::sign(keys, &method, &url, jiff::Timestamp::now())),
+            _ => request,
+        }
+    }
+
     /// Fetches `pieces` with `connections` workers while the hasher follows; returns the hex digest.
     async fn run(
         &self,
@@ -402,7 +418,13 @@ impl Job {
     }
 
     fn clone_parts(&self) -> Job {
-        Job { http: self.http.clone(), url: self.url.clone(), file: Arc::clone(&self.file), algo: self.algo }
+        Job {
+            http: self.http.clone(),
+            url: self.url.clone(),
+            file: Arc::clone(&self.file),
+            algo: self.algo,
+            auth: self.auth.clone(),
+        }
     }
 }
 
@@ -484,7 +506,7 @@ impl Worker {
         if from >= piece.end {
             return Ok(());
         }
-        let mut request = self.job.http.client().get(&self.job.url);
+        let mut request = self.job.request(Method::GET);
         if self.ranged {
             request = request.header(RANGE, format!("bytes={from}-{}", piece.end - 1));
         }
@@ -526,7 +548,19 @@ impl Worker {
         if status != expected {
             let retryable = is_retryable_status(status);
             let retry_after = parse_retry_after(response.headers());
-            let hint = if status == StatusCode::OK { " (the server ignored the Range header)" } else { "" };
+            let hint = match status {
+                StatusCode::OK => " (the server ignored the Range header)",
+                // S3 answers a wrong region with 400 AuthorizationHeaderMalformed.
+                StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+                    if self.job.auth.is_some() =>
+                {
+                    " (the bucket refused the request signed with source.auth: check its keys and region)"
+                }
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    " (access denied: if the tarballs sit in a private S3 or GCS bucket, set source.auth)"
+                }
+                _ => "",
+            };
             let error = status_error(response, 1024).await.context(format!("GET {}{hint}", self.job.url));
             return Err(Failure { error, retryable, retry_after });
         }

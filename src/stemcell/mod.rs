@@ -13,7 +13,7 @@ use crate::clients::boshio::BoshIo;
 use crate::clients::director::Director;
 use crate::config::{
     self,
-    stemcell::{GetParams, PutParams, Source},
+    stemcell::{GetParams, PutParams, S3Auth, Source},
 };
 use crate::http::{HttpClient, HttpConfig};
 use crate::protocol::{self, Request, Step};
@@ -26,6 +26,7 @@ pub fn validate(step: Step, request: &Request) -> Result<Source> {
     check_name(&source.name)?;
     check_api_url(&source.api_url)?;
     catalog::flavor(&source)?;
+    check_auth(source.auth.as_ref())?;
     versions::Family::parse(source.version_family.as_deref().unwrap_or("latest"))?;
     source.constraint.as_deref().map(versions::Constraint::parse).transpose()?;
     match step {
@@ -42,8 +43,14 @@ pub fn validate(step: Step, request: &Request) -> Result<Source> {
             }
         }
         Step::Out => {
-            config::parse::<PutParams>(&request.params, "params")?;
+            let params: PutParams = config::parse(&request.params, "params")?;
             director_of(&source)?;
+            if source.auth.is_some() && !params.upload_tarball {
+                bail!(
+                    "source.auth is set, so the tarball sits in a private bucket the director cannot fetch from: \
+                     set params.upload_tarball: true to send the file from the get instead"
+                );
+            }
         }
     }
     Ok(source)
@@ -69,6 +76,17 @@ fn check_api_url(url: &str) -> Result<()> {
         Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => Ok(()),
         _ => bail!("source.api_url `{url}` is not a URL: expected an absolute URL such as https://bosh.io"),
     }
+}
+
+fn check_auth(auth: Option<&S3Auth>) -> Result<()> {
+    let Some(auth) = auth else { return Ok(()) };
+    for (field, value) in [("access_key", &auth.access_key), ("secret_key", &auth.secret_key), ("region", &auth.region)]
+    {
+        if value.trim().is_empty() {
+            bail!("source.auth.{field} is empty: expected the HMAC key pair of the bucket and its region");
+        }
+    }
+    Ok(())
 }
 
 fn director_of(source: &Source) -> Result<&crate::config::DirectorSource> {

@@ -405,17 +405,42 @@ impl Demo<'_> {
         };
         let env = build.map(build_env).unwrap_or_default();
         writeln!(self.out, "\n── {title}  (resource {resource})")?;
-        let argument = if script == Script::Check { String::new() } else { " DIR".to_owned() };
+        self.show_request(&binary, script, request, dir, &env)?;
+        let (ran, timed_out) = self.run_streaming(&binary, request, dir, &env)?;
+        let code = ran.status.map_or_else(|| "killed".to_owned(), |c| c.to_string());
+        let stdout_shown =
+            if ran.stdout.trim().is_empty() { "(empty)".to_owned() } else { self.mask(ran.stdout.trim()) };
+        writeln!(self.out, "   exit {code} · stdout: {stdout_shown}")?;
+        if timed_out {
+            self.surprise(&format!("{} did not finish within {STEP_TIMEOUT:?}", script.name()))?;
+        }
+        let leaked = self.secrets.iter().any(|s| ran.stdout.contains(s.as_str()) || ran.stderr.contains(s.as_str()));
+        if leaked {
+            self.surprise(&format!("{} printed a secret (masked above)", script.name()))?;
+        }
+        Ok(ran)
+    }
+
+    /// The command line, directory, environment and stdin, as Concourse would supply them.
+    fn show_request(
+        &mut self,
+        binary: &Path,
+        script: Script,
+        request: &Value,
+        dir: Option<&Path>,
+        env: &[(&'static str, String)],
+    ) -> anyhow::Result<()> {
+        let argument = if script == Script::Check { "" } else { " DIR" };
+        let concourse_dir = match script {
+            Script::Check => "",
+            Script::In => " /tmp/build/get",
+            Script::Out => " /tmp/build/put",
+        };
         writeln!(
             self.out,
-            "   $ {}{argument} < request.json      (Concourse: /opt/resource/{}{})",
+            "   $ {}{argument} < request.json      (Concourse: /opt/resource/{}{concourse_dir})",
             binary.display(),
             script.name(),
-            match script {
-                Script::Check => "",
-                Script::In => " /tmp/build/get",
-                Script::Out => " /tmp/build/put",
-            }
         )?;
         if let Some(dir) = dir {
             writeln!(self.out, "   DIR = {}", dir.display())?;
@@ -431,10 +456,20 @@ impl Demo<'_> {
         for line in shown.lines() {
             writeln!(self.out, "     {line}")?;
         }
-        writeln!(self.out, "   stderr (the build log):")?;
-        let mut stderr_lines = 0;
+        Ok(())
+    }
 
-        let mut command = Command::new(&binary);
+    /// Runs the binary, showing stderr line by line as it arrives (so a rollout can be watched as it
+    /// happens); kills it after [`STEP_TIMEOUT`]. Returns what it printed and whether it was killed.
+    fn run_streaming(
+        &mut self,
+        binary: &Path,
+        request: &Value,
+        dir: Option<&Path>,
+        env: &[(&'static str, String)],
+    ) -> anyhow::Result<(Ran, bool)> {
+        writeln!(self.out, "   stderr (the build log):")?;
+        let mut command = Command::new(binary);
         // Concourse containers carry no host environment; an inherited proxy would also route 127.0.0.1 away.
         command.env_clear().envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -452,17 +487,7 @@ impl Demo<'_> {
             let _ = stdout.read_to_string(&mut text);
             text
         });
-        // stderr is shown line by line as it arrives, so a rollout can be watched as it happens.
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().expect("stderr is piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = lines_of(child.stderr.take().expect("stderr is piped"));
         let deadline = Instant::now() + STEP_TIMEOUT;
         let mut stderr_text = String::new();
         let mut timed_out = false;
@@ -470,7 +495,6 @@ impl Demo<'_> {
             match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(line) => {
                     writeln!(self.out, "     │ {}", self.mask(&line))?;
-                    stderr_lines += 1;
                     stderr_text.push_str(&line);
                     stderr_text.push('\n');
                 }
@@ -482,25 +506,12 @@ impl Demo<'_> {
                 }
             }
         }
-        if stderr_lines == 0 {
+        if stderr_text.is_empty() {
             writeln!(self.out, "     (nothing)")?;
         }
         let status = child.wait().context("waiting for the binary")?;
-        let stdout_text = stdout_reader.join().unwrap_or_default();
-        let ran = Ran { status: status.code(), stdout: stdout_text, stderr: stderr_text };
-
-        let code = ran.status.map_or_else(|| "killed".to_owned(), |c| c.to_string());
-        let stdout_shown =
-            if ran.stdout.trim().is_empty() { "(empty)".to_owned() } else { self.mask(ran.stdout.trim()) };
-        writeln!(self.out, "   exit {code} · stdout: {stdout_shown}")?;
-        if timed_out {
-            self.surprise(&format!("{} did not finish within {STEP_TIMEOUT:?}", script.name()))?;
-        }
-        let leaked = self.secrets.iter().any(|s| ran.stdout.contains(s.as_str()) || ran.stderr.contains(s.as_str()));
-        if leaked {
-            self.surprise(&format!("{} printed a secret (masked above)", script.name()))?;
-        }
-        Ok(ran)
+        let stdout = stdout_reader.join().unwrap_or_default();
+        Ok((Ran { status: status.code(), stdout, stderr: stderr_text }, timed_out))
     }
 
     /// The fleet put's directory: the fleet file as the `fleet-repo` input.
@@ -622,6 +633,20 @@ impl Demo<'_> {
 }
 
 /// The variables Concourse sets for a get or put in this demo's pipeline (it never passes the resource name).
+/// The lines of `reader`, read on their own thread, as they arrive.
+fn lines_of(reader: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 fn build_env(build: &Build) -> Vec<(&'static str, String)> {
     vec![
         ("BUILD_ID", build.id.to_string()),

@@ -202,28 +202,7 @@ pub async fn download(
     };
     let probe = probe(&job).await;
     let started = Instant::now();
-    let (hex, bytes, connections) = match probe {
-        Probe { len: Some(len), ranges: true } if len > 0 => {
-            let pieces = plan_pieces(len, opts.parallel);
-            let connections = pieces.len().min(opts.parallel.max(1) as usize);
-            http.log().line(format!(
-                "downloading {url}: {} in {} pieces over {connections} connection(s)",
-                mib(len),
-                pieces.len()
-            ));
-            let hex = job.run(pieces, connections, true, opts).await.map_err(|f| f.error)?;
-            (hex, len, connections)
-        }
-        Probe { len, .. } => {
-            http.log().line(format!(
-                "downloading {url}: {} in one stream (the server {})",
-                len.map_or("unknown size".to_string(), mib),
-                if len.is_none() { "sent no Content-Length" } else { "does not support ranges" }
-            ));
-            let (hex, bytes) = job.whole(len, opts).await?;
-            (hex, bytes, 1)
-        }
-    };
+    let (hex, bytes, connections) = job.transfer(probe, opts).await?;
     if hex != expected.hex {
         // `temp` is dropped on return: the unverified bytes are removed.
         bail!(
@@ -346,6 +325,34 @@ struct Job {
 }
 
 impl Job {
+    /// Ranged pieces over several connections when the server supports them, else one stream.
+    /// Returns the hex digest, the byte count and the connections used.
+    async fn transfer(&self, probe: Probe, opts: &Options) -> Result<(String, u64, usize)> {
+        let url = &self.url;
+        match probe {
+            Probe { len: Some(len), ranges: true } if len > 0 => {
+                let pieces = plan_pieces(len, opts.parallel);
+                let connections = pieces.len().min(opts.parallel.max(1) as usize);
+                let count = pieces.len();
+                self.http.log().line(format!(
+                    "downloading {url}: {} in {count} pieces over {connections} connection(s)",
+                    mib(len)
+                ));
+                let hex = self.run(pieces, connections, true, opts).await.map_err(|f| f.error)?;
+                Ok((hex, len, connections))
+            }
+            Probe { len, .. } => {
+                self.http.log().line(format!(
+                    "downloading {url}: {} in one stream (the server {})",
+                    len.map_or("unknown size".to_string(), mib),
+                    if len.is_none() { "sent no Content-Length" } else { "does not support ranges" }
+                ));
+                let (hex, bytes) = self.whole(len, opts).await?;
+                Ok((hex, bytes, 1))
+            }
+        }
+    }
+
     /// A request for the tarball, signed afresh (each retry gets a current `x-amz-date`).
     fn request(&self, method: Method) -> RequestBuilder {
         let request = self.http.client().request(method.clone(), &self.url);

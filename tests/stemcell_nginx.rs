@@ -71,7 +71,7 @@ fn free_port() -> u16 {
 }
 
 fn start() -> Nginx {
-    let work = tempfile::tempdir().unwrap();
+    let mut work = tempfile::tempdir().unwrap();
     let root = work.path().join("www");
     std::fs::create_dir_all(root.join("d")).unwrap();
     std::fs::create_dir_all(root.join("api/v1/stemcells")).unwrap();
@@ -79,31 +79,42 @@ fn start() -> Nginx {
     let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
     std::fs::write(work.path().join("cert.pem"), cert.cert.pem()).unwrap();
     std::fs::write(work.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
-    let port = free_port();
-    let conf = work.path().join("nginx.conf");
-    std::fs::write(&conf, config(work.path(), port)).unwrap();
-    let child = Command::new("nginx")
-        .args(["-c".as_ref(), conf.as_os_str(), "-p".as_ref(), work.path().as_os_str()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting nginx (install nginx-light: ci/test does)");
-    let nginx = Nginx { child, port, root, ca_pem: cert.cert.pem(), _work: work };
-    wait_listening(port);
-    nginx
+    // A free port can be taken by another test between our probe and nginx's bind: then nginx
+    // exits, and we try another port (bounded).
+    for _ in 0..5 {
+        let port = free_port();
+        let conf = work.path().join("nginx.conf");
+        std::fs::write(&conf, config(work.path(), port)).unwrap();
+        let child = Command::new("nginx")
+            .args(["-c".as_ref(), conf.as_os_str(), "-p".as_ref(), work.path().as_os_str()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting nginx (install nginx-light: ci/test does)");
+        let mut nginx = Nginx { child, port, root: root.clone(), ca_pem: cert.cert.pem(), _work: work };
+        if nginx.wait_listening() {
+            return nginx;
+        }
+        work = std::mem::replace(&mut nginx._work, tempfile::tempdir().unwrap());
+    }
+    panic!("nginx did not start on any of 5 ports");
 }
 
-/// Bounded: 300 attempts, 10 s.
-fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for _ in 0..300 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+impl Nginx {
+    /// True once nginx accepts connections; false if it exited first (bounded: 10 s).
+    fn wait_listening(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(30));
         }
-        assert!(Instant::now() < deadline, "nginx did not listen on {port} within 10s");
-        std::thread::sleep(Duration::from_millis(30));
+        panic!("nginx did not listen on {} within 10s", self.port);
     }
-    panic!("nginx did not listen on {port}");
 }
 
 impl Nginx {

@@ -118,3 +118,30 @@ fn from_must_name_a_get_directory() {
     let work = tempfile::tempdir().unwrap();
     put(&sim, work.path(), json!({"from": "nope"})).assert_fails_with(&["params.from", "nope"]);
 }
+
+/// BOSH's own integration suite uploads with a client holding only `bosh.stemcells.upload` (list,
+/// upload, follow the task). A read-only client may list but not upload, and the error names the scope.
+#[test]
+fn least_privilege_upload_scope_is_enough_and_read_only_is_named() {
+    let admin_only = format!("clients: [{{id: repave, secret: {SENTINEL}, scopes: [bosh.admin]}}]");
+    let clients = format!(
+        "clients: [{{id: repave, secret: {SENTINEL}, scopes: [bosh.stemcells.upload]}}, \
+         {{id: reader, secret: {SENTINEL}, scopes: [bosh.read]}}]"
+    );
+    let sim = RunningSim::start(&scenario().replace(&admin_only, &clients));
+    let work = tempfile::tempdir().unwrap();
+    fetch(&sim, work.path(), "1.506", false);
+
+    let mut reader = source(&sim);
+    reader["director"]["client"] = "reader".into();
+    let request = json!({"source": reader, "params": {"from": "stemcell"}});
+    let refused = run_step("out", &request.to_string(), Some(work.path()), &[]);
+    refused.assert_fails_with(&["401", "Require one of the scopes", "bosh.stemcells.upload"]);
+    // Listing worked; the upload was refused, retried once with a fresh token (any 401 may be an
+    // expired token), and refused again.
+    assert_eq!(posts(&sim), 2, "the reader listed, then was refused at the upload");
+
+    let out = put(&sim, work.path(), json!({"from": "stemcell"}));
+    assert_eq!(out.json()["version"], json!({"version": "1.506"}), "{}", out.stderr);
+    assert!(sim.state().director.stemcells().contains(&(NAME.to_string(), "1.506".to_string())));
+}

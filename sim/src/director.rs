@@ -1,7 +1,9 @@
 //! The BOSH director: `/info`, `/stemcells` (POST answers 302 to `/tasks/{id}`), `/tasks/{id}` and task output.
 //!
 //! Shapes follow reference/platform-apis.md §2. `/info` is open and names the simulator itself as the UAA; every
-//! other route needs a bearer token from the simulated UAA with `bosh.admin`. A stemcell upload creates a task
+//! other route needs a bearer token from the simulated UAA: reading (stemcells, tasks) takes `bosh.admin`,
+//! `bosh.read` or `bosh.stemcells.upload`; uploading takes `bosh.admin` or `bosh.stemcells.upload` (BOSH's
+//! `read_stemcells`/`upload_stemcells` permissions, as its own integration test uses them). A stemcell upload creates a task
 //! that stays `processing` for `task_polls` polls of `GET /tasks/{id}`, then ends `done` (the stemcell is added)
 //! or `error`. The director "fetches" a location by resolving it against the simulated bosh.io tarballs and
 //! identifies an uploaded tarball by its size and sha1, so no bytes are stored.
@@ -118,13 +120,31 @@ pub fn routes(state: Arc<SimState>) -> Router {
         .with_state(state)
 }
 
-const SCOPES: &[&str] = &["bosh.admin", "bosh.stemcells.upload"];
+const UUID: &str = "5d6e1f2a-0000-4000-8000-000000000001";
+const READ_SCOPES: &[&str] = &["bosh.admin", "bosh.read", "bosh.stemcells.upload"];
+const UPLOAD_SCOPES: &[&str] = &["bosh.admin", "bosh.stemcells.upload"];
+
+/// A live token without the scope a route needs gets BOSH's 401 with error code 600000 and the
+/// scopes it wanted (as in cloudfoundry/bosh#2308), not UAA's 403 `insufficient_scope`.
+#[allow(clippy::result_large_err)] // as crate::uaa::authorize: handlers return the error as it is
+fn authorize(state: &SimState, headers: &HeaderMap, scopes: &[&str]) -> Result<(), Response> {
+    crate::uaa::authorize(state, headers, scopes).map_err(|denied| {
+        if denied.status() != StatusCode::FORBIDDEN {
+            return denied;
+        }
+        let wanted: Vec<String> = scopes
+            .iter()
+            .map(|s| if *s == "bosh.admin" { format!("bosh.admin, bosh.{UUID}.admin") } else { s.to_string() })
+            .collect();
+        director_error(StatusCode::UNAUTHORIZED, 600000, &format!("Require one of the scopes: {}", wanted.join(", ")))
+    })
+}
 
 async fn info(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
     let uaa = crate::boshio::base_url(&headers);
     Json(json!({
         "name": state.scenario.director.name,
-        "uuid": "5d6e1f2a-0000-4000-8000-000000000001",
+        "uuid": UUID,
         "version": "282.0.0 (00000000)",
         "user": null,
         "cpi": "sim_cpi",
@@ -142,7 +162,7 @@ async fn info(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Respons
 }
 
 async fn list_stemcells(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
-    if let Err(denied) = crate::uaa::authorize(&state, &headers, SCOPES) {
+    if let Err(denied) = authorize(&state, &headers, READ_SCOPES) {
         return denied;
     }
     let mut list = state.director.lock().stemcells.clone();
@@ -166,7 +186,7 @@ struct Location {
 }
 
 async fn upload_stemcell(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Body) -> Response {
-    if let Err(denied) = crate::uaa::authorize(&state, &headers, SCOPES) {
+    if let Err(denied) = authorize(&state, &headers, UPLOAD_SCOPES) {
         return denied;
     }
     let is_json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
@@ -315,7 +335,7 @@ fn finish(task: &mut Task) {
 }
 
 async fn task(State(state): State<Arc<SimState>>, Path(id): Path<u64>, headers: HeaderMap) -> Response {
-    if let Err(denied) = crate::uaa::authorize(&state, &headers, SCOPES) {
+    if let Err(denied) = authorize(&state, &headers, READ_SCOPES) {
         return denied;
     }
     match advance(&mut state.director.lock(), id) {
@@ -336,7 +356,7 @@ async fn task_output(
     Query(query): Query<OutputQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(denied) = crate::uaa::authorize(&state, &headers, SCOPES) {
+    if let Err(denied) = authorize(&state, &headers, READ_SCOPES) {
         return denied;
     }
     let text = {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{SENTINEL, StepOutput, run_step};
+use common::{SENTINEL, StepOutput, run_step, spawn_step};
 use repave_sim::testing::RunningSim;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -143,5 +143,37 @@ fn least_privilege_upload_scope_is_enough_and_read_only_is_named() {
 
     let out = put(&sim, work.path(), json!({"from": "stemcell"}));
     assert_eq!(out.json()["version"], json!({"version": "1.506"}), "{}", out.stderr);
+    assert!(sim.state().director.stemcells().contains(&(NAME.to_string(), "1.506".to_string())));
+}
+
+/// `kill -9` while the director's upload task runs, then the same put again: the rerun finds the
+/// task by its context id and follows it, so the stemcell is uploaded once.
+#[test]
+fn a_killed_put_is_resumed_by_following_its_director_task() {
+    let sim = RunningSim::start(&scenario().replace("task_polls: 2", "task_polls: 40"));
+    let work = tempfile::tempdir().unwrap();
+    fetch(&sim, work.path(), "1.506", false);
+    let request = json!({"source": source(&sim), "params": {"from": "stemcell"}}).to_string();
+    let mut first = spawn_step("out", &request, work.path());
+    let polls = || sim.requests().iter().filter(|r| r.path == "/tasks/1").count();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while polls() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(polls() >= 3, "the first put never followed its task");
+    assert!(!sim.state().director.stemcells().contains(&(NAME.to_string(), "1.506".to_string())), "killed too late");
+
+    let out = put(&sim, work.path(), json!({"from": "stemcell"}));
+    assert_eq!(out.json()["version"], json!({"version": "1.506"}), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("director task 1") && out.stderr.contains("instead of uploading again"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(posts(&sim), 1, "one upload for both builds");
+    let lookup = sim.requests().into_iter().find(|r| r.path == "/tasks").expect("the rerun looked for its task");
+    assert!(lookup.query.unwrap_or_default().contains("context_id=repave-stemcell-"));
     assert!(sim.state().director.stemcells().contains(&(NAME.to_string(), "1.506".to_string())));
 }

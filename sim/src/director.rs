@@ -77,6 +77,8 @@ struct Task {
     /// `Ok((name, version))` to add on success, `Err(message)` to fail with.
     outcome: Result<(String, String), String>,
     events: String,
+    /// `X-Bosh-Context-Id` of the request that started it ("" when none).
+    context_id: String,
 }
 
 impl DirectorState {
@@ -115,6 +117,7 @@ pub fn routes(state: Arc<SimState>) -> Router {
     Router::new()
         .route("/info", get(info))
         .route("/stemcells", get(list_stemcells).post(upload_stemcell))
+        .route("/tasks", get(list_tasks))
         .route("/tasks/{id}", get(task))
         .route("/tasks/{id}/output", get(task_output))
         .with_state(state)
@@ -208,7 +211,8 @@ async fn upload_stemcell(State(state): State<Arc<SimState>>, headers: HeaderMap,
             None => Ok((name, version)),
         }
     });
-    let id = create_task(&state, outcome);
+    let context_id = headers.get("x-bosh-context-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let id = create_task(&state, outcome, context_id.chars().take(64).collect());
     let mut response = StatusCode::FOUND.into_response();
     let location = HeaderValue::from_str(&format!("/tasks/{id}")).expect("a number is a valid header");
     response.headers_mut().insert(header::LOCATION, location);
@@ -268,7 +272,7 @@ async fn identify_upload(state: &Arc<SimState>, body: Body) -> Result<(String, S
     Err(format!("Stemcell is not a valid tarball ({size} bytes, sha1 {sha1})"))
 }
 
-fn create_task(state: &SimState, outcome: Result<(String, String), String>) -> u64 {
+fn create_task(state: &SimState, outcome: Result<(String, String), String>, context_id: String) -> u64 {
     let mut inner = state.director.lock();
     let id = inner.tasks.len() as u64 + 1;
     let events = event("Update stemcell", "Downloading remote stemcell", "started", None);
@@ -281,6 +285,7 @@ fn create_task(state: &SimState, outcome: Result<(String, String), String>) -> u
         polls_left,
         outcome,
         events,
+        context_id,
     });
     id
 }
@@ -311,9 +316,14 @@ fn advance(inner: &mut Inner, id: u64) -> Option<serde_json::Value> {
             }
         }
     }
-    let task = &inner.tasks[index];
-    Some(json!({"id": task.id, "state": task.state, "description": task.description, "timestamp": 1_724_141_100,
-                "started_at": 1_724_140_790, "result": task.result, "user": "repave", "deployment": null, "context_id": ""}))
+    Some(task_json(&inner.tasks[index]))
+}
+
+/// A task as `GET /tasks/{id}` and `GET /tasks` show it (`task_manager.rb` `task_to_hash`).
+fn task_json(task: &Task) -> serde_json::Value {
+    json!({"id": task.id, "state": task.state, "description": task.description, "timestamp": 1_724_141_100,
+           "started_at": 1_724_140_790, "result": task.result, "user": "repave", "deployment": null,
+           "context_id": task.context_id})
 }
 
 fn finish(task: &mut Task) {
@@ -342,6 +352,38 @@ async fn task(State(state): State<Arc<SimState>>, Path(id): Path<u64>, headers: 
         Some(task) => Json(task).into_response(),
         None => director_error(StatusCode::NOT_FOUND, 10000, &format!("Task {id} could not be found")),
     }
+}
+
+#[derive(Deserialize)]
+struct TasksQuery {
+    /// Comma-separated states, e.g. `queued,processing,cancelling`.
+    state: Option<String>,
+    context_id: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /tasks?state=…&context_id=…&limit=N`: newest first, as the director lists them. Listing does
+/// not advance a task; only polling `GET /tasks/{id}` does.
+async fn list_tasks(
+    State(state): State<Arc<SimState>>,
+    Query(query): Query<TasksQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(denied) = authorize(&state, &headers, READ_SCOPES) {
+        return denied;
+    }
+    let states: Option<Vec<&str>> = query.state.as_deref().map(|s| s.split(',').map(str::trim).collect());
+    let inner = state.director.lock();
+    let tasks: Vec<_> = inner
+        .tasks
+        .iter()
+        .rev()
+        .filter(|t| states.as_ref().is_none_or(|s| s.contains(&t.state)))
+        .filter(|t| query.context_id.as_ref().is_none_or(|c| *c == t.context_id))
+        .take(query.limit.unwrap_or(100))
+        .map(task_json)
+        .collect();
+    Json(tasks).into_response()
 }
 
 #[derive(Deserialize)]

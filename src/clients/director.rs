@@ -136,31 +136,43 @@ impl Director {
     }
 
     /// `POST /stemcells {location, sha1}`: the director fetches the tarball itself. `digest` is a
-    /// sha1 hex or `sha256:<hex>`. Returns the task id.
-    pub async fn upload_stemcell_url(&self, location: &str, digest: Option<&str>) -> Result<u64> {
+    /// sha1 hex or `sha256:<hex>`; `context` tags the task (see [`Director::unfinished_tasks`]).
+    /// Returns the task id.
+    pub async fn upload_stemcell_url(&self, location: &str, digest: Option<&str>, context: &str) -> Result<u64> {
         let url = self.url("/stemcells");
         let mut body = serde_json::json!({ "location": location });
         if let Some(digest) = digest {
             body["sha1"] = digest.into();
         }
-        let response = self.send(Retry::NotIdempotent, |c| c.post(&url).json(&body)).await?;
+        let response =
+            self.send(Retry::NotIdempotent, |c| c.post(&url).header(CONTEXT_ID, context).json(&body)).await?;
         task_from_redirect(response, &format!("asking {url} to fetch {location}")).await
     }
 
     /// `POST /stemcells` with the tarball as the body (`application/x-compressed`, as bosh-cli sends
     /// it), streamed from disk in small chunks. Returns the task id.
-    pub async fn upload_stemcell_file(&self, path: &std::path::Path) -> Result<u64> {
+    pub async fn upload_stemcell_file(&self, path: &std::path::Path, context: &str) -> Result<u64> {
         let url = self.url("/stemcells");
         let len = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
         let response = self
             .send(Retry::NotIdempotent, |c| {
                 c.post(&url)
+                    .header(CONTEXT_ID, context)
                     .header(reqwest::header::CONTENT_TYPE, "application/x-compressed")
                     .header(reqwest::header::CONTENT_LENGTH, len)
                     .body(file_body(path.to_path_buf()))
             })
             .await?;
         task_from_redirect(response, &format!("uploading {} to {url}", path.display())).await
+    }
+
+    /// Tasks tagged `context` that have not finished (queued, processing, cancelling), newest first:
+    /// how a rerun finds the upload a killed build started, instead of starting a second one.
+    pub async fn unfinished_tasks(&self, context: &str) -> Result<Vec<Task>> {
+        let url = self.url("/tasks");
+        let query = [("state", "queued,processing,cancelling"), ("context_id", context)];
+        let response = self.send(Retry::Idempotent, |c| c.get(&url).query(&query)).await?;
+        self.json(response, &format!("listing unfinished tasks tagged `{context}` at {url}")).await
     }
 
     pub async fn task(&self, id: u64) -> Result<Task> {
@@ -197,6 +209,9 @@ impl Director {
         serde_json::from_slice(&body).with_context(|| format!("{what}: decoding the answer"))
     }
 }
+
+/// Tags a task so it can be found again (`context_id` in task lists; at most 64 characters).
+const CONTEXT_ID: &str = "X-Bosh-Context-Id";
 
 /// Async director calls answer 302 `Location: /tasks/{id}`; anything else is an error.
 async fn task_from_redirect(response: Response, what: &str) -> Result<u64> {

@@ -46,24 +46,55 @@ pub async fn put(
         log.line(format!("{} {} is already on the director {target}; nothing to upload", source.name, fetched.version));
         return Ok(StepResponse { version: to_version(&fetched.version), metadata });
     }
-    let task_id = if params.upload_tarball {
-        let tarball = find_tarball(&fetched.dir)?;
-        log.line(format!("uploading {} to the director {target}", tarball.display()));
-        director.upload_stemcell_file(&tarball).await?
-    } else {
-        log.line(format!("asking the director {target} to fetch {}", fetched.url));
-        let digest = match (fetched.sha1.as_str(), fetched.sha256.as_str()) {
-            ("", "") => None,
-            ("", sha256) => Some(format!("sha256:{sha256}")),
-            (sha1, _) => Some(sha1.to_string()),
-        };
-        director.upload_stemcell_url(&fetched.url, digest.as_deref()).await?
+    let context = context_id(&source.name, &fetched.version);
+    let task_id = match director.unfinished_tasks(&context).await?.first() {
+        Some(task) => {
+            log.line(format!(
+                "director task {} (`{}`, {}) is already uploading this stemcell, started by an earlier build \
+                 that did not finish: following it instead of uploading again",
+                task.id, task.description, task.state
+            ));
+            task.id
+        }
+        None => start_upload(params, &fetched, director, &context, log).await?,
     };
     let timeout = params.task_timeout.map_or(DEFAULT_TASK_TIMEOUT, |d| d.0);
     let poll_cap = MAX_POLL.min(director.http().config().max_backoff).max(Duration::from_millis(10));
     wait_for_task(director, task_id, timeout, poll_cap, log).await?;
     metadata.push(MetadataField::new("task", task_id.to_string()));
     Ok(StepResponse { version: to_version(&fetched.version), metadata })
+}
+
+/// The tag on repave's upload task for one stemcell version, so a rerun can find it (BOSH allows 64
+/// characters; the name is hashed because stemcell names alone can exceed that).
+fn context_id(name: &str, version: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let short: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let id = format!("repave-stemcell-{short}-{version}");
+    id.chars().take(64).collect()
+}
+
+async fn start_upload(
+    params: &PutParams,
+    fetched: &Fetched,
+    director: &Director,
+    context: &str,
+    log: &Log,
+) -> Result<u64> {
+    let target = &director.base_url;
+    if params.upload_tarball {
+        let tarball = find_tarball(&fetched.dir)?;
+        log.line(format!("uploading {} to the director {target}", tarball.display()));
+        return director.upload_stemcell_file(&tarball, context).await;
+    }
+    log.line(format!("asking the director {target} to fetch {}", fetched.url));
+    let digest = match (fetched.sha1.as_str(), fetched.sha256.as_str()) {
+        ("", "") => None,
+        ("", sha256) => Some(format!("sha256:{sha256}")),
+        (sha1, _) => Some(sha1.to_string()),
+    };
+    director.upload_stemcell_url(&fetched.url, digest.as_deref(), context).await
 }
 
 fn read_fetched(dir: &Path) -> Result<Fetched> {
@@ -202,6 +233,17 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn context_ids_fit_boshs_64_characters_and_tell_versions_and_names_apart() {
+        let name = "bosh-vsphere-esxi-ubuntu-jammy-go_agent";
+        let id = context_id(name, "1.506");
+        assert!(id.starts_with("repave-stemcell-") && id.ends_with("-1.506") && id.len() <= 64, "{id}");
+        assert_eq!(id, context_id(name, "1.506"), "stable across builds");
+        assert_ne!(id, context_id(name, "1.507"));
+        assert_ne!(id, context_id("bosh-aws-xen-hvm-ubuntu-jammy-go_agent", "1.506"));
+        assert!(context_id(&"x".repeat(300), &"9".repeat(100)).chars().count() <= 64);
+    }
 
     #[derive(Clone, Default)]
     struct Buf(Arc<Mutex<Vec<u8>>>);

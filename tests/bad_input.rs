@@ -81,6 +81,8 @@ fn cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
         ("check", json!({"source": fleet(json!({"api_url": null}))}), vec!["source.api_url is required"]),
         ("check", json!({"source": fleet(json!({"client_secret": null}))}), vec!["client_secret"]),
         ("check", json!({"source": fleet(json!({"api_url": ""}))}), vec!["api_url"]),
+        // Valid but unreachable: the derived UAA URL names the setting that changes it.
+        ("check", json!({"source": fleet(json!({}))}), vec!["127.0.0.1:8443/oauth/token", "source.uaa_url"]),
         // Tokens never travel over plain http, even when the token endpoint itself is https.
         (
             "check",

@@ -68,7 +68,8 @@ impl Director {
                     client_id: source.client.clone(),
                     client_secret: source.client_secret.clone(),
                 };
-                Auth::Uaa(Box::new(Uaa::new(http.clone(), uaa_url, grant)))
+                let origin = format!("the UAA URL {base_url}/info names");
+                Auth::Uaa(Box::new(Uaa::new(http.clone(), uaa_url, grant).with_origin(&origin)))
             }
             ("basic", _) => Auth::Basic { user: source.client.clone(), password: source.client_secret.clone() },
             (kind, _) => bail!("director {base_url} uses authentication type `{kind}`, which repave does not support"),

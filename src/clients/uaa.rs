@@ -41,6 +41,8 @@ pub struct Uaa {
     token_url: String,
     grant: Grant,
     scope: Option<String>,
+    /// Where the UAA URL came from when the user did not write it, for error messages.
+    origin: Option<String>,
     cached: Mutex<Option<CachedToken>>,
 }
 
@@ -51,13 +53,20 @@ impl Uaa {
     /// `uaa_url` is the UAA base URL, e.g. `https://api.tkgi.example.com:8443`.
     pub fn new(http: HttpClient, uaa_url: &str, grant: Grant) -> Self {
         let token_url = format!("{}/oauth/token", uaa_url.trim_end_matches('/'));
-        Uaa { http, token_url, grant, scope: None, cached: Mutex::new(None) }
+        Uaa { http, token_url, grant, scope: None, origin: None, cached: Mutex::new(None) }
     }
 
     /// Asks for these scopes explicitly. UAA grants all of a client's authorities without it; other
     /// OAuth2 servers grant none.
     pub fn with_scope(mut self, scope: Option<String>) -> Self {
         self.scope = scope;
+        self
+    }
+
+    /// Says where a UAA URL the user did not write came from, so a failure to reach it points at the
+    /// setting that fixes it.
+    pub fn with_origin(mut self, origin: &str) -> Self {
+        self.origin = Some(origin.to_string());
         self
     }
 
@@ -102,7 +111,8 @@ impl Uaa {
         refuse_plain_http(&self.token_url, "credentials")?;
         let (client_id, client_secret, mut form) = self.form();
         form.extend(self.scope.clone().map(|scope| ("scope", scope)));
-        let what = format!("requesting an access token from {}", self.token_url);
+        let origin = self.origin.as_ref().map(|o| format!(" ({o})")).unwrap_or_default();
+        let what = format!("requesting an access token from {}{origin}", self.token_url);
         let answer: TokenAnswer = self
             .http
             .retry(&what, || async {

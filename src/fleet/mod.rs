@@ -86,7 +86,10 @@ pub async fn connect(source: &Source, ctx: &Ctx) -> Result<Connection> {
         // The public client the tkgi CLI uses for users, with an empty secret.
         Login::User { username, password } => Grant::Password { client_id: "pks_cli".into(), username, password },
     };
-    let uaa = Uaa::new(http.clone(), &source.uaa_url()?, grant);
+    let mut uaa = Uaa::new(http.clone(), &source.uaa_url()?, grant);
+    if source.uaa_url.is_none() {
+        uaa = uaa.with_origin("the api_url host on port 8443, as TKGI deploys it; set source.uaa_url if yours differs");
+    }
     let tkgi = Tkgi::new(http, &source.api_url, uaa, source.upgrade.clone(), source.platform_version.clone());
     let director = match &source.director {
         Some(d) => Some(

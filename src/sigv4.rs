@@ -32,39 +32,104 @@ const SERVICE: &str = "s3";
 /// SHA-256 of the empty body.
 const PAYLOAD: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 const SIGNED_HEADERS: &str = "host;x-amz-content-sha256;x-amz-date";
+/// The longest validity S3 accepts for a presigned URL: 7 days.
+pub const MAX_PRESIGN: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// The headers that sign `method url` at `now`: `x-amz-date`, `x-amz-content-sha256` and
 /// `authorization`. Other headers (such as `Range`) may be added unsigned.
 pub fn sign(keys: &Keys, method: &Method, url: &reqwest::Url, now: jiff::Timestamp) -> HeaderMap {
-    let amz_date = now.strftime("%Y%m%dT%H%M%SZ").to_string();
-    let scope = format!("{}/{}/{SERVICE}/aws4_request", &amz_date[..8], keys.region);
-    let request = canonical_request(method, url, &amz_date);
-    let to_sign = format!("{ALGORITHM}\n{amz_date}\n{scope}\n{}", hex(&Sha256::digest(request)));
-    let signature = hex(&hmac(&signing_key(keys, &amz_date[..8]), to_sign.as_bytes()));
+    let amz_date = amz_date(now);
+    let scope = scope(keys, &amz_date);
+    let headers = [("host", host(url)), ("x-amz-content-sha256", PAYLOAD.into()), ("x-amz-date", amz_date.clone())];
+    let request = canonical_request(method, url, "", &headers, PAYLOAD);
+    let signature = signature(keys, &amz_date, &scope, &request);
     let authorization = format!(
         "{ALGORITHM} Credential={}/{scope}, SignedHeaders={SIGNED_HEADERS}, Signature={signature}",
         keys.access_key
     );
-    let mut headers = HeaderMap::new();
+    let mut map = HeaderMap::new();
     for (name, value) in
         [("x-amz-date", amz_date), ("x-amz-content-sha256", PAYLOAD.to_string()), ("authorization", authorization)]
     {
         let value = HeaderValue::from_str(&value).expect("signature headers are ASCII");
-        headers.insert(HeaderName::from_static(name), value);
+        map.insert(HeaderName::from_static(name), value);
     }
-    headers
+    map
 }
 
-fn canonical_request(method: &Method, url: &reqwest::Url, amz_date: &str) -> String {
-    // The Host header as reqwest sends it: the port only when it is not the scheme's default.
-    let host = match url.port() {
+/// `url` with a signature in its query, valid for `expires` from `now` (at most [`MAX_PRESIGN`]):
+/// a GET anyone holding it can make, such as a BOSH director fetching a tarball. Returns the URL
+/// and the signature (a credential while it is valid: callers register it as a secret).
+pub fn presign(
+    keys: &Keys,
+    url: &reqwest::Url,
+    now: jiff::Timestamp,
+    expires: std::time::Duration,
+) -> (String, String) {
+    let amz_date = amz_date(now);
+    let scope = scope(keys, &amz_date);
+    let credential = format!("{}/{scope}", keys.access_key);
+    let expires = expires.min(MAX_PRESIGN).as_secs().max(1).to_string();
+    let added: String = [
+        ("X-Amz-Algorithm", ALGORITHM),
+        ("X-Amz-Credential", credential.as_str()),
+        ("X-Amz-Date", amz_date.as_str()),
+        ("X-Amz-Expires", expires.as_str()),
+        ("X-Amz-SignedHeaders", "host"),
+    ]
+    .iter()
+    .map(|(name, value)| format!("{name}={}", aws_encode(value)))
+    .collect::<Vec<_>>()
+    .join("&");
+    let request = canonical_request(&Method::GET, url, &added, &[("host", host(url))], "UNSIGNED-PAYLOAD");
+    let signature = signature(keys, &amz_date, &scope, &request);
+    let mut base = url.clone();
+    base.set_query(None);
+    let query = match url.query().filter(|q| !q.is_empty()) {
+        Some(existing) => format!("{existing}&{added}"),
+        None => added,
+    };
+    (format!("{base}?{query}&X-Amz-Signature={signature}"), signature)
+}
+
+fn amz_date(now: jiff::Timestamp) -> String {
+    now.strftime("%Y%m%dT%H%M%SZ").to_string()
+}
+
+fn scope(keys: &Keys, amz_date: &str) -> String {
+    format!("{}/{}/{SERVICE}/aws4_request", &amz_date[..8], keys.region)
+}
+
+fn signature(keys: &Keys, amz_date: &str, scope: &str, canonical_request: &str) -> String {
+    let to_sign = format!("{ALGORITHM}\n{amz_date}\n{scope}\n{}", hex(&Sha256::digest(canonical_request)));
+    hex(&hmac(&signing_key(keys, &amz_date[..8]), to_sign.as_bytes()))
+}
+
+/// The Host header as reqwest sends it: the port only when it is not the scheme's default.
+fn host(url: &reqwest::Url) -> String {
+    match url.port() {
         Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
         None => url.host_str().unwrap_or_default().to_string(),
-    };
+    }
+}
+
+/// `extra_query` (already encoded) joins the URL's own parameters; `headers` are sorted by name.
+fn canonical_request(
+    method: &Method,
+    url: &reqwest::Url,
+    extra_query: &str,
+    headers: &[(&str, String)],
+    payload: &str,
+) -> String {
+    let parts = [url.query().unwrap_or_default(), extra_query];
+    let query: Vec<&str> = parts.into_iter().filter(|q| !q.is_empty()).collect();
+    let header_lines: String = headers.iter().map(|(name, value)| format!("{name}:{value}\n")).collect();
+    let signed: Vec<&str> = headers.iter().map(|(name, _)| *name).collect();
     format!(
-        "{method}\n{}\n{}\nhost:{host}\nx-amz-content-sha256:{PAYLOAD}\nx-amz-date:{amz_date}\n\n{SIGNED_HEADERS}\n{PAYLOAD}",
+        "{method}\n{}\n{}\n{header_lines}\n{}\n{payload}",
         canonical_path(url.path()),
-        canonical_query(url.query().unwrap_or_default()),
+        canonical_query(&query.join("&")),
+        signed.join(";"),
     )
 }
 
@@ -203,6 +268,34 @@ mod tests {
         for (method, url, region, expected) in cases {
             assert_eq!(signature(&authorization(method.clone(), url, region)), expected, "{method} {url}");
         }
+    }
+
+    // Expected URLs: botocore 1.44 `S3SigV4QueryAuth(credentials, "s3", region, expires=N)`.
+    #[test]
+    fn presigned_urls_match_botocore() {
+        let now: jiff::Timestamp = "2026-11-24T10:27:52Z".parse().unwrap();
+        let cases = [
+            (
+                "https://bosh-core-stemcells.s3.amazonaws.com/1.951/bosh-stemcell-1.951-aws-xen-hvm-ubuntu-jammy-go_agent.tgz",
+                "us-east-1",
+                3600,
+                "https://bosh-core-stemcells.s3.amazonaws.com/1.951/bosh-stemcell-1.951-aws-xen-hvm-ubuntu-jammy-go_agent.tgz?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20261124%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20261124T102752Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature=4231c2cf3953f145832eaa2e7b1c5ca80c944a28e59f4728906a61176418f991",
+            ),
+            (
+                "https://127.0.0.1:9000/mirror/stemcells/light%20bosh%2Bstemcell%281%29.tgz?versionId=3",
+                "eu-west-2",
+                604800,
+                "https://127.0.0.1:9000/mirror/stemcells/light%20bosh%2Bstemcell%281%29.tgz?versionId=3&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20261124%2Feu-west-2%2Fs3%2Faws4_request&X-Amz-Date=20261124T102752Z&X-Amz-Expires=604800&X-Amz-SignedHeaders=host&X-Amz-Signature=85a44c3c770de6063908dc7e8d77554e6022b9f09b2452976eacce004a983393",
+            ),
+        ];
+        for (url, region, secs, expected) in cases {
+            let (presigned, signature) =
+                presign(&keys(region), &url.parse().unwrap(), now, std::time::Duration::from_secs(secs));
+            assert_eq!(presigned, expected);
+            assert!(expected.ends_with(&signature));
+        }
+        let (capped, _) = presign(&keys("auto"), &"https://h/b/k".parse().unwrap(), now, MAX_PRESIGN * 2);
+        assert!(capped.contains("X-Amz-Expires=604800&"), "{capped}");
     }
 
     #[test]

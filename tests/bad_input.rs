@@ -71,13 +71,6 @@ fn cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
             json!({"source": stemcell(json!({"auth": {"access_key": "AK", "secret": SENTINEL}}))}),
             vec!["source.auth", "secret_key"],
         ),
-        (
-            "out",
-            json!({"source": stemcell(json!({"auth": {"access_key": "AK", "secret_key": SENTINEL},
-                   "director": {"url": CLOSED, "client": "ci", "client_secret": SENTINEL}})),
-                   "params": {"from": "x"}}),
-            vec!["source.auth", "params.upload_tarball: true"],
-        ),
         ("check", json!({"source": fleet(json!({"api_url": null}))}), vec!["source.api_url is required"]),
         ("check", json!({"source": fleet(json!({"client_secret": null}))}), vec!["client_secret"]),
         ("check", json!({"source": fleet(json!({"api_url": ""}))}), vec!["api_url"]),

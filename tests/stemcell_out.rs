@@ -22,6 +22,7 @@ boshio:
         - {{version: "1.506", regular: {{size: 200000}}}}
         - {{version: "1.505", regular: {{size: 100000}}}}
         - {{version: "1.504", regular: {{size: 1000}}}}
+        - {{version: "1.503", regular: {{size: 5000, s3_auth: {{access_key: AKIDREPAVE, secret_key: {SENTINEL}}}}}}}
 director:
   stemcells: [{{name: {NAME}, version: "1.504"}}]
   task_polls: 2
@@ -176,4 +177,29 @@ fn a_killed_put_is_resumed_by_following_its_director_task() {
     let lookup = sim.requests().into_iter().find(|r| r.path == "/tasks").expect("the rerun looked for its task");
     assert!(lookup.query.unwrap_or_default().contains("context_id=repave-stemcell-"));
     assert!(sim.state().director.stemcells().contains(&(NAME.to_string(), "1.506".to_string())));
+}
+
+/// A put whose source reads a private bucket: the director gets a presigned URL (it cannot sign), and
+/// the signature in it is redacted wherever the URL is printed.
+#[test]
+fn a_private_bucket_is_fetched_by_the_director_through_a_presigned_url() {
+    let sim = RunningSim::start(&scenario());
+    let work = tempfile::tempdir().unwrap();
+    fetch(&sim, work.path(), "1.503", false);
+    let with_keys = |secret: &str| {
+        let mut source = source(&sim);
+        source["auth"] = json!({"access_key": "AKIDREPAVE", "secret_key": secret});
+        let request = json!({"source": source, "params": {"from": "stemcell", "task_timeout": "10m"}});
+        run_step("out", &request.to_string(), Some(work.path()), &[])
+    };
+
+    let wrong = with_keys("not-the-secret");
+    wrong.assert_fails_with(&["SignatureDoesNotMatch", "X-Amz-Signature=***"]);
+    let unsigned = put(&sim, work.path(), json!({"from": "stemcell"}));
+    unsigned.assert_fails_with(&["403 AccessDenied"]);
+
+    let out = with_keys(SENTINEL);
+    assert_eq!(out.json()["version"], json!({"version": "1.503"}), "{}", out.stderr);
+    assert!(out.stderr.contains("presigned URL, valid for 600s"), "{}", out.stderr);
+    assert!(sim.state().director.stemcells().contains(&(NAME.to_string(), "1.503".to_string())));
 }

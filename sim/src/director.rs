@@ -229,6 +229,18 @@ async fn resolve_location(state: &Arc<SimState>, loc: &Location) -> Result<(Stri
     let Some(found) = crate::boshio::find(&state.scenario.boshio, name, version, flavor) else {
         return Err(not_found());
     };
+    // A tarball in a private bucket: the director's plain GET only works with a presigned URL.
+    if let Some(auth) = &found.variant.s3_auth
+        && let Err(refused) = crate::s3auth::verify_presigned(auth, &loc.location)
+    {
+        return Err(format!(
+            "Downloading remote stemcell failed. Check task debug log for details. {} {} ({}) {}",
+            refused.status.as_u16(),
+            refused.code,
+            refused.message,
+            loc.location
+        ));
+    }
     let (name, version) = (found.name.to_string(), found.version.to_string());
     let digests = crate::boshio::digests(state, found.seed, found.variant.size).await;
     match loc.sha1.as_deref() {

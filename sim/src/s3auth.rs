@@ -54,15 +54,78 @@ pub fn verify(config: &S3AuthConfig, method: &Method, uri: &Uri, headers: &Heade
         }
         None => return Err(refuse(StatusCode::FORBIDDEN, "AccessDenied", "missing or malformed x-amz-date")),
     }
-    let canonical = canonical_request(method, uri, headers, &parsed.signed_headers);
-    let scope = format!("{}/{}/s3/aws4_request", parsed.date, config.region);
+    let header_lines: String = parsed
+        .signed_headers
+        .iter()
+        .map(|name| {
+            let value = headers.get(name.as_str()).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            format!("{name}:{}\n", value.split_whitespace().collect::<Vec<_>>().join(" "))
+        })
+        .collect();
+    let payload = text("x-amz-content-sha256").unwrap_or_default();
+    let signed = parsed.signed_headers.join(";");
+    let canonical =
+        canonical_request(method, uri.path(), uri.query().unwrap_or_default(), &header_lines, &signed, payload);
+    check_signature(config, &parsed.date, amz_date, &canonical, &parsed.signature)
+}
+
+/// A presigned URL (`X-Amz-Signature` and friends in the query) as a GET would present it: what a
+/// BOSH director fetching `location` sends. Checked like S3 does, expiry included.
+pub fn verify_presigned(config: &S3AuthConfig, location: &str) -> Result<(), Refusal> {
+    let uri: Uri = location.parse().map_err(|_| refuse(StatusCode::BAD_REQUEST, "InvalidURI", "bad URL"))?;
+    let pairs: Vec<(String, String)> = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').map(|(n, v)| (decode(n), decode(v))))
+        .collect();
+    let get = |name: &str| pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let denied = |message: &str| refuse(StatusCode::FORBIDDEN, "AccessDenied", message);
+    let (Some(credential), Some(amz_date), Some(expires), Some(signature)) =
+        (get("X-Amz-Credential"), get("X-Amz-Date"), get("X-Amz-Expires"), get("X-Amz-Signature"))
+    else {
+        return Err(denied("Access Denied"));
+    };
+    let parts: Vec<&str> = credential.split('/').collect();
+    let [access_key, date, region, "s3", "aws4_request"] = parts[..] else {
+        return Err(refuse(StatusCode::BAD_REQUEST, "AuthorizationQueryParametersError", "bad X-Amz-Credential"));
+    };
+    if access_key != config.access_key {
+        return Err(refuse(StatusCode::FORBIDDEN, "InvalidAccessKeyId", "unknown access key"));
+    }
+    if region != config.region {
+        let message = format!("the region '{region}' is wrong; expecting '{}'", config.region);
+        return Err(refuse(StatusCode::BAD_REQUEST, "AuthorizationQueryParametersError", &message));
+    }
+    let (Some(at), Ok(valid)) = (epoch_of(amz_date), expires.parse::<i64>()) else {
+        return Err(denied("malformed X-Amz-Date or X-Amz-Expires"));
+    };
+    if now() > at + valid {
+        return Err(denied("Request has expired"));
+    }
+    let query = uri.query().unwrap_or_default().split('&').filter(|p| !p.starts_with("X-Amz-Signature="));
+    let host = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+    let header_lines = format!("host:{host}\n");
+    let query = query.collect::<Vec<_>>().join("&");
+    let canonical = canonical_request(&Method::GET, uri.path(), &query, &header_lines, "host", "UNSIGNED-PAYLOAD");
+    check_signature(config, date, amz_date, &canonical, signature)
+}
+
+fn check_signature(
+    config: &S3AuthConfig,
+    date: &str,
+    amz_date: &str,
+    canonical: &str,
+    presented: &str,
+) -> Result<(), Refusal> {
+    let scope = format!("{date}/{}/s3/aws4_request", config.region);
     let to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{:x}", Sha256::digest(canonical.as_bytes()));
     let mut key = format!("AWS4{}", config.secret_key).into_bytes();
-    for part in [parsed.date.as_str(), &config.region, "s3", "aws4_request"] {
+    for part in [date, &config.region, "s3", "aws4_request"] {
         key = mac(&key, part.as_bytes());
     }
     let expected: String = mac(&key, to_sign.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-    if expected != parsed.signature {
+    if expected != presented {
         let message = "The request signature we calculated does not match the signature you provided. \
                        Check your key and signing method.";
         return Err(refuse(StatusCode::FORBIDDEN, "SignatureDoesNotMatch", message));
@@ -96,11 +159,17 @@ fn parse(value: &str) -> Option<Authorization> {
     })
 }
 
-fn canonical_request(method: &Method, uri: &Uri, headers: &HeaderMap, signed: &[String]) -> String {
-    let path: Vec<String> = uri.path().split('/').map(|segment| encode(&decode(segment))).collect();
-    let mut query: Vec<String> = uri
-        .query()
-        .unwrap_or_default()
+/// Path segments and query parameters are decoded, then encoded by AWS's rules; parameters sorted.
+fn canonical_request(
+    method: &Method,
+    path: &str,
+    query: &str,
+    header_lines: &str,
+    signed: &str,
+    payload: &str,
+) -> String {
+    let path: Vec<String> = path.split('/').map(|segment| encode(&decode(segment))).collect();
+    let mut query: Vec<String> = query
         .split('&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
@@ -109,15 +178,7 @@ fn canonical_request(method: &Method, uri: &Uri, headers: &HeaderMap, signed: &[
         })
         .collect();
     query.sort();
-    let header_lines: String = signed
-        .iter()
-        .map(|name| {
-            let value = headers.get(name.as_str()).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            format!("{name}:{}\n", value.split_whitespace().collect::<Vec<_>>().join(" "))
-        })
-        .collect();
-    let payload = headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    format!("{method}\n{}\n{}\n{header_lines}\n{}\n{payload}", path.join("/"), query.join("&"), signed.join(";"))
+    format!("{method}\n{}\n{}\n{header_lines}\n{signed}\n{payload}", path.join("/"), query.join("&"))
 }
 
 /// AWS URI encoding: everything but unreserved characters as `%XX`.
@@ -178,9 +239,9 @@ fn epoch_of(amz_date: &str) -> Option<i64> {
 /// S3's answer to a request it will not serve: a status, an error code and an XML body.
 #[derive(Debug)]
 pub struct Refusal {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
 }
 
 fn refuse(status: StatusCode, code: &'static str, message: &str) -> Refusal {
@@ -206,6 +267,18 @@ mod tests {
         assert_eq!(epoch_of("19700101T000000Z"), Some(0));
         assert_eq!(epoch_of("20261124T102752Z"), Some(1_795_516_072));
         assert_eq!(epoch_of("2026-11-24"), None);
+    }
+
+    #[test]
+    fn presigned_urls_expire_and_need_their_parameters() {
+        let config = S3AuthConfig { access_key: "AK".into(), secret_key: "SK".into(), region: "us-east-1".into() };
+        let old = "https://h/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20200101%2Fus-east-1%2Fs3%2Faws4_request\
+                   &X-Amz-Date=20200101T000000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Signature=00";
+        let expired = verify_presigned(&config, old).unwrap_err();
+        assert_eq!((expired.code, expired.message.as_str()), ("AccessDenied", "Request has expired"));
+        assert_eq!(verify_presigned(&config, "https://h/b/k").unwrap_err().code, "AccessDenied");
+        let other_key = old.replace("Credential=AK%2F", "Credential=XX%2F");
+        assert_eq!(verify_presigned(&config, &other_key).unwrap_err().code, "InvalidAccessKeyId");
     }
 
     #[test]

@@ -43,14 +43,8 @@ pub fn validate(step: Step, request: &Request) -> Result<Source> {
             }
         }
         Step::Out => {
-            let params: PutParams = config::parse(&request.params, "params")?;
+            config::parse::<PutParams>(&request.params, "params")?;
             director_of(&source)?;
-            if source.auth.is_some() && !params.upload_tarball {
-                bail!(
-                    "source.auth is set, so the tarball sits in a private bucket the director cannot fetch from: \
-                     set params.upload_tarball: true to send the file from the get instead"
-                );
-            }
         }
     }
     Ok(source)

@@ -6,9 +6,10 @@
 
 use super::check::to_version;
 use crate::clients::director::{Director, Task};
-use crate::config::stemcell::{PutParams, Source};
+use crate::config::stemcell::{PutParams, S3Auth, Source};
 use crate::protocol::{MetadataField, StepResponse};
 use crate::redact::Log;
+use crate::sigv4;
 use anyhow::{Context, Result, anyhow, bail};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -56,9 +57,9 @@ pub async fn put(
             ));
             task.id
         }
-        None => start_upload(params, &fetched, director, &context, log).await?,
+        None => start_upload(source, params, &fetched, director, &context, log).await?,
     };
-    let timeout = params.task_timeout.map_or(DEFAULT_TASK_TIMEOUT, |d| d.0);
+    let timeout = task_timeout(params);
     let poll_cap = MAX_POLL.min(director.http().config().max_backoff).max(Duration::from_millis(10));
     wait_for_task(director, task_id, timeout, poll_cap, log).await?;
     metadata.push(MetadataField::new("task", task_id.to_string()));
@@ -76,6 +77,7 @@ fn context_id(name: &str, version: &str) -> String {
 }
 
 async fn start_upload(
+    source: &Source,
     params: &PutParams,
     fetched: &Fetched,
     director: &Director,
@@ -88,13 +90,38 @@ async fn start_upload(
         log.line(format!("uploading {} to the director {target}", tarball.display()));
         return director.upload_stemcell_file(&tarball, context).await;
     }
-    log.line(format!("asking the director {target} to fetch {}", fetched.url));
     let digest = match (fetched.sha1.as_str(), fetched.sha256.as_str()) {
         ("", "") => None,
         ("", sha256) => Some(format!("sha256:{sha256}")),
         (sha1, _) => Some(sha1.to_string()),
     };
-    director.upload_stemcell_url(&fetched.url, digest.as_deref(), context).await
+    let location = match &source.auth {
+        Some(auth) => presigned_location(auth, &fetched.url, task_timeout(params), log)?,
+        None => fetched.url.clone(),
+    };
+    log.line(format!("asking the director {target} to fetch {}", fetched.url));
+    director.upload_stemcell_url(&location, digest.as_deref(), context).await
+}
+
+/// The director cannot sign requests to a private bucket, so it gets a presigned URL that is valid
+/// as long as repave waits for its task. The signature is a credential until then: it is
+/// registered as a secret, so the URL shows up redacted in every log line.
+fn presigned_location(auth: &S3Auth, url: &str, valid_for: Duration, log: &Log) -> Result<String> {
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("the fetched stemcell URL `{url}` is not a URL"))?;
+    let keys = sigv4::Keys {
+        access_key: auth.access_key.clone(),
+        secret_key: auth.secret_key.clone(),
+        region: auth.region.clone(),
+    };
+    let (location, signature) = sigv4::presign(&keys, &parsed, jiff::Timestamp::now(), valid_for);
+    log.secrets().add(&signature);
+    let shown = valid_for.min(sigv4::MAX_PRESIGN).as_secs();
+    log.line(format!("source.auth is set: the director gets a presigned URL, valid for {shown}s"));
+    Ok(location)
+}
+
+fn task_timeout(params: &PutParams) -> Duration {
+    params.task_timeout.map_or(DEFAULT_TASK_TIMEOUT, |d| d.0)
 }
 
 fn read_fetched(dir: &Path) -> Result<Fetched> {

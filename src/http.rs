@@ -263,6 +263,11 @@ pub async fn status_error(response: Response, body_limit: usize) -> anyhow::Erro
     if text.is_empty() { anyhow!("{status}") } else { anyhow!("{status}: {}", truncate(text, 500)) }
 }
 
+/// RFC 3986's unreserved characters stay and every other byte becomes `%XX`: safe in any path
+/// segment or query value, and exactly the URI encoding AWS signatures are computed over.
+pub const UNRESERVED: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 /// 429 and 5xx mean "try again later"; 501 (not implemented) never changes.
 pub fn is_retryable_status(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED)

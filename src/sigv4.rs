@@ -7,6 +7,7 @@
 //! every S3-compatible store accepts it, unlike `UNSIGNED-PAYLOAD` over plain http). The
 //! known-answer tests below were computed with botocore, an independent implementation.
 
+use crate::http::UNRESERVED;
 use hmac::{Hmac, Mac};
 use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -136,7 +137,7 @@ fn canonical_request(
 /// S3 signs the path with each segment encoded once, by AWS's rules (only unreserved characters
 /// stay). The URL holds it percent-encoded by the URL standard's looser rules, so decode first.
 fn canonical_path(path: &str) -> String {
-    let segments: Vec<String> = path.split('/').map(|segment| aws_encode(&percent_decode(segment))).collect();
+    let segments: Vec<String> = path.split('/').map(aws_reencode).collect();
     let joined = segments.join("/");
     if joined.is_empty() { "/".to_string() } else { joined }
 }
@@ -148,44 +149,22 @@ fn canonical_query(query: &str) -> String {
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (aws_encode(&percent_decode(name)), aws_encode(&percent_decode(value)))
+            (aws_reencode(name), aws_reencode(value))
         })
         .collect();
     pairs.sort();
     pairs.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join("&")
 }
 
-fn aws_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+/// Decodes `%XX` escapes to bytes, then encodes by AWS's rules (a malformed escape decodes as its
+/// literal bytes, so its `%` is encoded).
+fn aws_reencode(text: &str) -> String {
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(text).collect();
+    percent_encoding::percent_encode(&bytes, UNRESERVED).to_string()
 }
 
-/// `%XX` to bytes; anything malformed is kept as it is (the server sees the same bytes).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+fn aws_encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, UNRESERVED).to_string()
 }
 
 fn signing_key(keys: &Keys, date: &str) -> Vec<u8> {
@@ -303,6 +282,6 @@ mod tests {
         assert_eq!(canonical_path("/b/light%20x+y(1).tgz"), "/b/light%20x%2By%281%29.tgz");
         assert_eq!(canonical_path(""), "/");
         assert_eq!(canonical_query("versionId=3&acl&a=%2f"), "a=%2F&acl=&versionId=3");
-        assert_eq!(percent_decode("%zz%41"), "%zzA");
+        assert_eq!(aws_reencode("%zz%41"), "%25zzA");
     }
 }

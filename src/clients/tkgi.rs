@@ -214,12 +214,7 @@ impl Tkgi {
 
 /// Percent-encodes a cluster name for a path segment.
 fn encode(name: &str) -> String {
-    name.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(name, crate::http::UNRESERVED).to_string()
 }
 
 #[cfg(test)]

@@ -98,26 +98,8 @@ pub fn tarball_name(url: &str, preserve_filename: bool) -> Result<String> {
 
 /// Decodes `%XX` escapes; invalid escapes and non-UTF-8 results are kept as written.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).unwrap_or_else(|_| text.to_string())
+    let decoded = percent_encoding::percent_decode_str(text).decode_utf8();
+    decoded.map(std::borrow::Cow::into_owned).unwrap_or_else(|_| text.to_string())
 }
 
 #[cfg(test)]

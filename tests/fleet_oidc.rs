@@ -2,31 +2,28 @@
 //! serving client_credentials with HTTP Basic client authentication at `/oauth/token` over TLS.
 //! Needs `node` and `npm` (ci/test installs them); the npm package is installed here on first use.
 
+mod common;
+
+use common::{Killed, free_port, self_signed_cert};
 use repave::Env;
 use repave::clients::uaa::{Grant, Uaa};
 use repave::http::{HttpClient, HttpConfig};
 use repave::redact::Log;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 const CLIENT_SECRET: &str = "oidc-client-secret-4b1d";
 
-/// The token server; killed (by its own PID) when dropped.
+/// The token server.
 struct TokenServer {
-    child: Child,
+    // Declared first, so it is killed before its certificate dir is removed.
+    _process: Killed,
     url: String,
     ca_pem: String,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn oidc_dir() -> PathBuf {
@@ -45,18 +42,12 @@ fn npm_install(dir: &Path) {
     assert!(status.success(), "npm install in {} failed", dir.display());
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn start() -> TokenServer {
     let dir = oidc_dir();
     npm_install(&dir);
     let tmp = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let ca_pem = self_signed_cert(tmp.path());
     let (cert_path, key_path) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
     let port = free_port();
     let mut child = Command::new("node")
         .arg(dir.join("token-server.mjs"))
@@ -79,7 +70,7 @@ fn start() -> TokenServer {
             }
         }
     });
-    let server = TokenServer { child, url: format!("https://127.0.0.1:{port}"), ca_pem: cert.cert.pem(), _dir: tmp };
+    let server = TokenServer { _process: Killed(child), url: format!("https://127.0.0.1:{port}"), ca_pem, _dir: tmp };
     rx.recv_timeout(Duration::from_secs(30)).expect("the token server did not print its ready line within 30s");
     server
 }

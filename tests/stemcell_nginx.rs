@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Rng, StepOutput, run_step};
+use common::{Killed, Rng, StepOutput, free_port, run_step, self_signed_cert};
 use serde_json::{Value, json};
 use sha2::Digest;
 use std::io::{BufRead, BufReader};
@@ -16,20 +16,14 @@ use std::time::{Duration, Instant};
 const NAME: &str = "bosh-aws-xen-hvm-ubuntu-jammy-go_agent";
 const SIZE: usize = 6 << 20;
 
-/// nginx in the foreground with its own prefix; killed (by its PID) when dropped.
+/// nginx in the foreground with its own prefix.
 struct Nginx {
-    child: Child,
+    // Declared first, so it is killed before its work dir is removed.
+    _process: Killed,
     port: u16,
     root: PathBuf,
     ca_pem: String,
-    _work: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    work: tempfile::TempDir,
 }
 
 /// Paths: `/api/` answers JSON, `/d/` serves tarballs with ranges, `/noranges/` the same files with
@@ -66,19 +60,13 @@ http {{
     )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn start() -> Nginx {
-    let mut work = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
     let root = work.path().join("www");
     std::fs::create_dir_all(root.join("d")).unwrap();
     std::fs::create_dir_all(root.join("api/v1/stemcells")).unwrap();
     std::fs::create_dir_all(work.path().join("tmp")).unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    std::fs::write(work.path().join("cert.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(work.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let ca_pem = self_signed_cert(work.path());
     // A free port can be taken by another test between our probe and nginx's bind: then nginx
     // exits, and we try another port (bounded).
     for _ in 0..5 {
@@ -91,30 +79,27 @@ fn start() -> Nginx {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting nginx (install nginx-light: ci/test does)");
-        let mut nginx = Nginx { child, port, root: root.clone(), ca_pem: cert.cert.pem(), _work: work };
-        if nginx.wait_listening() {
-            return nginx;
+        let mut process = Killed(child);
+        if wait_listening(&mut process.0, port) {
+            return Nginx { _process: process, port, root, ca_pem, work };
         }
-        work = std::mem::replace(&mut nginx._work, tempfile::tempdir().unwrap());
     }
     panic!("nginx did not start on any of 5 ports");
 }
 
-impl Nginx {
-    /// True once nginx accepts connections; false if it exited first (bounded: 10 s).
-    fn wait_listening(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(30));
+/// True once `port` accepts connections; false if the process exited first (bounded: 10 s).
+fn wait_listening(child: &mut Child, port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
         }
-        panic!("nginx did not listen on {} within 10s", self.port);
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(30));
     }
+    panic!("nginx did not listen on {port} within 10s");
 }
 
 impl Nginx {
@@ -144,7 +129,7 @@ impl Nginx {
 
     /// The access log as `METHOD URI STATUS "RANGE"` lines.
     fn requests(&self) -> Vec<String> {
-        let log = std::fs::File::open(self._work.path().join("access.log")).unwrap();
+        let log = std::fs::File::open(self.work.path().join("access.log")).unwrap();
         BufReader::new(log).lines().map(Result::unwrap).collect()
     }
 

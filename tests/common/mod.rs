@@ -117,3 +117,28 @@ impl Rng {
         self.below(100) < percent
     }
 }
+
+/// A server process a test started (nginx, node); killed by its PID when dropped, so a failing
+/// test does not leave it running.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1 (another process may still take it first).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost, written to `dir` as `cert.pem` and
+/// `key.pem`, for real servers that terminate TLS themselves. Returns the certificate PEM.
+pub fn self_signed_cert(dir: &Path) -> String {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    cert.cert.pem()
+}

@@ -50,6 +50,10 @@ fn put(sim: &RunningSim, work: &Path, params: Value) -> StepOutput {
     run_step("out", &request.to_string(), Some(work), &[])
 }
 
+fn on_director(sim: &RunningSim, version: &str) -> bool {
+    sim.state().director.stemcells().contains(&(NAME.to_string(), version.to_string()))
+}
+
 fn posts(sim: &RunningSim) -> usize {
     sim.requests().iter().filter(|r| r.method == "POST" && r.path == "/stemcells").count()
 }
@@ -62,7 +66,7 @@ fn the_director_fetches_by_url_and_the_task_is_followed() {
     let out = put(&sim, work.path(), json!({"from": "stemcell"}));
     let answer = out.json();
     assert_eq!(answer["version"], json!({"version": "1.506"}), "the version check reports");
-    assert!(sim.state().director.stemcells().contains(&(NAME.to_string(), "1.506".to_string())));
+    assert!(on_director(&sim, "1.506"));
     let log = sim.requests();
     let post = log.iter().find(|r| r.method == "POST" && r.path == "/stemcells").unwrap();
     assert_eq!((post.status, post.auth_scheme.as_deref()), (302, Some("Bearer")));
@@ -78,7 +82,7 @@ fn upload_tarball_streams_the_local_file() {
     fetch(&sim, work.path(), "1.506", true);
     let out = put(&sim, work.path(), json!({"from": "stemcell", "upload_tarball": true}));
     assert_eq!(out.json()["version"], json!({"version": "1.506"}));
-    assert!(sim.state().director.stemcells().contains(&(NAME.to_string(), "1.506".to_string())));
+    assert!(on_director(&sim, "1.506"));
 }
 
 #[test]
@@ -144,7 +148,7 @@ fn least_privilege_upload_scope_is_enough_and_read_only_is_named() {
 
     let out = put(&sim, work.path(), json!({"from": "stemcell"}));
     assert_eq!(out.json()["version"], json!({"version": "1.506"}), "{}", out.stderr);
-    assert!(sim.state().director.stemcells().contains(&(NAME.to_string(), "1.506".to_string())));
+    assert!(on_director(&sim, "1.506"));
 }
 
 /// `kill -9` while the director's upload task runs, then the same put again: the rerun finds the
@@ -164,7 +168,7 @@ fn a_killed_put_is_resumed_by_following_its_director_task() {
     first.kill().unwrap();
     first.wait().unwrap();
     assert!(polls() >= 3, "the first put never followed its task");
-    assert!(!sim.state().director.stemcells().contains(&(NAME.to_string(), "1.506".to_string())), "killed too late");
+    assert!(!on_director(&sim, "1.506"), "killed too late");
 
     let out = put(&sim, work.path(), json!({"from": "stemcell"}));
     assert_eq!(out.json()["version"], json!({"version": "1.506"}), "{}", out.stderr);
@@ -176,7 +180,7 @@ fn a_killed_put_is_resumed_by_following_its_director_task() {
     assert_eq!(posts(&sim), 1, "one upload for both builds");
     let lookup = sim.requests().into_iter().find(|r| r.path == "/tasks").expect("the rerun looked for its task");
     assert!(lookup.query.unwrap_or_default().contains("context_id=repave-stemcell-"));
-    assert!(sim.state().director.stemcells().contains(&(NAME.to_string(), "1.506".to_string())));
+    assert!(on_director(&sim, "1.506"));
 }
 
 /// A put whose source reads a private bucket: the director gets a presigned URL (it cannot sign), and
@@ -201,5 +205,5 @@ fn a_private_bucket_is_fetched_by_the_director_through_a_presigned_url() {
     let out = with_keys(SENTINEL);
     assert_eq!(out.json()["version"], json!({"version": "1.503"}), "{}", out.stderr);
     assert!(out.stderr.contains("presigned URL, valid for 600s"), "{}", out.stderr);
-    assert!(sim.state().director.stemcells().contains(&(NAME.to_string(), "1.503".to_string())));
+    assert!(on_director(&sim, "1.503"));
 }

@@ -207,3 +207,13 @@ fn a_private_bucket_is_fetched_by_the_director_through_a_presigned_url() {
     assert!(out.stderr.contains("presigned URL, valid for 600s"), "{}", out.stderr);
     assert!(on_director(&sim, "1.503"));
 }
+
+#[test]
+fn a_task_past_its_timeout_fails_the_put_and_is_left_running() {
+    let sim = RunningSim::start(&scenario().replace("task_polls: 2", "task_polls: 100000"));
+    let work = tempfile::tempdir().unwrap();
+    fetch(&sim, work.path(), "1.506", false);
+    let out = put(&sim, work.path(), json!({"from": "stemcell", "task_timeout": "300ms"}));
+    out.assert_fails_with(&["director task 1", "still processing", "the next put follows it"]);
+    assert!(!sim.requests().iter().any(|r| r.method == "DELETE"), "the task is not cancelled");
+}

@@ -184,7 +184,8 @@ async fn wait_for_task(director: &Director, id: u64, timeout: Duration, poll_cap
         }
         if Instant::now() >= deadline {
             bail!(
-                "director task {id} ({}) is still {} after {}s; it goes on running on the director (see `bosh task {id}`)",
+                "director task {id} ({}) is still {} after {}s; it goes on running on the director (see `bosh task {id}`), \
+                 and the next put follows it instead of uploading again",
                 task.description,
                 task.state,
                 timeout.as_secs()

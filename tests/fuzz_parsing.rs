@@ -1,5 +1,5 @@
 //! Property-based fuzzing of everything that parses untrusted input, bounded so it runs in CI: request
-//! JSON, typed configs, durations, redaction. Properties: never panic; errors are errors (no silent
+//! JSON, typed configs, durations, redaction, request signing. Properties: never panic; errors are errors (no silent
 //! defaults for garbage); a registered secret never survives redaction.
 
 use proptest::prelude::*;
@@ -144,6 +144,27 @@ proptest! {
         if let Err(e) = repave::fleet::desired::parse(&text, "repo/fleet.yml") {
             prop_assert!(format!("{e:#}").contains("repo/fleet.yml"), "{e:#}");
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Tarball URLs come from a mirror's API: any path or query must sign without a panic, give
+    /// ASCII headers, and presign to a URL that parses back with the signature last.
+    #[test]
+    fn any_tarball_url_signs_and_presigns(segments in prop::collection::vec(".{0,12}", 1..4), query in "[a-z=&%0-9+]{0,16}") {
+        let mut url = reqwest::Url::parse("https://mirror.example:9000/").unwrap();
+        url.path_segments_mut().unwrap().extend(&segments);
+        url.set_query(Some(&query).filter(|q| !q.is_empty()).map(|q| q.as_str()));
+        let keys = repave::sigv4::Keys { access_key: "AK".into(), secret_key: "SK".into(), region: "us-east-1".into() };
+        let now = jiff::Timestamp::from_second(1_795_516_072).unwrap();
+        let headers = repave::sigv4::sign(&keys, &reqwest::Method::GET, &url, now);
+        prop_assert!(headers["authorization"].to_str().is_ok());
+        let (presigned, signature) = repave::sigv4::presign(&keys, &url, now, std::time::Duration::from_secs(60));
+        prop_assert!(reqwest::Url::parse(&presigned).is_ok(), "{presigned}");
+        let tail = format!("&X-Amz-Signature={signature}");
+        prop_assert!(presigned.ends_with(&tail) && signature.len() == 64, "{}", presigned);
     }
 }
 

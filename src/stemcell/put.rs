@@ -2,7 +2,9 @@
 //!
 //! By default the director fetches the tarball from its bosh.io URL itself (nothing large passes
 //! through the worker); `upload_tarball: true` streams the local file instead. Already uploaded →
-//! success without a task, as uploads are idempotent on the director too.
+//! success without a task, as uploads are idempotent on the director too. An upload still running
+//! from a killed build is found by its context id and followed, never started twice; a tarball in a
+//! private bucket (`source.auth`) reaches the director as a presigned URL.
 
 use super::check::to_version;
 use crate::clients::director::{Director, Task};

@@ -356,9 +356,11 @@ impl Job {
     /// A request for the tarball, signed afresh (each retry gets a current `x-amz-date`).
     fn request(&self, method: Method) -> RequestBuilder {
         let request = self.http.client().request(method.clone(), &self.url);
-        match (&self.auth, reqwest::Url::parse(&self.url)) {
-            (Some(keys), Ok(url)) => request.headers(sigv4::sign(keys, &method, &url, jiff::Timestamp::now())),
-            _ => request,
+        let Some(keys) = &self.auth else { return request };
+        // An unparsable URL is left unsigned: sending it reports the real error.
+        match reqwest::Url::parse(&self.url) {
+            Ok(url) => request.headers(sigv4::sign(keys, &method, &url, jiff::Timestamp::now())),
+            Err(_) => request,
         }
     }
 

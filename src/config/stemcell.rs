@@ -69,6 +69,17 @@ fn default_region() -> String {
     "us-east-1".to_string()
 }
 
+impl S3Auth {
+    /// The keys [`crate::sigv4`] signs with.
+    pub fn keys(&self) -> crate::sigv4::Keys {
+        crate::sigv4::Keys {
+            access_key: self.access_key.clone(),
+            secret_key: self.secret_key.clone(),
+            region: self.region.clone(),
+        }
+    }
+}
+
 pub fn default_api_url() -> String {
     "https://bosh.io".to_string()
 }

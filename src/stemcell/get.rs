@@ -4,10 +4,9 @@
 use super::catalog::{self, VariantKind};
 use super::download::{self, Checksum, Options};
 use crate::clients::boshio::{BoshIo, Stemcell, Variant};
-use crate::config::stemcell::{GetParams, Source};
+use crate::config::stemcell::{GetParams, S3Auth, Source};
 use crate::http::HttpClient;
 use crate::protocol::{MetadataField, StepResponse, Version};
-use crate::sigv4;
 use anyhow::{Context, Result, anyhow, bail};
 use std::path::Path;
 
@@ -34,11 +33,7 @@ pub async fn get(
         let checksum = Checksum::for_variant(variant).ok_or_else(|| {
             anyhow!("{} publishes no checksum for {}: refusing an unverifiable download", source.api_url, variant.url)
         })?;
-        let auth = source.auth.as_ref().map(|a| sigv4::Keys {
-            access_key: a.access_key.clone(),
-            secret_key: a.secret_key.clone(),
-            region: a.region.clone(),
-        });
+        let auth = source.auth.as_ref().map(S3Auth::keys);
         let options = Options { parallel: params.parallel.max(1), auth, ..Options::default() };
         download::download(http, &variant.url, &dir.join(&name), &checksum, &options).await?;
     } else {

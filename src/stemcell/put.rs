@@ -110,12 +110,7 @@ async fn start_upload(
 /// registered as a secret, so the URL shows up redacted in every log line.
 fn presigned_location(auth: &S3Auth, url: &str, valid_for: Duration, log: &Log) -> Result<String> {
     let parsed = reqwest::Url::parse(url).with_context(|| format!("the fetched stemcell URL `{url}` is not a URL"))?;
-    let keys = sigv4::Keys {
-        access_key: auth.access_key.clone(),
-        secret_key: auth.secret_key.clone(),
-        region: auth.region.clone(),
-    };
-    let (location, signature) = sigv4::presign(&keys, &parsed, jiff::Timestamp::now(), valid_for);
+    let (location, signature) = sigv4::presign(&auth.keys(), &parsed, jiff::Timestamp::now(), valid_for);
     log.secrets().add(&signature);
     let shown = valid_for.min(sigv4::MAX_PRESIGN).as_secs();
     log.line(format!("source.auth is set: the director gets a presigned URL, valid for {shown}s"));

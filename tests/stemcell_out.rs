@@ -152,10 +152,11 @@ fn least_privilege_upload_scope_is_enough_and_read_only_is_named() {
 }
 
 /// `kill -9` while the director's upload task runs, then the same put again: the rerun finds the
-/// task by its context id and follows it, so the stemcell is uploaded once.
+/// task by its context id and follows it, so the stemcell is uploaded once. (200 polls of ~20 ms
+/// leave seconds to kill the first put before its task ends, even on a loaded machine.)
 #[test]
 fn a_killed_put_is_resumed_by_following_its_director_task() {
-    let sim = RunningSim::start(&scenario().replace("task_polls: 2", "task_polls: 40"));
+    let sim = RunningSim::start(&scenario().replace("task_polls: 2", "task_polls: 200"));
     let work = tempfile::tempdir().unwrap();
     fetch(&sim, work.path(), "1.506", false);
     let request = json!({"source": source(&sim), "params": {"from": "stemcell"}}).to_string();

@@ -32,7 +32,6 @@ const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 const SERVICE: &str = "s3";
 /// SHA-256 of the empty body.
 const PAYLOAD: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-const SIGNED_HEADERS: &str = "host;x-amz-content-sha256;x-amz-date";
 /// The longest validity S3 accepts for a presigned URL: 7 days.
 pub const MAX_PRESIGN: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
@@ -44,14 +43,15 @@ pub fn sign(keys: &Keys, method: &Method, url: &reqwest::Url, now: jiff::Timesta
     let headers = [("host", host(url)), ("x-amz-content-sha256", PAYLOAD.into()), ("x-amz-date", amz_date.clone())];
     let request = canonical_request(method, url, "", &headers, PAYLOAD);
     let signature = signature(keys, &amz_date, &scope, &request);
+    let signed: Vec<&str> = headers.iter().map(|(name, _)| *name).collect();
     let authorization = format!(
-        "{ALGORITHM} Credential={}/{scope}, SignedHeaders={SIGNED_HEADERS}, Signature={signature}",
-        keys.access_key
+        "{ALGORITHM} Credential={}/{scope}, SignedHeaders={}, Signature={signature}",
+        keys.access_key,
+        signed.join(";")
     );
+    // reqwest sets `host` itself; the other signed headers and the signature go with the request.
     let mut map = HeaderMap::new();
-    for (name, value) in
-        [("x-amz-date", amz_date), ("x-amz-content-sha256", PAYLOAD.to_string()), ("authorization", authorization)]
-    {
+    for (name, value) in headers.into_iter().skip(1).chain([("authorization", authorization)]) {
         let value = HeaderValue::from_str(&value).expect("signature headers are ASCII");
         map.insert(HeaderName::from_static(name), value);
     }

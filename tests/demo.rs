@@ -1,7 +1,7 @@
-//! The demo (`ci/demo`, `repave-sim demo`) end to end against the debug binaries, so it cannot rot: it must
+//! The demo (`ci/demo`, `repave-demo`) end to end against the debug binaries, so it cannot rot: it must
 //! tell the whole story and judge it correctly, and a world that behaves differently must make it fail.
 
-use repave_sim::demo::{self, Binaries, Options};
+use repave_demo::{self as demo, Binaries, Options};
 
 fn binaries() -> Binaries {
     Binaries {

@@ -8,7 +8,6 @@
 pub mod blob;
 pub mod boshio;
 mod control;
-pub mod demo;
 pub mod deployments;
 pub mod director;
 pub mod faults;

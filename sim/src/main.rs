@@ -1,8 +1,6 @@
 //! The `repave-sim` binary: starts the simulator, prints one JSON line (`url`, `ca_cert`, `control`) on stdout
-//! when ready, logs to stderr, and shuts down cleanly on SIGTERM or Ctrl-C.
-//!
-//! `repave-sim demo --bin-dir DIR` instead runs the demo ([`repave_sim::demo`]) against `DIR/{check,in,out}`
-//! and exits 0 only when everything behaved as the demo's scenario predicts.
+//! when ready, logs to stderr, and shuts down cleanly on SIGTERM or Ctrl-C. (The demo that drives repave's
+//! binaries against it is its own crate and binary, `repave-demo`.)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,8 +10,7 @@ use repave_sim::{Scenario, StartOptions};
 use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
 
-const USAGE: &str =
-    "usage: repave-sim [--scenario FILE] [--port N] [--ca-out PATH]\n       repave-sim demo --bin-dir DIR";
+const USAGE: &str = "usage: repave-sim [--scenario FILE] [--port N] [--ca-out PATH]";
 
 /// The ready line, fields in this order: `{"url":…,"ca_cert":…,"control":…}`.
 #[derive(Serialize)]
@@ -30,9 +27,6 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some("demo") {
-        return demo(std::env::args().skip(2));
-    }
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(Some(args)) => args,
         Ok(None) => {
@@ -48,26 +42,6 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("repave-sim: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// `demo --bin-dir DIR`: the story goes to stdout; exit 1 on any surprise, or when the demo cannot run.
-fn demo(mut argv: impl Iterator<Item = String>) -> ExitCode {
-    let bin_dir = match (argv.next().as_deref(), argv.next(), argv.next()) {
-        (Some("--bin-dir"), Some(dir), None) => PathBuf::from(dir),
-        _ => {
-            eprintln!("repave-sim: demo needs exactly --bin-dir DIR (the directory with check, in and out)\n{USAGE}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let options = repave_sim::demo::Options::new(repave_sim::demo::Binaries::in_dir(&bin_dir));
-    match repave_sim::demo::run(&options, &mut std::io::stdout().lock()) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("repave-sim demo: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -92,6 +66,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Option<A
                 let v = value()?;
                 args.options.port = Some(v.parse().with_context(|| format!("--port: {v:?} is not a port number"))?);
             }
+            "demo" => bail!("the demo is its own binary now: repave-demo --bin-dir DIR (ci/demo runs it)"),
             other => bail!("unknown argument {other:?}"),
         }
     }

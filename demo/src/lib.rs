@@ -1,6 +1,6 @@
-//! `repave-sim demo` (run by `ci/demo`): the main job of repave, end to end, on the simulator.
+//! repave-demo (run by `ci/demo`): the main job of repave, end to end, on the simulator.
 //!
-//! It starts repave-sim in-process with `scenarios/demo.yaml` (a vSphere foundation: bosh.io with two stemcell
+//! It starts repave-sim in-process with `sim/scenarios/demo.yaml` (a vSphere foundation: bosh.io with two stemcell
 //! lines, a BOSH director, a 12-cluster TKGI platform where one upgrade fails), then runs the real `check`, `in`
 //! and `out` binaries exactly as Concourse would: one JSON request on stdin, a fresh directory as the argument of
 //! `in`/`out`, Concourse's `BUILD_*` variables for `in`/`out` and an otherwise empty environment. Each step prints
@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use crate::scenario::Scenario;
-use crate::testing::RunningSim;
+use repave_sim::Scenario;
+use repave_sim::testing::RunningSim;
 
 /// The demo's world; see the file's comments.
-pub const SCENARIO: &str = include_str!("../scenarios/demo.yaml");
+pub const SCENARIO: &str = include_str!("../../sim/scenarios/demo.yaml");
 /// The desired fleet file the fleet puts apply.
-pub const FLEET_FILE: &str = include_str!("../scenarios/demo-fleet.yml");
+pub const FLEET_FILE: &str = include_str!("../../sim/scenarios/demo-fleet.yml");
 
 const JAMMY: &str = "bosh-vsphere-esxi-ubuntu-jammy-go_agent";
 const WINDOWS: &str = "bosh-vsphere-esxi-windows2019-go_agent";
@@ -532,7 +532,7 @@ impl Demo<'_> {
         json!({
             "kind": "stemcell",
             "name": name,
-            // The simulator stands in for https://bosh.io (a mirror would be set the same way).
+            // The simulator stands in for bosh.io (a mirror would be set the same way).
             "api_url": self.sim.url(),
             "ca_cert": self.ca,
             "director": self.director(),

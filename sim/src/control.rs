@@ -13,8 +13,8 @@ use axum::{Json, Router};
 use futures_util::stream;
 use serde_json::json;
 
-use crate::blob::{self, CHUNK};
-use crate::faults::FaultRule;
+use crate::shared::blob::{self, CHUNK};
+use crate::shared::faults::FaultRule;
 use crate::state::SimState;
 
 pub fn routes(state: Arc<SimState>) -> Router {

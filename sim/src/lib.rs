@@ -5,23 +5,13 @@
 //! Async tests call [`start`]; sync `#[test]`s use [`testing::RunningSim`], which runs the server on its own
 //! thread and runtime.
 
-pub mod blob;
-pub mod boshio;
 mod control;
-pub mod deployments;
-pub mod director;
-pub mod faults;
-pub mod k8s;
-pub mod releases;
-mod reqlog;
-pub mod s3auth;
 pub mod scenario;
-mod shaping;
+pub mod services;
+pub mod shared;
 pub mod state;
 pub mod testing;
-pub mod tkgi;
 pub mod tls;
-pub mod uaa;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -35,8 +25,8 @@ use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::task::JoinHandle;
 
-pub use faults::{FaultAction, FaultRule};
 pub use scenario::Scenario;
+pub use shared::faults::{FaultAction, FaultRule};
 pub use state::{RequestRecord, SimState};
 
 /// How long a graceful shutdown waits for open connections before closing them.
@@ -106,16 +96,16 @@ impl SimHandle {
 /// The whole application: platform routes and `/_sim`, behind the fault layer, behind the request log.
 pub fn router(state: Arc<SimState>) -> Router {
     Router::new()
-        .merge(boshio::routes(Arc::clone(&state)))
-        .merge(director::routes(Arc::clone(&state)))
-        .merge(uaa::routes(Arc::clone(&state)))
-        .merge(tkgi::routes(Arc::clone(&state)))
-        .merge(k8s::routes(Arc::clone(&state)))
-        .merge(deployments::routes(Arc::clone(&state)))
-        .merge(releases::routes(Arc::clone(&state)))
+        .merge(services::boshio::routes(Arc::clone(&state)))
+        .merge(services::director::routes(Arc::clone(&state)))
+        .merge(services::uaa::routes(Arc::clone(&state)))
+        .merge(services::tkgi::routes(Arc::clone(&state)))
+        .merge(services::k8s::routes(Arc::clone(&state)))
+        .merge(services::deployments::routes(Arc::clone(&state)))
+        .merge(services::releases::routes(Arc::clone(&state)))
         .merge(control::routes(Arc::clone(&state)))
-        .layer(from_fn_with_state(Arc::clone(&state), faults::middleware))
-        .layer(from_fn_with_state(state, reqlog::middleware))
+        .layer(from_fn_with_state(Arc::clone(&state), shared::faults::middleware))
+        .layer(from_fn_with_state(state, shared::reqlog::middleware))
 }
 
 fn write_ca(pem: &str, ca_out: Option<PathBuf>) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::faults::FaultRule;
-use crate::{boshio, director, k8s, releases, tkgi, uaa};
+use crate::services::{boshio, director, k8s, releases, tkgi, uaa};
+use crate::shared::faults::FaultRule;
 
 /// Everything the simulator is seeded with.
 #[derive(Debug, Clone, Deserialize)]

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::blob::{self, BlobDigests};
-use crate::faults::{ArmedFault, FaultRule};
 use crate::scenario::Scenario;
+use crate::shared::blob::{self, BlobDigests};
+use crate::shared::faults::{ArmedFault, FaultRule};
 
 /// One request as the simulator saw it. The `authorization` value itself is never kept, only its scheme.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -48,11 +48,11 @@ struct Counter {
 pub struct SimState {
     pub scenario: Scenario,
     /// Access tokens issued by the simulated UAA.
-    pub uaa: crate::uaa::Tokens,
+    pub uaa: crate::services::uaa::Tokens,
     /// The simulated director's uploaded stemcells and tasks.
-    pub director: crate::director::DirectorState,
+    pub director: crate::services::director::DirectorState,
     /// The TKGI clusters, shared by the TKGI, director-deployments and Kubernetes routes.
-    pub fleet: crate::tkgi::Fleet,
+    pub fleet: crate::services::tkgi::Fleet,
     /// The simulator's CA (PEM), set once at start; kubeconfigs from TKGI binds embed it.
     pub ca_pem: std::sync::OnceLock<String>,
     pub start: Instant,
@@ -71,8 +71,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl SimState {
     pub fn new(scenario: Scenario) -> Self {
         let faults = scenario.faults.iter().cloned().map(ArmedFault::new).collect();
-        let director = crate::director::DirectorState::new(&scenario.director);
-        let fleet = crate::tkgi::Fleet::new(&scenario.tkgi, scenario.time_scale);
+        let director = crate::services::director::DirectorState::new(&scenario.director);
+        let fleet = crate::services::tkgi::Fleet::new(&scenario.tkgi, scenario.time_scale);
         Self {
             scenario,
             uaa: Default::default(),
@@ -136,8 +136,8 @@ impl SimState {
     }
 
     /// Counts this request against every matching rule and returns the action of the first one due to fire.
-    pub(crate) fn take_fault(&self, method: &str, path: &str) -> Option<crate::faults::FaultAction> {
-        crate::faults::select(&mut lock(&self.faults), method, path)
+    pub(crate) fn take_fault(&self, method: &str, path: &str) -> Option<crate::shared::faults::FaultAction> {
+        crate::shared::faults::select(&mut lock(&self.faults), method, path)
     }
 
     // --- counters ---

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::faults::{ArmedFault, FaultRule};
 use crate::scenario::Scenario;
+use crate::shared::faults::{ArmedFault, FaultRule};
 use crate::state::{RequestRecord, SimState};
 use crate::{SimHandle, StartOptions};
 

@@ -18,7 +18,7 @@ pub fn routes(state: Arc<SimState>) -> Router {
 }
 
 async fn list(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
-    if let Err(response) = crate::uaa::authorize(&state, &headers, &["bosh.admin", "bosh.read"]) {
+    if let Err(response) = crate::services::uaa::authorize(&state, &headers, &["bosh.admin", "bosh.read"]) {
         return response;
     }
     let stemcell_name = &state.scenario.tkgi.stemcell_name;

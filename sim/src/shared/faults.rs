@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::shaping::{BodyFault, shape_body};
+use crate::shared::shaping::{BodyFault, shape_body};
 use crate::state::SimState;
 
 /// One fault rule, as written in a scenario's `faults:` list or POSTed to `/_sim/faults`.

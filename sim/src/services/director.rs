@@ -129,9 +129,9 @@ const UPLOAD_SCOPES: &[&str] = &["bosh.admin", "bosh.stemcells.upload"];
 
 /// A live token without the scope a route needs gets BOSH's 401 with error code 600000 and the
 /// scopes it wanted (as in cloudfoundry/bosh#2308), not UAA's 403 `insufficient_scope`.
-#[allow(clippy::result_large_err)] // as crate::uaa::authorize: handlers return the error as it is
+#[allow(clippy::result_large_err)] // as crate::services::uaa::authorize: handlers return the error as it is
 fn authorize(state: &SimState, headers: &HeaderMap, scopes: &[&str]) -> Result<(), Response> {
-    crate::uaa::authorize(state, headers, scopes).map_err(|denied| {
+    crate::services::uaa::authorize(state, headers, scopes).map_err(|denied| {
         if denied.status() != StatusCode::FORBIDDEN {
             return denied;
         }
@@ -144,7 +144,7 @@ fn authorize(state: &SimState, headers: &HeaderMap, scopes: &[&str]) -> Result<(
 }
 
 async fn info(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
-    let uaa = crate::boshio::base_url(&headers);
+    let uaa = crate::services::boshio::base_url(&headers);
     Json(json!({
         "name": state.scenario.director.name,
         "uuid": UUID,
@@ -226,12 +226,12 @@ async fn resolve_location(state: &Arc<SimState>, loc: &Location) -> Result<(Stri
     let not_found =
         || format!("Downloading remote stemcell failed. Check task debug log for details. 404 {}", loc.location);
     let ["stemcells", name, version, flavor, _file] = parts.as_slice() else { return Err(not_found()) };
-    let Some(found) = crate::boshio::find(&state.scenario.boshio, name, version, flavor) else {
+    let Some(found) = crate::services::boshio::find(&state.scenario.boshio, name, version, flavor) else {
         return Err(not_found());
     };
     // A tarball in a private bucket: the director's plain GET only works with a presigned URL.
     if let Some(auth) = &found.variant.s3_auth
-        && let Err(refused) = crate::s3auth::verify_presigned(auth, &loc.location)
+        && let Err(refused) = crate::services::s3auth::verify_presigned(auth, &loc.location)
     {
         return Err(format!(
             "Downloading remote stemcell failed. Check task debug log for details. {} {} ({}) {}",
@@ -242,7 +242,7 @@ async fn resolve_location(state: &Arc<SimState>, loc: &Location) -> Result<(Stri
         ));
     }
     let (name, version) = (found.name.to_string(), found.version.to_string());
-    let digests = crate::boshio::digests(state, found.seed, found.variant.size).await;
+    let digests = crate::services::boshio::digests(state, found.seed, found.variant.size).await;
     match loc.sha1.as_deref() {
         Some(want) => {
             let (algo, actual) = match want.strip_prefix("sha256:") {
@@ -274,8 +274,8 @@ async fn identify_upload(state: &Arc<SimState>, body: Body) -> Result<(String, S
                 if v.variant(flavor).is_none_or(|var| var.size != size) {
                     continue;
                 }
-                let seed = crate::boshio::seed(&line.name, &v.version, flavor);
-                if crate::boshio::digests(state, seed, size).await.sha1 == sha1 {
+                let seed = crate::services::boshio::seed(&line.name, &v.version, flavor);
+                if crate::services::boshio::digests(state, seed, size).await.sha1 == sha1 {
                     return Ok((line.name.clone(), v.version.clone()));
                 }
             }

@@ -1,5 +1,5 @@
 //! bosh.io: the stemcell list API (`/api/v1/stemcells/{name}`, `?all=1`) and the stemcell tarballs (HEAD,
-//! `Range` → 206), built on [`crate::blob`] so a tarball of any size costs no disk.
+//! `Range` → 206), built on [`crate::shared::blob`] so a tarball of any size costs no disk.
 //!
 //! Tarball URLs point back at the simulator (`https://<host>/stemcells/{name}/{version}/{flavor}/{file}`), using
 //! the request's `Host`, so they work on whatever port the simulator got.
@@ -15,8 +15,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::blob::{self, BlobDigests};
-use crate::s3auth::{self, S3AuthConfig};
+use crate::services::s3auth::{self, S3AuthConfig};
+use crate::shared::blob::{self, BlobDigests};
 use crate::state::SimState;
 
 /// The `boshio` section of a scenario file. Unknown keys are rejected so a typo in a scenario fails loudly.

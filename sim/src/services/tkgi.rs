@@ -366,7 +366,7 @@ pub fn routes(state: Arc<SimState>) -> Router {
 /// Every handler starts here: a valid token with a TKGI scope.
 #[allow(clippy::result_large_err)]
 fn auth(state: &SimState, headers: &HeaderMap) -> Result<(), Response> {
-    crate::uaa::authorize(state, headers, SCOPES)
+    crate::services::uaa::authorize(state, headers, SCOPES)
 }
 
 async fn list(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {

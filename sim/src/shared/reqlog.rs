@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::faults::{AppliedFault, is_control_path};
-use crate::shaping::count_body;
+use crate::shared::faults::{AppliedFault, is_control_path};
+use crate::shared::shaping::count_body;
 use crate::state::{RequestRecord, SimState};
 
 pub async fn middleware(State(state): State<Arc<SimState>>, req: Request, next: Next) -> Response {

@@ -319,7 +319,7 @@ fn director(sim: &RunningSim) -> Value {
 
 /// Each cluster's deployment stemcell as the sim's director reports it.
 fn deployed_stemcells(sim: &RunningSim) -> Vec<String> {
-    sim.state().fleet.views(sim.state()).into_iter().map(|c| c.stemcell).collect()
+    sim.state().fleet.views().into_iter().map(|c| c.stemcell).collect()
 }
 
 /// A fleet `out` with a director in `source`, run in `work` (where a stemcell get left `stemcell/`).

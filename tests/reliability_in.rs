@@ -105,7 +105,7 @@ fn trial(sim: &RunningSim, seed: u64, tally: &mut Tally) {
     let must_succeed = version != "1.504" && drawn.iter().all(|d| d.recoverable) && budget <= 4;
     if out.status == 0 {
         assert_ne!(version, "1.504", "a wrong checksum must never verify: {}", why());
-        let digests = sim.state().blob_digests(repave_sim::services::boshio::seed(NAME, version, "regular"), SIZE);
+        let digests = sim.state().tarball_digests(NAME, version, "regular", SIZE);
         assert_eq!(sha256_of(&tarball), digests.sha256, "{}", why());
         tally.verified += 1;
     } else {
@@ -161,7 +161,7 @@ fn killed_download_leaves_no_file_and_a_rerun_succeeds() {
     sim.clear_faults();
     let out = run_step("in", &request, Some(dir.path()), &[]);
     out.json();
-    let digests = sim.state().blob_digests(repave_sim::services::boshio::seed(NAME, "1.506", "regular"), SIZE);
+    let digests = sim.state().tarball_digests(NAME, "1.506", "regular", SIZE);
     assert_eq!(sha256_of(&dir.path().join("stemcell.tgz")), digests.sha256);
     assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
 }

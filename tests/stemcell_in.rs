@@ -46,8 +46,8 @@ fn sha256_of(path: &Path) -> String {
 }
 
 /// What the sim publishes for a regular tarball (its true digests).
-fn published(sim: &RunningSim, version: &str, flavor: &str, size: u64) -> repave_sim::shared::blob::BlobDigests {
-    sim.state().blob_digests(repave_sim::services::boshio::seed(NAME, version, flavor), size)
+fn published(sim: &RunningSim, version: &str, flavor: &str, size: u64) -> repave_sim::BlobDigests {
+    sim.state().tarball_digests(NAME, version, flavor, size)
 }
 
 fn files(dir: &Path) -> Vec<String> {

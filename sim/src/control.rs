@@ -2,7 +2,6 @@
 //! stats), and generic content for client tests (blobs, a small JSON document, a JSON array of any size).
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -13,11 +12,11 @@ use axum::{Json, Router};
 use futures_util::stream;
 use serde_json::json;
 
+use crate::shared::Shared;
 use crate::shared::blob::{self, CHUNK};
 use crate::shared::faults::FaultRule;
-use crate::state::SimState;
 
-pub fn routes(state: Arc<SimState>) -> Router {
+pub(crate) fn routes(shared: Shared) -> Router {
     Router::new()
         .route("/_sim/requests", get(list_requests).delete(clear_requests))
         .route("/_sim/faults", get(list_faults).post(add_fault).delete(clear_faults))
@@ -26,46 +25,46 @@ pub fn routes(state: Arc<SimState>) -> Router {
         .route("/_sim/blob/{seed}/{size}/digests", get(blob_digests))
         .route("/_sim/json", get(small_json))
         .route("/_sim/big-json/{bytes}", get(big_json))
-        .with_state(state)
+        .with_state(shared)
 }
 
-async fn list_requests(State(state): State<Arc<SimState>>) -> Response {
-    Json(state.requests()).into_response()
+async fn list_requests(State(shared): State<Shared>) -> Response {
+    Json(shared.log.records()).into_response()
 }
 
-async fn clear_requests(State(state): State<Arc<SimState>>) -> StatusCode {
-    state.clear_requests();
+async fn clear_requests(State(shared): State<Shared>) -> StatusCode {
+    shared.log.clear();
     StatusCode::NO_CONTENT
 }
 
-async fn list_faults(State(state): State<Arc<SimState>>) -> Response {
-    Json(state.faults()).into_response()
+async fn list_faults(State(shared): State<Shared>) -> Response {
+    Json(shared.faults.list()).into_response()
 }
 
-async fn add_fault(State(state): State<Arc<SimState>>, Json(rule): Json<FaultRule>) -> Response {
+async fn add_fault(State(shared): State<Shared>, Json(rule): Json<FaultRule>) -> Response {
     if let Err(e) = rule.validate() {
         return (StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")).into_response();
     }
-    state.add_fault(rule.clone());
+    shared.faults.add(rule.clone());
     (StatusCode::CREATED, Json(rule)).into_response()
 }
 
-async fn clear_faults(State(state): State<Arc<SimState>>) -> StatusCode {
-    state.clear_faults();
+async fn clear_faults(State(shared): State<Shared>) -> StatusCode {
+    shared.faults.clear();
     StatusCode::NO_CONTENT
 }
 
-async fn stats(State(state): State<Arc<SimState>>) -> Response {
-    Json(state.stats()).into_response()
+async fn stats(State(shared): State<Shared>) -> Response {
+    Json(shared.stats()).into_response()
 }
 
 async fn blob(Path((seed, size)): Path<(u64, u64)>, method: Method, headers: HeaderMap) -> Response {
     blob::blob_response(seed, size, &headers, &method)
 }
 
-async fn blob_digests(State(state): State<Arc<SimState>>, Path((seed, size)): Path<(u64, u64)>) -> Response {
+async fn blob_digests(State(shared): State<Shared>, Path((seed, size)): Path<(u64, u64)>) -> Response {
     // Hashing a large blob takes seconds of CPU: keep it off the async workers.
-    match tokio::task::spawn_blocking(move || state.blob_digests(seed, size)).await {
+    match shared.digests.off_thread(seed, size).await {
         Ok(digests) => Json(digests).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }

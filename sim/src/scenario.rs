@@ -2,7 +2,6 @@
 //! runs, and which faults are armed. Read from YAML or JSON; unknown keys are errors so typos fail loudly.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -72,11 +71,6 @@ impl Scenario {
     pub fn from_json_str(text: &str) -> anyhow::Result<Self> {
         let scenario: Self = serde_json::from_str(text)?;
         scenario.validated()
-    }
-
-    /// Applies `time_scale` to a simulated duration.
-    pub fn scale(&self, d: Duration) -> Duration {
-        d.mul_f64(self.time_scale)
     }
 
     fn validated(self) -> anyhow::Result<Self> {

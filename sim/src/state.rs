@@ -1,199 +1,130 @@
-//! The simulator's shared in-memory state: the scenario, the request log, the armed faults, named counters with
-//! their high-water marks, and cached blob digests. One `SimState` per server, behind an `Arc`; every lock is a
-//! short `std::sync::Mutex` section that never spans an `.await`.
+//! [`SimState`]: one simulator's services, built from its scenario and wired to each other, plus what tests may
+//! observe of them. The only module that knows every service; the services know only the shared core and the
+//! services below them (UAA ← bosh.io ← director ← TKGI ← deployments, Kubernetes; release feeds alone).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
-
-use serde::Serialize;
+use std::sync::Arc;
+use std::time::Instant;
 
 use crate::scenario::Scenario;
-use crate::shared::blob::{self, BlobDigests};
+use crate::services::boshio::{self, BoshIo};
+use crate::services::deployments::Deployments;
+use crate::services::director::Director;
+use crate::services::k8s::Kubernetes;
+use crate::services::releases;
+use crate::services::tkgi::Fleet;
+use crate::services::uaa::Uaa;
+use crate::shared::Shared;
+use crate::shared::blob::BlobDigests;
+use crate::shared::counters::CounterGuard;
 use crate::shared::faults::{ArmedFault, FaultRule};
+use crate::shared::reqlog::RequestRecord;
 
-/// One request as the simulator saw it. The `authorization` value itself is never kept, only its scheme.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct RequestRecord {
-    pub id: u64,
-    pub method: String,
-    pub path: String,
-    pub query: Option<String>,
-    pub status: u16,
-    pub range: Option<String>,
-    /// `Some(scheme)` (e.g. `"Bearer"`) when an `authorization` header was sent.
-    pub auth_scheme: Option<String>,
-    /// Body bytes handed to the connection so far (cut short by faults, 0 for HEAD).
-    pub bytes_sent: u64,
-    /// The fault action that shaped this response, if any (e.g. `"status"`, `"reset_after_bytes"`).
-    pub fault: Option<String>,
-    /// Milliseconds since the simulator started, taken when the request arrived.
-    pub at_ms: u64,
-}
-
-/// A log entry whose byte count keeps growing while its body streams, without taking the log lock per chunk.
-struct LogEntry {
-    record: RequestRecord,
-    bytes_sent: Arc<AtomicU64>,
-}
-
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-struct Counter {
-    value: i64,
-    high_water: i64,
-}
-
-/// Shared state of one running simulator.
+/// The state of one running simulator, behind an `Arc`; every lock in it is a short `std::sync::Mutex` section
+/// that never spans an `.await`.
 pub struct SimState {
+    /// The scenario it was seeded with.
     pub scenario: Scenario,
-    /// Access tokens issued by the simulated UAA.
-    pub uaa: crate::services::uaa::Tokens,
-    /// The simulated director's uploaded stemcells and tasks.
-    pub director: crate::services::director::DirectorState,
-    /// The TKGI clusters, shared by the TKGI, director-deployments and Kubernetes routes.
-    pub fleet: crate::services::tkgi::Fleet,
-    /// The simulator's CA (PEM), set once at start; kubeconfigs from TKGI binds embed it.
-    pub ca_pem: std::sync::OnceLock<String>,
+    /// When it started: `RequestRecord::at_ms` counts from here.
     pub start: Instant,
-    log: Mutex<Vec<LogEntry>>,
-    next_request_id: AtomicU64,
-    faults: Mutex<Vec<ArmedFault>>,
-    counters: Mutex<HashMap<String, Counter>>,
-    digests: Mutex<HashMap<(u64, u64), BlobDigests>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic in a handler must not take the whole simulator down with poisoned locks.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The UAA (e.g. to revoke every token mid-test).
+    pub uaa: Arc<Uaa>,
+    /// The director's uploaded stemcells and tasks.
+    pub director: Arc<Director>,
+    /// The TKGI clusters.
+    pub fleet: Arc<Fleet>,
+    pub(crate) boshio: Arc<BoshIo>,
+    pub(crate) deployments: Arc<Deployments>,
+    pub(crate) kubernetes: Arc<Kubernetes>,
+    pub(crate) releases: Arc<releases::Config>,
+    pub(crate) shared: Shared,
 }
 
 impl SimState {
-    pub fn new(scenario: Scenario) -> Self {
-        let faults = scenario.faults.iter().cloned().map(ArmedFault::new).collect();
-        let director = crate::services::director::DirectorState::new(&scenario.director);
-        let fleet = crate::services::tkgi::Fleet::new(&scenario.tkgi, scenario.time_scale);
+    /// Builds every service from its scenario section; `ca_pem` is the CA kubeconfigs from TKGI binds embed.
+    pub(crate) fn new(scenario: Scenario, ca_pem: String) -> Self {
+        let shared = Shared::new(&scenario.faults);
+        let uaa = Arc::new(Uaa::new(scenario.uaa.clone()));
+        let boshio = Arc::new(BoshIo::new(scenario.boshio.clone(), Arc::clone(&shared.digests)));
+        let director = Arc::new(Director::new(scenario.director.clone(), Arc::clone(&uaa), Arc::clone(&boshio)));
+        let fleet = Arc::new(Fleet::new(
+            scenario.tkgi.clone(),
+            scenario.time_scale,
+            ca_pem,
+            Arc::clone(&uaa),
+            Arc::clone(&director),
+            Arc::clone(&shared.counters),
+        ));
+        let deployments = Arc::new(Deployments::new(Arc::clone(&uaa), Arc::clone(&fleet)));
+        let kubernetes = Arc::new(Kubernetes::new(scenario.kubernetes.clone(), Arc::clone(&fleet)));
+        let releases = Arc::new(scenario.releases.clone());
         Self {
+            start: shared.log.started(),
             scenario,
-            uaa: Default::default(),
+            uaa,
             director,
             fleet,
-            ca_pem: Default::default(),
-            start: Instant::now(),
-            log: Mutex::new(Vec::new()),
-            next_request_id: AtomicU64::new(1),
-            faults: Mutex::new(faults),
-            counters: Mutex::new(HashMap::new()),
-            digests: Mutex::new(HashMap::new()),
+            boshio,
+            deployments,
+            kubernetes,
+            releases,
+            shared,
         }
-    }
-
-    /// Milliseconds since start, on the monotonic clock.
-    pub fn elapsed_ms(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// A simulated duration after `time_scale`.
-    pub fn scaled(&self, d: Duration) -> Duration {
-        self.scenario.scale(d)
     }
 
     // --- request log ---
 
-    /// Appends a record (its `id` is assigned here) and returns the counter its body should add sent bytes to.
-    pub(crate) fn log_request(&self, mut record: RequestRecord) -> Arc<AtomicU64> {
-        record.id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
-        let bytes_sent = Arc::new(AtomicU64::new(0));
-        lock(&self.log).push(LogEntry { record, bytes_sent: Arc::clone(&bytes_sent) });
-        bytes_sent
-    }
-
     /// A snapshot of the request log, oldest first.
     pub fn requests(&self) -> Vec<RequestRecord> {
-        lock(&self.log)
-            .iter()
-            .map(|e| RequestRecord { bytes_sent: e.bytes_sent.load(Ordering::Relaxed), ..e.record.clone() })
-            .collect()
+        self.shared.log.records()
     }
 
     pub fn clear_requests(&self) {
-        lock(&self.log).clear();
+        self.shared.log.clear();
     }
 
     // --- faults ---
 
     pub fn add_fault(&self, rule: FaultRule) {
-        lock(&self.faults).push(ArmedFault::new(rule));
+        self.shared.faults.add(rule);
     }
 
     pub fn clear_faults(&self) {
-        lock(&self.faults).clear();
+        self.shared.faults.clear();
     }
 
     /// The armed faults with how often each matched and fired.
     pub fn faults(&self) -> Vec<ArmedFault> {
-        lock(&self.faults).clone()
-    }
-
-    /// Counts this request against every matching rule and returns the action of the first one due to fire.
-    pub(crate) fn take_fault(&self, method: &str, path: &str) -> Option<crate::shared::faults::FaultAction> {
-        crate::shared::faults::select(&mut lock(&self.faults), method, path)
+        self.shared.faults.list()
     }
 
     // --- counters ---
 
-    /// Adds `delta` to a named counter, returns its new value and raises its high-water mark if needed.
-    pub fn counter_add(&self, name: &str, delta: i64) -> i64 {
-        let mut counters = lock(&self.counters);
-        let c = counters.entry(name.to_owned()).or_default();
-        c.value += delta;
-        c.high_water = c.high_water.max(c.value);
-        c.value
-    }
-
+    /// A named counter's value (0 if never touched).
     pub fn counter(&self, name: &str) -> i64 {
-        lock(&self.counters).get(name).map_or(0, |c| c.value)
+        self.shared.counters.value(name)
     }
 
     /// The largest value the counter ever reached (0 if never touched).
     pub fn high_water(&self, name: &str) -> i64 {
-        lock(&self.counters).get(name).map_or(0, |c| c.high_water)
+        self.shared.counters.high_water(name)
     }
 
     /// Increments a counter until the guard drops: the usual way to measure concurrency of a route.
-    pub fn track(self: &Arc<Self>, name: &str) -> CounterGuard {
-        self.counter_add(name, 1);
-        CounterGuard { state: Arc::clone(self), name: name.to_owned() }
-    }
-
-    /// Counters as `{name: {value, high_water}}`, sorted by name.
-    pub fn stats(&self) -> serde_json::Value {
-        let counters: BTreeMap<String, Counter> = lock(&self.counters).iter().map(|(k, v)| (k.clone(), *v)).collect();
-        serde_json::json!({ "uptime_ms": self.elapsed_ms(), "counters": counters })
+    pub fn track(&self, name: &str) -> CounterGuard {
+        self.shared.counters.track(name)
     }
 
     // --- blobs ---
 
-    /// md5/sha1/sha256 of a blob, computed once per (seed, size). CPU-bound: call from `spawn_blocking`.
+    /// md5/sha1/sha256 of the blob (seed, size) as `/_sim/blob/{seed}/{size}` serves it, computed once.
+    /// CPU-bound (seconds per GiB).
     pub fn blob_digests(&self, seed: u64, size: u64) -> BlobDigests {
-        if let Some(d) = lock(&self.digests).get(&(seed, size)) {
-            return d.clone();
-        }
-        // Computed outside the lock: hashing 1 GiB takes seconds and must not block other requests.
-        let digests = blob::blob_digests(seed, size);
-        lock(&self.digests).insert((seed, size), digests.clone());
-        digests
+        self.shared.digests.get(seed, size)
     }
-}
 
-/// Decrements its counter when dropped; see [`SimState::track`].
-pub struct CounterGuard {
-    state: Arc<SimState>,
-    name: String,
-}
-
-impl Drop for CounterGuard {
-    fn drop(&mut self) {
-        self.state.counter_add(&self.name, -1);
+    /// The true digests of a simulated bosh.io tarball of `size` bytes (what the list API publishes unless the
+    /// scenario overrides or falsifies them).
+    pub fn tarball_digests(&self, name: &str, version: &str, flavor: &str, size: u64) -> BlobDigests {
+        self.blob_digests(boshio::seed(name, version, flavor), size)
     }
 }

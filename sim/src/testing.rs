@@ -10,9 +10,10 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::scenario::Scenario;
+use crate::server::{SimHandle, StartOptions};
 use crate::shared::faults::{ArmedFault, FaultRule};
-use crate::state::{RequestRecord, SimState};
-use crate::{SimHandle, StartOptions};
+use crate::shared::reqlog::RequestRecord;
+use crate::state::SimState;
 
 /// How long `drop` waits for the server thread before leaving it behind.
 const STOP_WAIT: Duration = Duration::from_secs(10);
@@ -120,7 +121,7 @@ fn serve(
         }
     };
     runtime.block_on(async move {
-        let handle: SimHandle = match crate::start(scenario, StartOptions::default()).await {
+        let handle: SimHandle = match crate::server::start(scenario, StartOptions::default()).await {
             Ok(h) => h,
             Err(e) => {
                 let _ = ready.send(Err(format!("{e:#}")));

@@ -13,19 +13,19 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// The PEM material of one start: the CA clients must trust, and the server's certificate and key.
-pub struct Certs {
-    pub ca_pem: String,
-    pub server_cert_pem: String,
-    pub server_key_pem: String,
+pub(crate) struct Certs {
+    pub(crate) ca_pem: String,
+    pub(crate) server_cert_pem: String,
+    pub(crate) server_key_pem: String,
 }
 
 /// Makes ring the process-wide rustls provider. Idempotent: a provider installed earlier (by another
 /// simulator in the same test process, or by the host program) is kept.
-pub fn install_ring_provider() {
+pub(crate) fn install_ring_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-pub fn generate() -> anyhow::Result<Certs> {
+pub(crate) fn generate() -> anyhow::Result<Certs> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(DnType::CommonName, "repave-sim test CA");
@@ -42,7 +42,7 @@ pub fn generate() -> anyhow::Result<Certs> {
 }
 
 /// A rustls server config for the generated certificate, HTTP/1.1 only (the server speaks nothing else).
-pub fn server_config(certs: &Certs) -> anyhow::Result<Arc<ServerConfig>> {
+pub(crate) fn server_config(certs: &Certs) -> anyhow::Result<Arc<ServerConfig>> {
     let chain = vec![CertificateDer::from_pem_slice(certs.server_cert_pem.as_bytes())?];
     let key = PrivateKeyDer::from_pem_slice(certs.server_key_pem.as_bytes())?;
     let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))

@@ -227,7 +227,7 @@ boshio:
     assert_eq!(overridden["size"], 1099511627776u64);
 
     let default = &list[1]["regular"];
-    let digests = sim.state().blob_digests(repave_sim::services::boshio::seed("s", "1", "regular"), 1000);
+    let digests = sim.state().tarball_digests("s", "1", "regular", 1000);
     assert_eq!(default["url"], format!("{}/stemcells/s/1/regular/bosh-stemcell-1-s.tgz", sim.url()));
     assert_eq!((&default["md5"], &default["sha1"]), (&digests.md5.into(), &digests.sha1.into()));
     assert_eq!(default["sha256"], digests.sha256);

@@ -1,8 +1,9 @@
 //! bosh.io: the stemcell list API (`/api/v1/stemcells/{name}`, `?all=1`) and the stemcell tarballs (HEAD,
 //! `Range` → 206), built on [`crate::shared::blob`] so a tarball of any size costs no disk.
 //!
-//! Tarball URLs point back at the simulator (`https://<host>/stemcells/{name}/{version}/{flavor}/{file}`), using
-//! the request's `Host`, so they work on whatever port the simulator got.
+//! Shapes follow docs/facts/bosh-io.md. Tarball URLs point back at the simulator
+//! (`https://<host>/stemcells/{name}/{version}/{flavor}/{file}`), using the request's `Host`, so they work on
+//! whatever port the simulator got.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,9 +16,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::services::s3auth::{self, S3AuthConfig};
-use crate::shared::blob::{self, BlobDigests};
-use crate::state::SimState;
+use super::s3auth::{self, S3AuthConfig};
+use crate::shared::base_url;
+use crate::shared::blob::{self, BlobDigests, DigestCache};
 
 /// The `boshio` section of a scenario file. Unknown keys are rejected so a typo in a scenario fails loudly.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -92,7 +93,7 @@ impl Default for VariantConfig {
 const FLAVORS: [&str; 3] = ["regular", "light", "light_china"];
 
 impl VersionConfig {
-    pub fn variant(&self, flavor: &str) -> Option<&VariantConfig> {
+    pub(crate) fn variant(&self, flavor: &str) -> Option<&VariantConfig> {
         match flavor {
             "regular" => self.regular.as_ref(),
             "light" => self.light.as_ref(),
@@ -102,51 +103,82 @@ impl VersionConfig {
     }
 }
 
-/// A variant found from its tarball path.
-pub struct Found<'a> {
-    pub name: &'a str,
-    pub version: &'a str,
-    pub variant: &'a VariantConfig,
-    pub seed: u64,
+/// The simulated bosh.io: the stemcell lines of the scenario, each tarball a deterministic blob. The director
+/// holds it too, to resolve the locations it is asked to fetch and to recognise uploaded tarballs.
+pub(crate) struct BoshIo {
+    config: Config,
+    digests: Arc<DigestCache>,
 }
 
-/// Finds the variant a simulator tarball path (`/stemcells/{name}/{version}/{flavor}/{file}`) names.
-pub fn find<'a>(config: &'a Config, name: &str, version: &str, flavor: &str) -> Option<Found<'a>> {
-    let line = config.stemcells.iter().find(|l| l.name == name)?;
-    let v = line.versions.iter().find(|v| v.version == version)?;
-    let variant = v.variant(flavor)?;
-    Some(Found { name: &line.name, version: &v.version, variant, seed: seed(name, version, flavor) })
+/// One tarball: a variant of a version of a line.
+pub(crate) struct Found<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) version: &'a str,
+    pub(crate) variant: &'a VariantConfig,
+    pub(crate) seed: u64,
+}
+
+impl BoshIo {
+    pub(crate) fn new(config: Config, digests: Arc<DigestCache>) -> Self {
+        Self { config, digests }
+    }
+
+    /// Finds the variant a simulator tarball path (`/stemcells/{name}/{version}/{flavor}/{file}`) names.
+    pub(crate) fn find(&self, name: &str, version: &str, flavor: &str) -> Option<Found<'_>> {
+        let line = self.config.stemcells.iter().find(|l| l.name == name)?;
+        let v = line.versions.iter().find(|v| v.version == version)?;
+        let variant = v.variant(flavor)?;
+        Some(Found { name: &line.name, version: &v.version, variant, seed: seed(name, version, flavor) })
+    }
+
+    /// Every tarball, in list order: line by line, versions as listed, flavors regular, light, light_china.
+    pub(crate) fn tarballs(&self) -> impl Iterator<Item = Found<'_>> {
+        self.config.stemcells.iter().flat_map(|line| {
+            line.versions.iter().flat_map(move |v| {
+                FLAVORS.into_iter().filter_map(move |flavor| {
+                    let variant = v.variant(flavor)?;
+                    let seed = seed(&line.name, &v.version, flavor);
+                    Some(Found { name: &line.name, version: &v.version, variant, seed })
+                })
+            })
+        })
+    }
+
+    /// The digests of a tarball's blob. CPU-bound (seconds per GiB): computed once, off the async workers.
+    pub(crate) async fn digests(&self, seed: u64, size: u64) -> BlobDigests {
+        self.digests.off_thread(seed, size).await.expect("digest task")
+    }
 }
 
 /// The blob seed of a tarball: a stable hash (FNV-1a) of what identifies it.
-pub fn seed(name: &str, version: &str, flavor: &str) -> u64 {
+pub(crate) fn seed(name: &str, version: &str, flavor: &str) -> u64 {
     format!("{name}/{version}/{flavor}")
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The tarball path for a variant (without scheme and host).
-pub fn tarball_path(name: &str, version: &str, flavor: &str, variant: &VariantConfig) -> String {
+fn tarball_path(name: &str, version: &str, flavor: &str, variant: &VariantConfig) -> String {
     let prefix = if flavor == "regular" { "" } else { "light-" };
     let file = variant.filename.clone().unwrap_or_else(|| format!("{prefix}bosh-stemcell-{version}-{name}.tgz"));
     format!("/stemcells/{name}/{version}/{flavor}/{file}")
 }
 
-pub fn routes(state: Arc<SimState>) -> Router {
+pub(crate) fn routes(boshio: Arc<BoshIo>) -> Router {
     Router::new()
         .route("/api/v1/stemcells/{name}", get(list))
         .route("/stemcells/{name}/{version}/{flavor}/{file}", get(tarball))
-        .with_state(state)
+        .with_state(boshio)
 }
 
 async fn list(
-    State(state): State<Arc<SimState>>,
+    State(boshio): State<Arc<BoshIo>>,
     Path(name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     let base = base_url(&headers);
-    let Some(line) = state.scenario.boshio.stemcells.iter().find(|l| l.name == name) else {
+    let Some(line) = boshio.config.stemcells.iter().find(|l| l.name == name) else {
         return Json(json!([])).into_response();
     };
     let all = query.get("all").is_some_and(|v| matches!(v.as_str(), "1" | "true" | "t"));
@@ -156,7 +188,7 @@ async fn list(
         let mut record = json!({"name": line.name, "version": v.version});
         for flavor in FLAVORS {
             if let Some(variant) = v.variant(flavor) {
-                record[flavor] = variant_json(&state, &base, &line.name, &v.version, flavor, variant).await;
+                record[flavor] = variant_json(&boshio, &base, &line.name, &v.version, flavor, variant).await;
             }
         }
         records.push(record);
@@ -165,7 +197,7 @@ async fn list(
 }
 
 async fn variant_json(
-    state: &Arc<SimState>,
+    boshio: &BoshIo,
     base: &str,
     name: &str,
     version: &str,
@@ -177,7 +209,7 @@ async fn variant_json(
     let published = published_digests(variant);
     // Hashing the blob costs seconds per GiB: skip it when every published digest is given.
     let computed = if published.iter().any(|(_, given)| given.is_none()) {
-        Some(digests(state, seed(name, version, flavor), variant.size).await)
+        Some(boshio.digests(seed(name, version, flavor), variant.size).await)
     } else {
         None
     };
@@ -213,20 +245,14 @@ fn flip(hex: &str) -> String {
     format!("{first}{}", &hex[1..])
 }
 
-/// Digests are CPU-bound (seconds per GiB): computed once, off the async workers.
-pub async fn digests(state: &Arc<SimState>, seed: u64, size: u64) -> BlobDigests {
-    let state = Arc::clone(state);
-    tokio::task::spawn_blocking(move || state.blob_digests(seed, size)).await.expect("digest task")
-}
-
 async fn tarball(
-    State(state): State<Arc<SimState>>,
+    State(boshio): State<Arc<BoshIo>>,
     Path((name, version, flavor, _file)): Path<(String, String, String, String)>,
     method: Method,
     uri: Uri,
     mut headers: HeaderMap,
 ) -> Response {
-    let Some(found) = find(&state.scenario.boshio, &name, &version, &flavor) else {
+    let Some(found) = boshio.find(&name, &version, &flavor) else {
         return (StatusCode::NOT_FOUND, "no such stemcell tarball").into_response();
     };
     if let Some(auth) = &found.variant.s3_auth
@@ -242,10 +268,4 @@ async fn tarball(
         response.headers_mut().remove(header::ACCEPT_RANGES);
     }
     response
-}
-
-/// `https://<Host>`: the simulator only speaks TLS.
-pub fn base_url(headers: &HeaderMap) -> String {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
-    format!("https://{host}")
 }

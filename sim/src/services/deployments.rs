@@ -1,6 +1,9 @@
 //! The BOSH director's `GET /deployments` for the TKGI clusters: one `service-instance_<uuid>` deployment per
 //! cluster, with the same UUIDs the TKGI API reports and the stemcell each cluster runs (bumped by upgrades).
-//! Shape: reference/platform-apis.md §2.
+//! Shape: docs/facts/bosh-director.md.
+//!
+//! Its own small service rather than part of [`super::director`]: the deployments are TKGI's clusters, and the
+//! director must not depend on TKGI (TKGI already depends on the director for stemcells).
 
 use std::sync::Arc;
 
@@ -11,20 +14,33 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::state::SimState;
+use super::tkgi::Fleet;
+use super::uaa::Uaa;
 
-pub fn routes(state: Arc<SimState>) -> Router {
-    Router::new().route("/deployments", get(list)).with_state(state)
+/// What the route reads: tokens from the UAA, clusters from TKGI.
+pub(crate) struct Deployments {
+    uaa: Arc<Uaa>,
+    fleet: Arc<Fleet>,
 }
 
-async fn list(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
-    if let Err(response) = crate::services::uaa::authorize(&state, &headers, &["bosh.admin", "bosh.read"]) {
+impl Deployments {
+    pub(crate) fn new(uaa: Arc<Uaa>, fleet: Arc<Fleet>) -> Self {
+        Self { uaa, fleet }
+    }
+}
+
+pub(crate) fn routes(deployments: Arc<Deployments>) -> Router {
+    Router::new().route("/deployments", get(list)).with_state(deployments)
+}
+
+async fn list(State(deployments): State<Arc<Deployments>>, headers: HeaderMap) -> Response {
+    if let Err(response) = deployments.uaa.authorize(&headers, &["bosh.admin", "bosh.read"]) {
         return response;
     }
-    let stemcell_name = &state.scenario.tkgi.stemcell_name;
-    let deployments: Vec<_> = state
-        .fleet
-        .views(&state)
+    let fleet = &deployments.fleet;
+    let stemcell_name = fleet.stemcell_name();
+    let deployments: Vec<_> = fleet
+        .views()
         .into_iter()
         .map(|c| {
             json!({

@@ -1,12 +1,12 @@
 //! The BOSH director: `/info`, `/stemcells` (POST answers 302 to `/tasks/{id}`), `/tasks/{id}` and task output.
 //!
-//! Shapes follow reference/platform-apis.md §2. `/info` is open and names the simulator itself as the UAA; every
+//! Shapes follow docs/facts/bosh-director.md. `/info` is open and names the simulator itself as the UAA; every
 //! other route needs a bearer token from the simulated UAA: reading (stemcells, tasks) takes `bosh.admin`,
 //! `bosh.read` or `bosh.stemcells.upload`; uploading takes `bosh.admin` or `bosh.stemcells.upload` (BOSH's
-//! `read_stemcells`/`upload_stemcells` permissions, as its own integration test uses them). A stemcell upload creates a task
-//! that stays `processing` for `task_polls` polls of `GET /tasks/{id}`, then ends `done` (the stemcell is added)
-//! or `error`. The director "fetches" a location by resolving it against the simulated bosh.io tarballs and
-//! identifies an uploaded tarball by its size and sha1, so no bytes are stored.
+//! `read_stemcells`/`upload_stemcells` permissions). A stemcell upload creates a task that stays `processing`
+//! for `task_polls` polls of `GET /tasks/{id}`, then ends `done` (the stemcell is added) or `error`. The
+//! director "fetches" a location by resolving it against the simulated bosh.io tarballs and identifies an
+//! uploaded tarball by its size and sha1, so no bytes are stored.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -21,7 +21,10 @@ use serde::Deserialize;
 use serde_json::json;
 use sha1::{Digest, Sha1};
 
-use crate::state::SimState;
+use super::boshio::BoshIo;
+use super::s3auth;
+use super::uaa::Uaa;
+use crate::shared::{base_url, lock};
 
 /// The `director` section of a scenario file. Unknown keys are rejected so a typo in a scenario fails loudly.
 #[derive(Debug, Clone, Deserialize)]
@@ -58,9 +61,14 @@ pub struct FailConfig {
     pub error: String,
 }
 
-/// The director's mutable world: uploaded stemcells and tasks.
-#[derive(Default)]
-pub struct DirectorState(Mutex<Inner>);
+/// The simulated BOSH director: its uploaded stemcells and its tasks. It checks tokens with the UAA and fetches
+/// (by resolving) tarballs from bosh.io; TKGI asks it which stemcell an upgrade lands on.
+pub struct Director {
+    config: Config,
+    uaa: Arc<Uaa>,
+    boshio: Arc<BoshIo>,
+    world: Mutex<Inner>,
+}
 
 #[derive(Default)]
 struct Inner {
@@ -81,13 +89,14 @@ struct Task {
     context_id: String,
 }
 
-impl DirectorState {
-    pub fn new(config: &Config) -> Self {
-        DirectorState(Mutex::new(Inner { stemcells: config.stemcells.clone(), tasks: Vec::new() }))
+impl Director {
+    pub(crate) fn new(config: Config, uaa: Arc<Uaa>, boshio: Arc<BoshIo>) -> Self {
+        let world = Mutex::new(Inner { stemcells: config.stemcells.clone(), tasks: Vec::new() });
+        Self { config, uaa, boshio, world }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.world)
     }
 
     /// Stemcells on the director now, as `(name, version)`.
@@ -96,7 +105,7 @@ impl DirectorState {
     }
 
     /// The newest uploaded version of stemcell `name` (numeric comparison: `1.10` > `1.9`).
-    pub fn newest_stemcell(&self, name: &str) -> Option<String> {
+    pub(crate) fn newest_stemcell(&self, name: &str) -> Option<String> {
         let numbers =
             |v: &str| -> Vec<u64> { v.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok()).collect() };
         self.lock()
@@ -113,14 +122,14 @@ impl DirectorState {
     }
 }
 
-pub fn routes(state: Arc<SimState>) -> Router {
+pub(crate) fn routes(director: Arc<Director>) -> Router {
     Router::new()
         .route("/info", get(info))
         .route("/stemcells", get(list_stemcells).post(upload_stemcell))
         .route("/tasks", get(list_tasks))
         .route("/tasks/{id}", get(task))
         .route("/tasks/{id}/output", get(task_output))
-        .with_state(state)
+        .with_state(director)
 }
 
 const UUID: &str = "5d6e1f2a-0000-4000-8000-000000000001";
@@ -128,10 +137,10 @@ const READ_SCOPES: &[&str] = &["bosh.admin", "bosh.read", "bosh.stemcells.upload
 const UPLOAD_SCOPES: &[&str] = &["bosh.admin", "bosh.stemcells.upload"];
 
 /// A live token without the scope a route needs gets BOSH's 401 with error code 600000 and the
-/// scopes it wanted (as in cloudfoundry/bosh#2308), not UAA's 403 `insufficient_scope`.
-#[allow(clippy::result_large_err)] // as crate::services::uaa::authorize: handlers return the error as it is
-fn authorize(state: &SimState, headers: &HeaderMap, scopes: &[&str]) -> Result<(), Response> {
-    crate::services::uaa::authorize(state, headers, scopes).map_err(|denied| {
+/// scopes it wanted (docs/facts/bosh-director.md), not UAA's 403 `insufficient_scope`.
+#[allow(clippy::result_large_err)] // as Uaa::authorize: handlers return the error as it is
+fn authorize(director: &Director, headers: &HeaderMap, scopes: &[&str]) -> Result<(), Response> {
+    director.uaa.authorize(headers, scopes).map_err(|denied| {
         if denied.status() != StatusCode::FORBIDDEN {
             return denied;
         }
@@ -143,10 +152,10 @@ fn authorize(state: &SimState, headers: &HeaderMap, scopes: &[&str]) -> Result<(
     })
 }
 
-async fn info(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
-    let uaa = crate::services::boshio::base_url(&headers);
+async fn info(State(director): State<Arc<Director>>, headers: HeaderMap) -> Response {
+    let uaa = base_url(&headers);
     Json(json!({
-        "name": state.scenario.director.name,
+        "name": director.config.name,
         "uuid": UUID,
         "version": "282.0.0 (00000000)",
         "user": null,
@@ -164,11 +173,11 @@ async fn info(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Respons
     .into_response()
 }
 
-async fn list_stemcells(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
-    if let Err(denied) = authorize(&state, &headers, READ_SCOPES) {
+async fn list_stemcells(State(director): State<Arc<Director>>, headers: HeaderMap) -> Response {
+    if let Err(denied) = authorize(&director, &headers, READ_SCOPES) {
         return denied;
     }
-    let mut list = state.director.lock().stemcells.clone();
+    let mut list = director.lock().stemcells.clone();
     list.sort_by(|a, b| a.name.cmp(&b.name).then(a.version.cmp(&b.version)));
     let out: Vec<_> = list
         .iter()
@@ -188,8 +197,8 @@ struct Location {
     sha1: Option<String>,
 }
 
-async fn upload_stemcell(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Body) -> Response {
-    if let Err(denied) = authorize(&state, &headers, UPLOAD_SCOPES) {
+async fn upload_stemcell(State(director): State<Arc<Director>>, headers: HeaderMap, body: Body) -> Response {
+    if let Err(denied) = authorize(&director, &headers, UPLOAD_SCOPES) {
         return denied;
     }
     let is_json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
@@ -199,20 +208,19 @@ async fn upload_stemcell(State(state): State<Arc<SimState>>, headers: HeaderMap,
             Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
         };
         match serde_json::from_slice::<Location>(&bytes) {
-            Ok(loc) => resolve_location(&state, &loc).await,
+            Ok(loc) => resolve_location(&director.boshio, &loc).await,
             Err(e) => return director_error(StatusCode::BAD_REQUEST, 40000, &format!("invalid JSON: {e}")),
         }
     } else {
-        identify_upload(&state, body).await
+        identify_upload(&director.boshio, body).await
     };
-    let outcome = outcome.and_then(|(name, version)| {
-        match state.scenario.director.fail_uploads.iter().find(|f| f.version == version) {
+    let outcome =
+        outcome.and_then(|(name, version)| match director.config.fail_uploads.iter().find(|f| f.version == version) {
             Some(fail) => Err(fail.error.clone()),
             None => Ok((name, version)),
-        }
-    });
+        });
     let context_id = headers.get("x-bosh-context-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let id = create_task(&state, outcome, context_id.chars().take(64).collect());
+    let id = create_task(&director, outcome, context_id.chars().take(64).collect());
     let mut response = StatusCode::FOUND.into_response();
     let location = HeaderValue::from_str(&format!("/tasks/{id}")).expect("a number is a valid header");
     response.headers_mut().insert(header::LOCATION, location);
@@ -220,18 +228,18 @@ async fn upload_stemcell(State(state): State<Arc<SimState>>, headers: HeaderMap,
 }
 
 /// Resolves a `location` against the simulated bosh.io tarballs and checks its sha1 (or `sha256:`).
-async fn resolve_location(state: &Arc<SimState>, loc: &Location) -> Result<(String, String), String> {
+async fn resolve_location(boshio: &BoshIo, loc: &Location) -> Result<(String, String), String> {
     let path = loc.location.split_once("://").map(|(_, rest)| rest).and_then(|r| r.find('/').map(|i| &r[i..]));
     let parts: Vec<&str> = path.unwrap_or("").trim_start_matches('/').split('/').collect();
     let not_found =
         || format!("Downloading remote stemcell failed. Check task debug log for details. 404 {}", loc.location);
     let ["stemcells", name, version, flavor, _file] = parts.as_slice() else { return Err(not_found()) };
-    let Some(found) = crate::services::boshio::find(&state.scenario.boshio, name, version, flavor) else {
+    let Some(found) = boshio.find(name, version, flavor) else {
         return Err(not_found());
     };
     // A tarball in a private bucket: the director's plain GET only works with a presigned URL.
     if let Some(auth) = &found.variant.s3_auth
-        && let Err(refused) = crate::services::s3auth::verify_presigned(auth, &loc.location)
+        && let Err(refused) = s3auth::verify_presigned(auth, &loc.location)
     {
         return Err(format!(
             "Downloading remote stemcell failed. Check task debug log for details. {} {} ({}) {}",
@@ -242,7 +250,7 @@ async fn resolve_location(state: &Arc<SimState>, loc: &Location) -> Result<(Stri
         ));
     }
     let (name, version) = (found.name.to_string(), found.version.to_string());
-    let digests = crate::services::boshio::digests(state, found.seed, found.variant.size).await;
+    let digests = boshio.digests(found.seed, found.variant.size).await;
     match loc.sha1.as_deref() {
         Some(want) => {
             let (algo, actual) = match want.strip_prefix("sha256:") {
@@ -259,7 +267,7 @@ async fn resolve_location(state: &Arc<SimState>, loc: &Location) -> Result<(Stri
 }
 
 /// Identifies an uploaded tarball by size and sha1 among the simulated bosh.io tarballs.
-async fn identify_upload(state: &Arc<SimState>, body: Body) -> Result<(String, String), String> {
+async fn identify_upload(boshio: &BoshIo, body: Body) -> Result<(String, String), String> {
     let mut stream = body.into_data_stream();
     let (mut sha1, mut size) = (Sha1::new(), 0u64);
     while let Some(chunk) = stream.next().await {
@@ -268,27 +276,19 @@ async fn identify_upload(state: &Arc<SimState>, body: Body) -> Result<(String, S
         sha1.update(&chunk);
     }
     let sha1 = hex::encode(sha1.finalize());
-    for line in &state.scenario.boshio.stemcells {
-        for v in &line.versions {
-            for flavor in ["regular", "light", "light_china"] {
-                if v.variant(flavor).is_none_or(|var| var.size != size) {
-                    continue;
-                }
-                let seed = crate::services::boshio::seed(&line.name, &v.version, flavor);
-                if crate::services::boshio::digests(state, seed, size).await.sha1 == sha1 {
-                    return Ok((line.name.clone(), v.version.clone()));
-                }
-            }
+    for found in boshio.tarballs().filter(|t| t.variant.size == size) {
+        if boshio.digests(found.seed, size).await.sha1 == sha1 {
+            return Ok((found.name.to_owned(), found.version.to_owned()));
         }
     }
     Err(format!("Stemcell is not a valid tarball ({size} bytes, sha1 {sha1})"))
 }
 
-fn create_task(state: &SimState, outcome: Result<(String, String), String>, context_id: String) -> u64 {
-    let mut inner = state.director.lock();
+fn create_task(director: &Director, outcome: Result<(String, String), String>, context_id: String) -> u64 {
+    let mut inner = director.lock();
     let id = inner.tasks.len() as u64 + 1;
     let events = event("Update stemcell", "Downloading remote stemcell", "started", None);
-    let polls_left = state.scenario.director.task_polls;
+    let polls_left = director.config.task_polls;
     inner.tasks.push(Task {
         id,
         state: "processing",
@@ -331,7 +331,7 @@ fn advance(inner: &mut Inner, id: u64) -> Option<serde_json::Value> {
     Some(task_json(&inner.tasks[index]))
 }
 
-/// A task as `GET /tasks/{id}` and `GET /tasks` show it (`task_manager.rb` `task_to_hash`).
+/// A task as `GET /tasks/{id}` and `GET /tasks` show it (docs/facts/bosh-director.md).
 fn task_json(task: &Task) -> serde_json::Value {
     json!({"id": task.id, "state": task.state, "description": task.description, "timestamp": 1_724_141_100,
            "started_at": 1_724_140_790, "result": task.result, "user": "repave", "deployment": null,
@@ -356,11 +356,11 @@ fn finish(task: &mut Task) {
     }
 }
 
-async fn task(State(state): State<Arc<SimState>>, Path(id): Path<u64>, headers: HeaderMap) -> Response {
-    if let Err(denied) = authorize(&state, &headers, READ_SCOPES) {
+async fn task(State(director): State<Arc<Director>>, Path(id): Path<u64>, headers: HeaderMap) -> Response {
+    if let Err(denied) = authorize(&director, &headers, READ_SCOPES) {
         return denied;
     }
-    match advance(&mut state.director.lock(), id) {
+    match advance(&mut director.lock(), id) {
         Some(task) => Json(task).into_response(),
         None => director_error(StatusCode::NOT_FOUND, 10000, &format!("Task {id} could not be found")),
     }
@@ -377,15 +377,15 @@ struct TasksQuery {
 /// `GET /tasks?state=…&context_id=…&limit=N`: newest first, as the director lists them. Listing does
 /// not advance a task; only polling `GET /tasks/{id}` does.
 async fn list_tasks(
-    State(state): State<Arc<SimState>>,
+    State(director): State<Arc<Director>>,
     Query(query): Query<TasksQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(denied) = authorize(&state, &headers, READ_SCOPES) {
+    if let Err(denied) = authorize(&director, &headers, READ_SCOPES) {
         return denied;
     }
     let states: Option<Vec<&str>> = query.state.as_deref().map(|s| s.split(',').map(str::trim).collect());
-    let inner = state.director.lock();
+    let inner = director.lock();
     let tasks: Vec<_> = inner
         .tasks
         .iter()
@@ -405,16 +405,16 @@ struct OutputQuery {
 }
 
 async fn task_output(
-    State(state): State<Arc<SimState>>,
+    State(director): State<Arc<Director>>,
     Path(id): Path<u64>,
     Query(query): Query<OutputQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(denied) = authorize(&state, &headers, READ_SCOPES) {
+    if let Err(denied) = authorize(&director, &headers, READ_SCOPES) {
         return denied;
     }
     let text = {
-        let inner = state.director.lock();
+        let inner = director.lock();
         let Some(task) = inner.tasks.iter().find(|t| t.id == id) else {
             return director_error(StatusCode::NOT_FOUND, 10000, &format!("Task {id} could not be found"));
         };

@@ -1,5 +1,6 @@
 //! Kubernetes: each TKGI cluster's apiserver `/version` and `/readyz` under `/k8s/{cluster}` (where the
-//! kubeconfigs from TKGI binds point), authenticated by the bind's bearer token. Release feeds come later.
+//! kubeconfigs from TKGI binds point), authenticated by the bind's bearer token (docs/facts/kubernetes.md). The
+//! release feeds are [`super::releases`].
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::state::SimState;
+use super::tkgi::Fleet;
 
 /// The `kubernetes` section of a scenario file. Unknown keys are rejected so a typo in a scenario fails loudly.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -21,19 +22,35 @@ pub struct Config {
     pub unready: Vec<String>,
 }
 
+/// The clusters' apiservers: what the scenario says of them, and the clusters themselves (with the tokens
+/// their binds issued) from TKGI.
+pub(crate) struct Kubernetes {
+    config: Config,
+    fleet: Arc<Fleet>,
+}
+
+impl Kubernetes {
+    pub(crate) fn new(config: Config, fleet: Arc<Fleet>) -> Self {
+        Self { config, fleet }
+    }
+}
+
 /// The routes this platform serves; merged into the simulator's one router.
-pub fn routes(state: Arc<SimState>) -> Router {
-    Router::new().route("/k8s/{name}/version", get(version)).route("/k8s/{name}/readyz", get(readyz)).with_state(state)
+pub(crate) fn routes(kubernetes: Arc<Kubernetes>) -> Router {
+    Router::new()
+        .route("/k8s/{name}/version", get(version))
+        .route("/k8s/{name}/readyz", get(readyz))
+        .with_state(kubernetes)
 }
 
 /// Only the token a bind issued for this very cluster is accepted, as a real apiserver would.
-fn authorized(state: &SimState, headers: &HeaderMap, name: &str) -> bool {
+fn authorized(kubernetes: &Kubernetes, headers: &HeaderMap, name: &str) -> bool {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    token.and_then(|t| state.fleet.cluster_of_token(t)).is_some_and(|owner| owner == name)
+    token.and_then(|t| kubernetes.fleet.cluster_of_token(t)).is_some_and(|owner| owner == name)
 }
 
 fn unauthorized() -> Response {
@@ -41,11 +58,11 @@ fn unauthorized() -> Response {
     (StatusCode::UNAUTHORIZED, Json(status)).into_response()
 }
 
-async fn version(State(state): State<Arc<SimState>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    if !authorized(&state, &headers, &name) {
+async fn version(State(kubernetes): State<Arc<Kubernetes>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    if !authorized(&kubernetes, &headers, &name) {
         return unauthorized();
     }
-    let Some(cluster) = state.fleet.views(&state).into_iter().find(|c| c.name == name) else {
+    let Some(cluster) = kubernetes.fleet.views().into_iter().find(|c| c.name == name) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let v = cluster.k8s_version;
@@ -58,11 +75,11 @@ async fn version(State(state): State<Arc<SimState>>, Path(name): Path<String>, h
     .into_response()
 }
 
-async fn readyz(State(state): State<Arc<SimState>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    if !authorized(&state, &headers, &name) {
+async fn readyz(State(kubernetes): State<Arc<Kubernetes>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    if !authorized(&kubernetes, &headers, &name) {
         return unauthorized();
     }
-    if state.scenario.kubernetes.unready.contains(&name) {
+    if kubernetes.config.unready.contains(&name) {
         return (StatusCode::INTERNAL_SERVER_ERROR, "[-]etcd failed: reason withheld\nreadyz check failed")
             .into_response();
     }

@@ -1,7 +1,13 @@
-//! The simulated platforms, one module each.
+//! The simulated platforms, one module each. A service owns its scenario section (`Config`, public as part of
+//! [`crate::Scenario`]), its state and its `routes()`; it uses the shared core and, where the real platforms
+//! depend on each other, the service below it, handed over when [`crate::SimState`] builds them:
+//! UAA ← bosh.io ← director ← TKGI ← deployments, Kubernetes. The release feeds stand alone.
+//!
+//! Public here: each scenario section, and the services whose state a test reads through [`crate::SimState`]
+//! ([`uaa::Uaa`], [`director::Director`], [`tkgi::Fleet`]) with the few methods tests use.
 
 pub mod boshio;
-pub mod deployments;
+pub(crate) mod deployments;
 pub mod director;
 pub mod k8s;
 pub mod releases;

@@ -1,6 +1,6 @@
 //! Kubernetes release feeds as dl.k8s.io serves them: `GET /release/stable.txt`, `stable-1.txt`,
 //! `stable-1.N.txt`, `latest.txt`, `latest-1.txt`, `latest-1.N.txt`, each one line `vX.Y.Z\n` as
-//! `text/plain`; 404 for a minor with no release (reference/platform-apis.md §3).
+//! `text/plain`; 404 for a minor with no release (docs/facts/kubernetes.md).
 //!
 //! dl.k8s.io answers with a redirect to its CDN; with `redirect: true` `/release/…` answers 302 to
 //! `/cdn/release/…`, which always serves the files, so clients must follow redirects.
@@ -14,8 +14,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-
-use crate::state::SimState;
 
 /// The `releases` section of a scenario.
 #[derive(Debug, Clone, Deserialize)]
@@ -54,22 +52,23 @@ impl Default for Config {
     }
 }
 
-pub fn routes(state: Arc<SimState>) -> Router {
+/// The feeds need nothing but their scenario section.
+pub(crate) fn routes(config: Arc<Config>) -> Router {
     Router::new()
         .route("/release/{file}", get(release))
         .route("/cdn/release/{file}", get(cdn_release))
-        .with_state(state)
+        .with_state(config)
 }
 
-async fn release(State(state): State<Arc<SimState>>, Path(file): Path<String>) -> Response {
-    if state.scenario.releases.redirect {
+async fn release(State(config): State<Arc<Config>>, Path(file): Path<String>) -> Response {
+    if config.redirect {
         return (StatusCode::FOUND, [(header::LOCATION, format!("/cdn/release/{file}"))]).into_response();
     }
-    serve(&state.scenario.releases, &file)
+    serve(&config, &file)
 }
 
-async fn cdn_release(State(state): State<Arc<SimState>>, Path(file): Path<String>) -> Response {
-    serve(&state.scenario.releases, &file)
+async fn cdn_release(State(config): State<Arc<Config>>, Path(file): Path<String>) -> Response {
+    serve(&config, &file)
 }
 
 fn serve(config: &Config, file: &str) -> Response {

@@ -30,7 +30,7 @@ fn default_region() -> String {
 const MAX_SKEW_SECS: i64 = 15 * 60;
 
 /// Ok when the request is signed by `config`'s keys; otherwise S3's answer.
-pub fn verify(config: &S3AuthConfig, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), Refusal> {
+pub(crate) fn verify(config: &S3AuthConfig, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), Refusal> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     let Some(authorization) = text("authorization") else {
         return Err(refuse(StatusCode::FORBIDDEN, "AccessDenied", "Access Denied"));
@@ -71,7 +71,7 @@ pub fn verify(config: &S3AuthConfig, method: &Method, uri: &Uri, headers: &Heade
 
 /// A presigned URL (`X-Amz-Signature` and friends in the query) as a GET would present it: what a
 /// BOSH director fetching `location` sends. Checked like S3 does, expiry included.
-pub fn verify_presigned(config: &S3AuthConfig, location: &str) -> Result<(), Refusal> {
+pub(crate) fn verify_presigned(config: &S3AuthConfig, location: &str) -> Result<(), Refusal> {
     let uri: Uri = location.parse().map_err(|_| refuse(StatusCode::BAD_REQUEST, "InvalidURI", "bad URL"))?;
     let pairs: Vec<(String, String)> = uri
         .query()
@@ -238,10 +238,10 @@ fn epoch_of(amz_date: &str) -> Option<i64> {
 
 /// S3's answer to a request it will not serve: a status, an error code and an XML body.
 #[derive(Debug)]
-pub struct Refusal {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
 }
 
 fn refuse(status: StatusCode, code: &'static str, message: &str) -> Refusal {

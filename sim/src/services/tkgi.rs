@@ -1,12 +1,13 @@
 //! The TKGI API: `/v1/clusters`, `/v1/clusters/{name}`, binds, plans, the upgrade route and the platform
-//! version route, over a per-cluster state machine (reference/platform-apis.md §1, §5).
+//! version route, over a per-cluster state machine (docs/facts/tkgi-api.md).
 //!
 //! Every cluster is `(last_action, last_action_state)`; an upgrade moves it to `UPGRADE in progress` for a
 //! configurable, `time_scale`d duration, then to `succeeded` (bumping `pks_version`, `k8s_version` and the
 //! stemcell) or to a scripted failure. The stemcell an upgrade lands on is the newest one named
 //! `stemcell_name` on the simulated director when the upgrade starts (as BOSH renders the manifest then),
-//! else `stemcell_version` — so "upload a stemcell, then upgrade" rolls it, even at an unchanged TKGI version. Transitions are applied lazily, under one short lock, whenever the fleet
-//! is touched — so a client only ever sees a cluster finish when it looks, and the concurrency counter
+//! else `stemcell_version` — so "upload a stemcell, then upgrade" rolls it, even at an unchanged TKGI version.
+//! Transitions are applied lazily, under one short lock, whenever the fleet is touched — so a client only ever
+//! sees a cluster finish when it looks, and the concurrency counter
 //! `tkgi.upgrades_in_flight` (with its high-water mark) counts exactly the upgrades a client could see running.
 //! `tkgi.upgrade_starts` and `tkgi.upgrade_starts.<name>` count accepted upgrade requests. Once a response has
 //! shown a client an upgrade that failed during the run, every further accepted start also counts in
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, get, on, post};
 use axum::{Json, Router};
@@ -37,10 +38,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::state::SimState;
+use super::director::Director;
+use super::uaa::Uaa;
+use crate::shared::counters::Counters;
+use crate::shared::{base_url, lock, random_u64};
 
-/// Scopes the TKGI API accepts (reference/platform-apis.md §1.1).
-pub const SCOPES: &[&str] = &["pks.clusters.admin", "pks.clusters.manage"];
+/// Scopes the TKGI API accepts (docs/facts/tkgi-api.md).
+const SCOPES: &[&str] = &["pks.clusters.admin", "pks.clusters.manage"];
 
 /// The `tkgi` section of a scenario file.
 #[derive(Debug, Clone, Deserialize)]
@@ -157,9 +161,17 @@ fn default_failure_state() -> String {
     "failed".into()
 }
 
-/// The live clusters, kept in the simulator's state.
-#[derive(Default)]
+/// The simulated TKGI platform: its live clusters and the kubeconfig tokens its binds handed out. It checks
+/// tokens with the UAA, asks the director for the newest stemcell when an upgrade starts, and counts what it
+/// did in the shared counters. The director's deployments and the Kubernetes apiservers read its clusters.
 pub struct Fleet {
+    config: Config,
+    time_scale: f64,
+    /// The simulator's CA (PEM); kubeconfigs from binds embed it.
+    ca_pem: String,
+    uaa: Arc<Uaa>,
+    director: Arc<Director>,
+    counters: Arc<Counters>,
     clusters: Mutex<BTreeMap<String, Cluster>>,
     /// Kubeconfig tokens handed out by binds → cluster name.
     kube_tokens: Mutex<HashMap<String, String>>,
@@ -197,19 +209,23 @@ pub struct ClusterView {
     pub stemcell: String,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Fleet {
-    pub fn new(config: &Config, scale: f64) -> Fleet {
+    pub(crate) fn new(
+        config: Config,
+        time_scale: f64,
+        ca_pem: String,
+        uaa: Arc<Uaa>,
+        director: Arc<Director>,
+        counters: Arc<Counters>,
+    ) -> Fleet {
         let now = Instant::now();
         let clusters = config
             .clusters
             .iter()
             .map(|c| {
                 let running = c.last_action_state == "in progress";
-                let ends = c.busy_secs.filter(|_| running).map(|s| (now + Duration::from_secs_f64(s * scale), true));
+                let ends =
+                    c.busy_secs.filter(|_| running).map(|s| (now + Duration::from_secs_f64(s * time_scale), true));
                 let cluster = Cluster {
                     uuid: c.uuid.clone().unwrap_or_else(|| uuid_for(&c.name)),
                     pks_version: c.pks_version.clone(),
@@ -231,13 +247,29 @@ impl Fleet {
                 (c.name.clone(), cluster)
             })
             .collect();
-        Fleet { clusters: Mutex::new(clusters), kube_tokens: Mutex::default(), failure_seen: Default::default() }
+        Fleet {
+            config,
+            time_scale,
+            ca_pem,
+            uaa,
+            director,
+            counters,
+            clusters: Mutex::new(clusters),
+            kube_tokens: Mutex::default(),
+            failure_seen: Default::default(),
+        }
+    }
+
+    /// The clusters with every due transition applied, under the one short lock all handlers take.
+    fn clusters(&self) -> MutexGuard<'_, BTreeMap<String, Cluster>> {
+        let mut clusters = lock(&self.clusters);
+        self.advance(&mut clusters);
+        clusters
     }
 
     /// Every cluster after applying due transitions.
-    pub fn views(&self, state: &SimState) -> Vec<ClusterView> {
-        let mut clusters = lock(&self.clusters);
-        advance(&mut clusters, state);
+    pub fn views(&self) -> Vec<ClusterView> {
+        let clusters = self.clusters();
         clusters
             .values()
             .map(|c| ClusterView {
@@ -256,9 +288,70 @@ impl Fleet {
         }
     }
 
+    /// The stemcell line the clusters' deployments use.
+    pub(crate) fn stemcell_name(&self) -> &str {
+        &self.config.stemcell_name
+    }
+
     /// The cluster a kubeconfig token was issued for.
-    pub fn cluster_of_token(&self, token: &str) -> Option<String> {
+    pub(crate) fn cluster_of_token(&self, token: &str) -> Option<String> {
         lock(&self.kube_tokens).get(token).cloned()
+    }
+
+    /// Applies every transition that is due: running actions that reached their end succeed or fail.
+    fn advance(&self, clusters: &mut BTreeMap<String, Cluster>) {
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        for c in clusters.values_mut() {
+            let Some((_, ok)) = c.ends.filter(|(at, _)| *at <= now) else { continue };
+            c.ends = None;
+            self.counters.add("tkgi.actions_in_flight", -1);
+            let upgrade = c.last_action == "UPGRADE";
+            if upgrade {
+                self.counters.add("tkgi.upgrades_in_flight", -1);
+            }
+            if ok && c.last_action == "DELETE" {
+                gone.push(c.config.name.clone());
+            } else if ok {
+                c.last_action_state = "succeeded".into();
+                c.description = format!("Instance {} completed", c.last_action.to_lowercase());
+                if upgrade {
+                    let cfg = &self.config;
+                    c.pks_version = cfg.platform_version.clone();
+                    c.k8s_version = cfg.k8s_version.clone();
+                    c.stemcell = c.upgrade_stemcell.take().unwrap_or_else(|| cfg.stemcell_version.clone());
+                }
+            } else {
+                c.last_action_state = c.config.failure_state.clone();
+                c.upgrade_failed = upgrade;
+                c.description =
+                    "Instance upgrade failed: bosh task failed: 'worker/2' is not running after update".into();
+            }
+        }
+        for name in gone {
+            clusters.remove(&name);
+        }
+    }
+
+    /// Puts `c` into `action in progress` for `secs` simulated seconds and counts the start.
+    fn begin(&self, c: &mut Cluster, action: &str, secs: f64, ok: bool) {
+        c.last_action = action.into();
+        c.last_action_state = "in progress".into();
+        c.description = format!("Instance {} in progress", action.to_lowercase());
+        c.ends = Some((Instant::now() + Duration::from_secs_f64(secs).mul_f64(self.time_scale), ok));
+        self.counters.add("tkgi.actions_in_flight", 1);
+    }
+
+    /// Counts an accepted create, resize or delete, in total and for the cluster.
+    fn count(&self, what: &str, name: &str) {
+        self.counters.add(&format!("tkgi.{what}"), 1);
+        self.counters.add(&format!("tkgi.{what}.{name}"), 1);
+    }
+
+    /// Every handler starts here: a valid token with a TKGI scope.
+    #[allow(clippy::result_large_err)]
+    fn auth(&self, headers: &HeaderMap) -> Result<(), Response> {
+        self.uaa.authorize(headers, SCOPES)
     }
 }
 
@@ -266,48 +359,6 @@ impl Fleet {
 fn uuid_for(name: &str) -> String {
     let h = hex::encode(Sha256::digest(name.as_bytes()));
     format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
-}
-
-fn advance(clusters: &mut BTreeMap<String, Cluster>, state: &SimState) {
-    let now = Instant::now();
-    let mut gone = Vec::new();
-    for c in clusters.values_mut() {
-        let Some((_, ok)) = c.ends.filter(|(at, _)| *at <= now) else { continue };
-        c.ends = None;
-        state.counter_add("tkgi.actions_in_flight", -1);
-        let upgrade = c.last_action == "UPGRADE";
-        if upgrade {
-            state.counter_add("tkgi.upgrades_in_flight", -1);
-        }
-        if ok && c.last_action == "DELETE" {
-            gone.push(c.config.name.clone());
-        } else if ok {
-            c.last_action_state = "succeeded".into();
-            c.description = format!("Instance {} completed", c.last_action.to_lowercase());
-            if upgrade {
-                let cfg = &state.scenario.tkgi;
-                c.pks_version = cfg.platform_version.clone();
-                c.k8s_version = cfg.k8s_version.clone();
-                c.stemcell = c.upgrade_stemcell.take().unwrap_or_else(|| cfg.stemcell_version.clone());
-            }
-        } else {
-            c.last_action_state = c.config.failure_state.clone();
-            c.upgrade_failed = upgrade;
-            c.description = "Instance upgrade failed: bosh task failed: 'worker/2' is not running after update".into();
-        }
-    }
-    for name in gone {
-        clusters.remove(&name);
-    }
-}
-
-/// Puts `c` into `action in progress` for `secs` simulated seconds and counts the start.
-fn begin(c: &mut Cluster, state: &SimState, action: &str, secs: f64, ok: bool) {
-    c.last_action = action.into();
-    c.last_action_state = "in progress".into();
-    c.description = format!("Instance {} in progress", action.to_lowercase());
-    c.ends = Some((Instant::now() + state.scaled(Duration::from_secs_f64(secs)), ok));
-    state.counter_add("tkgi.actions_in_flight", 1);
 }
 
 fn busy(c: &Cluster) -> Option<Response> {
@@ -343,8 +394,8 @@ fn not_found(name: &str) -> Response {
     (StatusCode::NOT_FOUND, Json(json!({"body": format!("cluster {name} not found")}))).into_response()
 }
 
-pub fn routes(state: Arc<SimState>) -> Router {
-    let cfg = &state.scenario.tkgi;
+pub(crate) fn routes(fleet: Arc<Fleet>) -> Router {
+    let cfg = &fleet.config;
     let upgrade_filter = Method::from_bytes(cfg.upgrade_method.as_bytes())
         .ok()
         .and_then(|m| MethodFilter::try_from(m).ok())
@@ -360,34 +411,26 @@ pub fn routes(state: Arc<SimState>) -> Router {
         .route("/v1/plans", get(plans))
         .route(&version_path, get(platform_version));
     let router = if shared { router } else { router.route(&upgrade_path, on(upgrade_filter, upgrade)) };
-    router.with_state(state)
+    router.with_state(fleet)
 }
 
-/// Every handler starts here: a valid token with a TKGI scope.
-#[allow(clippy::result_large_err)]
-fn auth(state: &SimState, headers: &HeaderMap) -> Result<(), Response> {
-    crate::services::uaa::authorize(state, headers, SCOPES)
-}
-
-async fn list(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = auth(&state, &headers) {
+async fn list(State(fleet): State<Arc<Fleet>>, headers: HeaderMap) -> Response {
+    if let Err(r) = fleet.auth(&headers) {
         return r;
     }
-    let mut clusters = lock(&state.fleet.clusters);
-    advance(&mut clusters, &state);
-    clusters.values().for_each(|c| state.fleet.note_shown(c));
+    let clusters = fleet.clusters();
+    clusters.values().for_each(|c| fleet.note_shown(c));
     Json(clusters.values().map(cluster_json).collect::<Vec<_>>()).into_response()
 }
 
-async fn show(State(state): State<Arc<SimState>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(r) = auth(&state, &headers) {
+async fn show(State(fleet): State<Arc<Fleet>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = fleet.auth(&headers) {
         return r;
     }
-    let mut clusters = lock(&state.fleet.clusters);
-    advance(&mut clusters, &state);
+    let clusters = fleet.clusters();
     match clusters.get(&name) {
         Some(c) => {
-            state.fleet.note_shown(c);
+            fleet.note_shown(c);
             Json(cluster_json(c)).into_response()
         }
         None => not_found(&name),
@@ -395,24 +438,23 @@ async fn show(State(state): State<Arc<SimState>>, Path(name): Path<String>, head
 }
 
 async fn upgrade(
-    State(state): State<Arc<SimState>>,
+    State(fleet): State<Arc<Fleet>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = auth(&state, &headers) {
+    if let Err(r) = fleet.auth(&headers) {
         return r;
     }
-    let cfg = &state.scenario.tkgi;
+    let cfg = &fleet.config;
     // The default route is also TKGI's update/resize route: without the assumed upgrade body it is a resize.
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if shares_update_route(cfg) && parsed.get("upgrade") != Some(&Value::Bool(true)) {
-        return resize(&state, &name, &parsed);
+        return resize(&fleet, &name, &parsed);
     }
     // Read before taking the fleet lock, so the two locks are never held together.
-    let stemcell = state.director.newest_stemcell(&cfg.stemcell_name);
-    let mut clusters = lock(&state.fleet.clusters);
-    advance(&mut clusters, &state);
+    let stemcell = fleet.director.newest_stemcell(&cfg.stemcell_name);
+    let mut clusters = fleet.clusters();
     let Some(c) = clusters.get_mut(&name) else { return not_found(&name) };
     if let Some(refused) = busy(c) {
         return refused;
@@ -420,13 +462,13 @@ async fn upgrade(
     let secs = c.config.upgrade_secs.unwrap_or(cfg.upgrade_secs);
     let ok = c.failures_left == 0;
     c.failures_left = c.failures_left.saturating_sub(1);
-    begin(c, &state, "UPGRADE", secs, ok);
+    fleet.begin(c, "UPGRADE", secs, ok);
     c.upgrade_stemcell = stemcell;
-    state.counter_add("tkgi.upgrades_in_flight", 1);
-    state.counter_add("tkgi.upgrade_starts", 1);
-    state.counter_add(&format!("tkgi.upgrade_starts.{name}"), 1);
-    if state.fleet.failure_seen.load(std::sync::atomic::Ordering::SeqCst) {
-        state.counter_add("tkgi.starts_after_failure_seen", 1);
+    fleet.counters.add("tkgi.upgrades_in_flight", 1);
+    fleet.counters.add("tkgi.upgrade_starts", 1);
+    fleet.counters.add(&format!("tkgi.upgrade_starts.{name}"), 1);
+    if fleet.failure_seen.load(std::sync::atomic::Ordering::SeqCst) {
+        fleet.counters.add("tkgi.starts_after_failure_seen", 1);
     }
     (StatusCode::ACCEPTED, Json(cluster_json(c))).into_response()
 }
@@ -438,36 +480,35 @@ fn shares_update_route(cfg: &Config) -> bool {
 
 /// `PATCH /v1/clusters/{name}` when it is not the upgrade route.
 async fn update(
-    State(state): State<Arc<SimState>>,
+    State(fleet): State<Arc<Fleet>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = auth(&state, &headers) {
+    if let Err(r) = fleet.auth(&headers) {
         return r;
     }
-    resize(&state, &name, &serde_json::from_slice(&body).unwrap_or(Value::Null))
+    resize(&fleet, &name, &serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
-/// The flat update body (platform-apis.md §1.2); only `kubernetes_worker_instances` is simulated.
-fn resize(state: &SimState, name: &str, body: &Value) -> Response {
+/// The flat update body (docs/facts/tkgi-api.md); only `kubernetes_worker_instances` is simulated.
+fn resize(fleet: &Fleet, name: &str, body: &Value) -> Response {
     let Some(workers) = body.get("kubernetes_worker_instances").and_then(Value::as_u64) else {
         let msg = "repave-sim simulates updates of kubernetes_worker_instances (a positive integer) only";
         return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"body": msg}))).into_response();
     };
-    let mut clusters = lock(&state.fleet.clusters);
-    advance(&mut clusters, state);
+    let mut clusters = fleet.clusters();
     let Some(c) = clusters.get_mut(name) else { return not_found(name) };
     if let Some(refused) = busy(c) {
         return refused;
     }
     c.workers = u32::try_from(workers).unwrap_or(u32::MAX);
-    begin(c, state, "UPDATE", state.scenario.tkgi.resize_secs, true);
-    count(state, "resizes", name);
+    fleet.begin(c, "UPDATE", fleet.config.resize_secs, true);
+    fleet.count("resizes", name);
     (StatusCode::ACCEPTED, Json(cluster_json(c))).into_response()
 }
 
-/// The create body (platform-apis.md §1.2): `name`, `plan_name`, `parameters.kubernetes_master_host` required.
+/// The create body (docs/facts/tkgi-api.md): `name`, `plan_name`, `parameters.kubernetes_master_host` required.
 #[derive(Deserialize)]
 struct CreateBody {
     name: String,
@@ -482,8 +523,8 @@ struct CreateParameters {
     kubernetes_worker_instances: Option<u32>,
 }
 
-async fn create(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = auth(&state, &headers) {
+async fn create(State(fleet): State<Arc<Fleet>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = fleet.auth(&headers) {
         return r;
     }
     let body: CreateBody = match serde_json::from_slice(&body) {
@@ -492,13 +533,12 @@ async fn create(State(state): State<Arc<SimState>>, headers: HeaderMap, body: By
             return (StatusCode::BAD_REQUEST, Json(json!({"body": format!("invalid cluster: {e}")}))).into_response();
         }
     };
-    let cfg = &state.scenario.tkgi;
+    let cfg = &fleet.config;
     let Some(plan) = cfg.plans.iter().find(|p| p.name == body.plan_name) else {
         let msg = format!("plan {} not found", body.plan_name);
         return (StatusCode::BAD_REQUEST, Json(json!({"body": msg}))).into_response();
     };
-    let mut clusters = lock(&state.fleet.clusters);
-    advance(&mut clusters, &state);
+    let mut clusters = fleet.clusters();
     if clusters.contains_key(&body.name) {
         let msg = format!("cluster {} already exists", body.name);
         return (StatusCode::CONFLICT, Json(json!({"body": msg}))).into_response();
@@ -506,8 +546,8 @@ async fn create(State(state): State<Arc<SimState>>, headers: HeaderMap, body: By
     let mut c = new_cluster(cfg, &body.name, &body.plan_name);
     c.workers = body.parameters.kubernetes_worker_instances.unwrap_or(plan.worker_instances);
     c.master_host = body.parameters.kubernetes_master_host;
-    begin(&mut c, &state, "CREATE", cfg.create_secs, true);
-    count(&state, "creates", &body.name);
+    fleet.begin(&mut c, "CREATE", cfg.create_secs, true);
+    fleet.count("creates", &body.name);
     let answer = cluster_json(&c);
     clusters.insert(body.name, c);
     (StatusCode::ACCEPTED, Json(answer)).into_response()
@@ -549,53 +589,45 @@ fn new_cluster(cfg: &Config, name: &str, plan_name: &str) -> Cluster {
 }
 
 /// `DELETE /v1/clusters/{name}` → 204; the cluster shows `DELETE in progress` until it is gone.
-async fn remove(State(state): State<Arc<SimState>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(r) = auth(&state, &headers) {
+async fn remove(State(fleet): State<Arc<Fleet>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = fleet.auth(&headers) {
         return r;
     }
-    let mut clusters = lock(&state.fleet.clusters);
-    advance(&mut clusters, &state);
+    let mut clusters = fleet.clusters();
     let Some(c) = clusters.get_mut(&name) else { return not_found(&name) };
     if let Some(refused) = busy(c) {
         return refused;
     }
-    begin(c, &state, "DELETE", state.scenario.tkgi.delete_secs, true);
-    count(&state, "deletes", &name);
+    fleet.begin(c, "DELETE", fleet.config.delete_secs, true);
+    fleet.count("deletes", &name);
     StatusCode::NO_CONTENT.into_response()
 }
 
-fn count(state: &SimState, what: &str, name: &str) {
-    state.counter_add(&format!("tkgi.{what}"), 1);
-    state.counter_add(&format!("tkgi.{what}.{name}"), 1);
-}
-
-async fn bind(State(state): State<Arc<SimState>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(r) = auth(&state, &headers) {
+async fn bind(State(fleet): State<Arc<Fleet>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = fleet.auth(&headers) {
         return r;
     }
-    let Some(uuid) = lock(&state.fleet.clusters).get(&name).map(|c| c.uuid.clone()) else {
+    let Some(uuid) = lock(&fleet.clusters).get(&name).map(|c| c.uuid.clone()) else {
         return not_found(&name);
     };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
     let token = format!("kube-token-{name}-{:016x}", random_u64());
-    lock(&state.fleet.kube_tokens).insert(token.clone(), name.clone());
-    let ca = base64::engine::general_purpose::STANDARD.encode(state.ca_pem.get().map_or("", String::as_str));
+    lock(&fleet.kube_tokens).insert(token.clone(), name.clone());
+    let ca = base64::engine::general_purpose::STANDARD.encode(&fleet.ca_pem);
     let config = json!({
         "apiVersion": "v1", "kind": "Config", "current-context": name, "preferences": {},
         "contexts": [{"name": name, "context": {"cluster": name, "user": uuid}}],
-        "clusters": [{"name": name, "cluster": {"certificate-authority-data": ca, "server": format!("https://{host}/k8s/{name}")}}],
+        "clusters": [{"name": name, "cluster": {"certificate-authority-data": ca, "server": format!("{}/k8s/{name}", base_url(&headers))}}],
         "users": [{"name": uuid, "user": {"token": token}}],
     });
     (StatusCode::CREATED, Json(config)).into_response()
 }
 
-async fn plans(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = auth(&state, &headers) {
+async fn plans(State(fleet): State<Arc<Fleet>>, headers: HeaderMap) -> Response {
+    if let Err(r) = fleet.auth(&headers) {
         return r;
     }
-    let plans: Vec<Value> = state
-        .scenario
-        .tkgi
+    let plans: Vec<Value> = fleet
+        .config
         .plans
         .iter()
         .map(|p| {
@@ -606,16 +638,11 @@ async fn plans(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Respon
     Json(plans).into_response()
 }
 
-async fn platform_version(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = auth(&state, &headers) {
+async fn platform_version(State(fleet): State<Arc<Fleet>>, headers: HeaderMap) -> Response {
+    if let Err(r) = fleet.auth(&headers) {
         return r;
     }
-    Json(json!({"build": {"artifact": "pks-api", "version": state.scenario.tkgi.platform_version}})).into_response()
-}
-
-fn random_u64() -> u64 {
-    use std::hash::BuildHasher;
-    std::collections::hash_map::RandomState::new().hash_one(Instant::now())
+    Json(json!({"build": {"artifact": "pks-api", "version": fleet.config.platform_version}})).into_response()
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! UAA: `POST /oauth/token` (client_credentials and password grants, HTTP Basic client authentication) and
-//! the bearer-token check every protected simulated API calls ([`authorize`]).
+//! the bearer-token check every protected simulated API calls ([`Uaa::authorize`]).
 //!
-//! Shapes follow reference/platform-apis.md §1.1: form-encoded request, `{"access_token", "token_type":"bearer",
-//! "expires_in", "scope", "jti"}` answers (UAA's lowercase `bearer`), RFC 6749 errors such as `invalid_client`.
+//! Shapes follow docs/facts/tkgi-api.md: form-encoded request, `{"access_token", "token_type":"bearer",
+//! "expires_in", "scope", "jti"}` answers (UAA's lowercase `bearer`), OAuth 2.0 errors such as `invalid_client`.
 //! Tokens are opaque random strings that really expire after `token_ttl_secs` (wall-clock seconds, not scaled:
 //! tests use a short TTL to exercise refresh) and can be revoked through `POST /_sim/uaa/revoke`.
 
@@ -20,7 +20,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::state::SimState;
+use crate::shared::{lock, random_u64};
 
 /// The `uaa` section of a scenario.
 #[derive(Debug, Clone, Deserialize)]
@@ -62,9 +62,16 @@ impl Default for Config {
     }
 }
 
-/// Issued tokens, kept in the simulator's state.
+/// The simulated UAA: its clients and users, and the tokens it issued. Every protected service holds it to
+/// check bearer tokens ([`Uaa::authorize`]).
+pub struct Uaa {
+    config: Config,
+    tokens: Tokens,
+}
+
+/// Issued tokens.
 #[derive(Default)]
-pub struct Tokens {
+struct Tokens {
     issued: Mutex<HashMap<String, Issued>>,
     next: Mutex<u64>,
 }
@@ -77,76 +84,82 @@ struct Issued {
 impl Tokens {
     fn issue(&self, scopes: Vec<String>, ttl: Duration) -> String {
         let serial = {
-            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            let mut next = lock(&self.next);
             *next += 1;
             *next
         };
         let token = format!("sim-token-{serial}-{:016x}", random_u64());
         let issued = Issued { scopes, expires: Instant::now() + ttl };
-        self.issued.lock().unwrap_or_else(|p| p.into_inner()).insert(token.clone(), issued);
+        lock(&self.issued).insert(token.clone(), issued);
         token
     }
 
-    /// Revokes every token issued so far; returns how many.
-    pub fn revoke_all(&self) -> usize {
-        let mut issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
+    fn revoke_all(&self) -> usize {
+        let mut issued = lock(&self.issued);
         let n = issued.len();
         issued.clear();
         n
     }
 
     fn scopes_of(&self, token: &str) -> Option<Vec<String>> {
-        let issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
+        let issued = lock(&self.issued);
         issued.get(token).filter(|t| Instant::now() < t.expires).map(|t| t.scopes.clone())
     }
 }
 
-fn random_u64() -> u64 {
-    use std::hash::BuildHasher;
-    std::collections::hash_map::RandomState::new().hash_one(Instant::now())
+impl Uaa {
+    pub(crate) fn new(config: Config) -> Self {
+        Self { config, tokens: Tokens::default() }
+    }
+
+    /// Revokes every token issued so far; returns how many.
+    pub fn revoke_all(&self) -> usize {
+        self.tokens.revoke_all()
+    }
+
+    /// Requires a live bearer token carrying at least one of `any_of` scopes: 401 `invalid_token` when missing,
+    /// unknown, revoked or expired; 403 `insufficient_scope` when the scope is wrong.
+    // Handlers hand the error straight back as their response; boxing it would only add an unbox at every call
+    // site.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn authorize(&self, headers: &HeaderMap, any_of: &[&str]) -> Result<(), Response> {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_string());
+        let Some(token) = presented else {
+            return Err(oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Full authentication is required to access this resource",
+            ));
+        };
+        let Some(scopes) = self.tokens.scopes_of(&token) else {
+            return Err(oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "The token expired, was revoked, or the token ID is incorrect.",
+            ));
+        };
+        if any_of.is_empty() || scopes.iter().any(|s| any_of.contains(&s.as_str())) {
+            return Ok(());
+        }
+        Err(oauth_error(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            &format!("Insufficient scope for this resource: needs one of {}", any_of.join(", ")),
+        ))
+    }
 }
 
-pub fn routes(state: Arc<SimState>) -> Router {
+pub(crate) fn routes(uaa: Arc<Uaa>) -> Router {
     Router::new()
         .route("/oauth/token", post(token))
         .route("/_sim/uaa/revoke", post(revoke))
         .route("/_sim/uaa/whoami", axum::routing::get(whoami))
-        .with_state(state)
-}
-
-/// Requires a live bearer token carrying at least one of `any_of` scopes: 401 `invalid_token` when missing,
-/// unknown, revoked or expired; 403 `insufficient_scope` when the scope is wrong.
-// Handlers hand the error straight back as their response; boxing it would only add an unbox at every call site.
-#[allow(clippy::result_large_err)]
-pub fn authorize(state: &SimState, headers: &HeaderMap, any_of: &[&str]) -> Result<(), Response> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_string());
-    let Some(token) = presented else {
-        return Err(oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Full authentication is required to access this resource",
-        ));
-    };
-    let Some(scopes) = state.uaa.scopes_of(&token) else {
-        return Err(oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            "The token expired, was revoked, or the token ID is incorrect.",
-        ));
-    };
-    if any_of.is_empty() || scopes.iter().any(|s| any_of.contains(&s.as_str())) {
-        return Ok(());
-    }
-    Err(oauth_error(
-        StatusCode::FORBIDDEN,
-        "insufficient_scope",
-        &format!("Insufficient scope for this resource: needs one of {}", any_of.join(", ")),
-    ))
+        .with_state(uaa)
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
@@ -154,23 +167,19 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 }
 
 /// A protected echo of the caller's token: lets client tests exercise 401 handling without a platform route.
-async fn whoami(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
-    match authorize(&state, &headers, &[]) {
+async fn whoami(State(uaa): State<Arc<Uaa>>, headers: HeaderMap) -> Response {
+    match uaa.authorize(&headers, &[]) {
         Ok(()) => Json(json!({"ok": true})).into_response(),
         Err(response) => response,
     }
 }
 
-async fn revoke(State(state): State<Arc<SimState>>) -> Response {
-    Json(json!({"revoked": state.uaa.revoke_all()})).into_response()
+async fn revoke(State(uaa): State<Arc<Uaa>>) -> Response {
+    Json(json!({"revoked": uaa.revoke_all()})).into_response()
 }
 
-async fn token(
-    State(state): State<Arc<SimState>>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let config = &state.scenario.uaa;
+async fn token(State(uaa): State<Arc<Uaa>>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
+    let config = &uaa.config;
     let (client_id, client_secret) = match basic_credentials(&headers) {
         Some(creds) => creds,
         None => {
@@ -202,7 +211,7 @@ async fn token(
     };
     let scopes = narrow(scopes, form.get("scope"));
     let ttl = Duration::from_secs(config.token_ttl_secs);
-    let access_token = state.uaa.issue(scopes.clone(), ttl);
+    let access_token = uaa.tokens.issue(scopes.clone(), ttl);
     Json(json!({
         "access_token": access_token,
         "token_type": "bearer",

@@ -5,7 +5,9 @@
 //! Byte `i` is byte `i % 8` (little-endian) of `splitmix64(seed + (i / 8) * GAMMA)`: the splitmix64 sequence
 //! started at `seed`, which is fast, well mixed and random-access.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -15,9 +17,12 @@ use md5::Md5;
 use serde::Serialize;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
+use tokio::task::JoinError;
+
+use super::util::lock;
 
 /// Bytes generated per stream item.
-pub const CHUNK: usize = 64 * 1024;
+pub(crate) const CHUNK: usize = 64 * 1024;
 
 const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -33,7 +38,7 @@ fn word(seed: u64, index: u64) -> [u8; 8] {
 }
 
 /// Fills `buf` with the blob's bytes starting at `offset`.
-pub fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
+pub(crate) fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
     // Unaligned head: the tail end of one word.
     let skip = (offset % 8) as usize;
     let head = if skip == 0 { 0 } else { (8 - skip).min(buf.len()) };
@@ -52,7 +57,7 @@ pub fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
 }
 
 /// `len` bytes of the blob from `offset`, in [`CHUNK`]-sized pieces, generated as they are polled.
-pub fn blob_bytes(seed: u64, offset: u64, len: u64) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+pub(crate) fn blob_bytes(seed: u64, offset: u64, len: u64) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
     let end = offset.saturating_add(len);
     stream::iter((offset..end).step_by(CHUNK).map(move |at| {
         let mut buf = vec![0; (end - at).min(CHUNK as u64) as usize];
@@ -69,9 +74,9 @@ pub struct BlobDigests {
     pub sha256: String,
 }
 
-/// Digests of the blob (seed, size). About a few seconds per GiB: cache it (see `SimState::blob_digests`) and
-/// run it off the async workers.
-pub fn blob_digests(seed: u64, size: u64) -> BlobDigests {
+/// Digests of the blob (seed, size). About a few seconds per GiB: cache it ([`DigestCache`]) and run it off the
+/// async workers.
+pub(crate) fn blob_digests(seed: u64, size: u64) -> BlobDigests {
     let (mut md5, mut sha1, mut sha256) = (Md5::new(), Sha1::new(), Sha256::new());
     let mut buf = vec![0; CHUNK];
     for at in (0..size).step_by(CHUNK) {
@@ -85,6 +90,31 @@ pub fn blob_digests(seed: u64, size: u64) -> BlobDigests {
         md5: hex::encode(md5.finalize()),
         sha1: hex::encode(sha1.finalize()),
         sha256: hex::encode(sha256.finalize()),
+    }
+}
+
+/// Digests computed so far, by (seed, size): bosh.io's list, the director and `/_sim/blob/…/digests` all publish
+/// the same values, and each blob is hashed once.
+#[derive(Default)]
+pub(crate) struct DigestCache(Mutex<HashMap<(u64, u64), BlobDigests>>);
+
+impl DigestCache {
+    /// md5/sha1/sha256 of a blob, computed once per (seed, size). CPU-bound: from async code use
+    /// [`DigestCache::off_thread`].
+    pub(crate) fn get(&self, seed: u64, size: u64) -> BlobDigests {
+        if let Some(d) = lock(&self.0).get(&(seed, size)) {
+            return d.clone();
+        }
+        // Computed outside the lock: hashing 1 GiB takes seconds and must not block other requests.
+        let digests = blob_digests(seed, size);
+        lock(&self.0).insert((seed, size), digests.clone());
+        digests
+    }
+
+    /// [`DigestCache::get`] on the blocking pool, so hashing a large blob never holds up the async workers.
+    pub(crate) async fn off_thread(self: &Arc<Self>, seed: u64, size: u64) -> Result<BlobDigests, JoinError> {
+        let cache = Arc::clone(self);
+        tokio::task::spawn_blocking(move || cache.get(seed, size)).await
     }
 }
 
@@ -123,7 +153,7 @@ fn parse_range(value: Option<&str>, size: u64) -> RangeAsk {
 }
 
 /// A complete response for the blob (seed, size): 200, 206 with `Content-Range`, or 416; HEAD gets headers only.
-pub fn blob_response(seed: u64, size: u64, headers: &HeaderMap, method: &Method) -> Response {
+pub(crate) fn blob_response(seed: u64, size: u64, headers: &HeaderMap, method: &Method) -> Response {
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, start, len) = match parse_range(range, size) {
         RangeAsk::Full => (StatusCode::OK, 0, size),

@@ -4,7 +4,7 @@
 //! `/_sim/stats`), so tests can always observe and re-arm the simulator. A request is counted against every rule
 //! it matches; the first rule that is due (past its `skip`, within its `count`) fires, and at most one fires.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::bail;
@@ -15,8 +15,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::shared::shaping::{BodyFault, shape_body};
-use crate::state::SimState;
+use super::shaping::{BodyFault, shape_body};
+use super::util::lock;
 
 /// One fault rule, as written in a scenario's `faults:` list or POSTed to `/_sim/faults`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,7 +69,7 @@ pub enum FaultAction {
 
 impl FaultAction {
     /// The name recorded in the request log.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Self::Status { .. } => "status",
             Self::ResetAfterBytes { .. } => "reset_after_bytes",
@@ -103,7 +103,7 @@ impl FaultRule {
     }
 
     /// Rejects rules that could never behave as written.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
         if !self.path.starts_with('/') && !self.path.starts_with('*') {
             bail!("fault rule path must start with '/' or '*', got {:?}", self.path);
         }
@@ -133,7 +133,7 @@ pub struct ArmedFault {
 }
 
 impl ArmedFault {
-    pub fn new(rule: FaultRule) -> Self {
+    pub(crate) fn new(rule: FaultRule) -> Self {
         Self { rule, matched: 0, fired: 0 }
     }
 
@@ -142,8 +142,35 @@ impl ArmedFault {
     }
 }
 
+/// The armed faults of one simulator: those of the scenario, then any added through `POST /_sim/faults`.
+pub(crate) struct Faults(Mutex<Vec<ArmedFault>>);
+
+impl Faults {
+    pub(crate) fn new(rules: &[FaultRule]) -> Self {
+        Self(Mutex::new(rules.iter().cloned().map(ArmedFault::new).collect()))
+    }
+
+    pub(crate) fn add(&self, rule: FaultRule) {
+        lock(&self.0).push(ArmedFault::new(rule));
+    }
+
+    pub(crate) fn clear(&self) {
+        lock(&self.0).clear();
+    }
+
+    /// The armed faults with how often each matched and fired.
+    pub(crate) fn list(&self) -> Vec<ArmedFault> {
+        lock(&self.0).clone()
+    }
+
+    /// Counts this request against every matching rule and returns the action of the first one due to fire.
+    fn take(&self, method: &str, path: &str) -> Option<FaultAction> {
+        select(&mut lock(&self.0), method, path)
+    }
+}
+
 /// Counts a request against every matching rule and fires the first one that is due.
-pub(crate) fn select(rules: &mut [ArmedFault], method: &str, path: &str) -> Option<FaultAction> {
+fn select(rules: &mut [ArmedFault], method: &str, path: &str) -> Option<FaultAction> {
     let mut chosen = None;
     for armed in rules.iter_mut().filter(|a| a.rule.matches(method, path)) {
         armed.matched = armed.matched.saturating_add(1);
@@ -156,7 +183,7 @@ pub(crate) fn select(rules: &mut [ArmedFault], method: &str, path: &str) -> Opti
 }
 
 /// `*` matches any run of characters; everything else matches itself.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
+fn glob_match(pattern: &str, text: &str) -> bool {
     let Some((first, rest)) = pattern.split_once('*') else {
         return pattern == text;
     };
@@ -184,14 +211,14 @@ pub(crate) fn is_control_path(path: &str) -> bool {
 
 /// Marks a response with the fault that shaped it, for the request log.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct AppliedFault(pub &'static str);
+pub(crate) struct AppliedFault(pub(crate) &'static str);
 
 /// The fault layer: answers, delays or reshapes a response according to the first due rule.
-pub async fn middleware(State(state): State<Arc<SimState>>, req: Request, next: Next) -> Response {
+pub(crate) async fn middleware(State(faults): State<Arc<Faults>>, req: Request, next: Next) -> Response {
     if is_control_path(req.uri().path()) {
         return next.run(req).await;
     }
-    let Some(action) = state.take_fault(req.method().as_str(), req.uri().path()) else {
+    let Some(action) = faults.take(req.method().as_str(), req.uri().path()) else {
         return next.run(req).await;
     };
     let mut response = apply(action.clone(), req, next).await;

@@ -183,6 +183,16 @@ async fn list(
     };
     let all = query.get("all").is_some_and(|v| matches!(v.as_str(), "1" | "true" | "t"));
     let limit = if all { usize::MAX } else { 40 };
+    // Every blob the answer needs hashed is hashed at once, on the blocking pool: a list of N new 1 GiB
+    // tarballs then costs what the cores can do together, not N hashes one after the other.
+    let hasher = &*boshio;
+    let unhashed = line.versions.iter().take(limit).flat_map(|v| {
+        FLAVORS.into_iter().filter_map(move |flavor| {
+            let variant = v.variant(flavor).filter(|variant| needs_hashing(variant))?;
+            Some(hasher.digests(seed(&line.name, &v.version, flavor), variant.size))
+        })
+    });
+    futures_util::future::join_all(unhashed).await;
     let mut records = Vec::new();
     for v in line.versions.iter().take(limit) {
         let mut record = json!({"name": line.name, "version": v.version});
@@ -206,14 +216,12 @@ async fn variant_json(
 ) -> Value {
     let url = variant.url.clone().unwrap_or_else(|| format!("{base}{}", tarball_path(name, version, flavor, variant)));
     let mut out = json!({"url": url, "size": variant.size});
-    let published = published_digests(variant);
-    // Hashing the blob costs seconds per GiB: skip it when every published digest is given.
-    let computed = if published.iter().any(|(_, given)| given.is_none()) {
+    let computed = if needs_hashing(variant) {
         Some(boshio.digests(seed(name, version, flavor), variant.size).await)
     } else {
         None
     };
-    for (algo, given) in published {
+    for (algo, given) in published_digests(variant) {
         let value = match (given, &computed) {
             (Some(given), _) => given.to_string(),
             (None, Some(d)) => match algo {
@@ -228,6 +236,11 @@ async fn variant_json(
         out[algo] = value.into();
     }
     out
+}
+
+/// Hashing a blob costs seconds per GiB: it is skipped when every published digest is given.
+fn needs_hashing(variant: &VariantConfig) -> bool {
+    published_digests(variant).iter().any(|(_, given)| given.is_none())
 }
 
 /// The digests a variant publishes, in `md5`, `sha1`, `sha256` order: those listed in `checksums` plus

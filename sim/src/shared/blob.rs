@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -93,22 +93,23 @@ pub(crate) fn blob_digests(seed: u64, size: u64) -> BlobDigests {
     }
 }
 
-/// Digests computed so far, by (seed, size): bosh.io's list, the director and `/_sim/blob/…/digests` all publish
-/// the same values, and each blob is hashed once.
+/// Digests by (seed, size): bosh.io's list, the director and `/_sim/blob/…/digests` all publish the same values,
+/// and each blob is hashed once.
 #[derive(Default)]
-pub(crate) struct DigestCache(Mutex<HashMap<(u64, u64), BlobDigests>>);
+pub(crate) struct DigestCache(Mutex<HashMap<(u64, u64), Arc<Hashed>>>);
+
+/// A blob's digests once the first caller has hashed it; later callers wait on the same cell.
+type Hashed = OnceLock<BlobDigests>;
 
 impl DigestCache {
     /// md5/sha1/sha256 of a blob, computed once per (seed, size). CPU-bound: from async code use
     /// [`DigestCache::off_thread`].
     pub(crate) fn get(&self, seed: u64, size: u64) -> BlobDigests {
-        if let Some(d) = lock(&self.0).get(&(seed, size)) {
-            return d.clone();
-        }
-        // Computed outside the lock: hashing 1 GiB takes seconds and must not block other requests.
-        let digests = blob_digests(seed, size);
-        lock(&self.0).insert((seed, size), digests.clone());
-        digests
+        let cell = Arc::clone(lock(&self.0).entry((seed, size)).or_default());
+        // Hashed outside the map's lock (1 GiB takes seconds and must not hold up other blobs). A caller that
+        // arrives while the blob is being hashed waits for that result instead of hashing it again: a client that
+        // timed out and retried must find its first request's work done, not start over beside it.
+        cell.get_or_init(|| blob_digests(seed, size)).clone()
     }
 
     /// [`DigestCache::get`] on the blocking pool, so hashing a large blob never holds up the async workers.

@@ -9,7 +9,8 @@
 //!
 //! The demo also knows what the scenario must produce (the new stemcell is found, the fleet put fails on exactly
 //! one cluster and stops its wave, …). Anything else is reported as a surprise and makes [`run`] return `false`:
-//! the test that runs the demo (`tests/demo.rs`) thereby catches a demo that no longer shows what it claims.
+//! the test that runs the demo (`tests/integration/demo.rs`) thereby catches a demo that no longer shows what it
+//! claims.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

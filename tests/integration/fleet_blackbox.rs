@@ -1,10 +1,8 @@
 //! `kind: fleet` end to end: the built check/in/out binaries against repave-sim over TLS, as Concourse
 //! runs them. The client secret is the harness sentinel, so every run also proves it is never printed.
 
-mod common;
-
-use common::fleet::{check, names, out, source, world};
-use common::{SENTINEL, run_step};
+use crate::common::fleet::{check, names, out, source, world};
+use crate::common::{SENTINEL, run_step};
 use repave_sim::testing::RunningSim;
 use repave_sim::{FaultAction, FaultRule};
 use serde_json::{Value, json};
@@ -323,7 +321,7 @@ fn deployed_stemcells(sim: &RunningSim) -> Vec<String> {
 }
 
 /// A fleet `out` with a director in `source`, run in `work` (where a stemcell get left `stemcell/`).
-fn fleet_put(sim: &RunningSim, work: &std::path::Path, params: Value) -> common::StepOutput {
+fn fleet_put(sim: &RunningSim, work: &std::path::Path, params: Value) -> crate::common::StepOutput {
     let mut params = params;
     params.as_object_mut().unwrap().insert("poll_interval".into(), json!("50ms"));
     let request = json!({"source": source(sim, director(sim)), "params": params});

@@ -2,9 +2,7 @@
 //! a message naming the field and what was expected. Every source points at a closed local port with
 //! one HTTP attempt, so a validation that is missing shows up as a connection error, not a hang.
 
-mod common;
-
-use common::{SENTINEL, run_step};
+use crate::common::{SENTINEL, run_step};
 use serde_json::{Value, json};
 
 const CLOSED: &str = "https://127.0.0.1:9";

@@ -1,9 +1,7 @@
 //! `in` for `kind: stemcell` against repave-sim over TLS: each checksum kind, parallel ranges,
 //! corrupted bytes, resets at several offsets, a server without ranges, a stall, preserve_filename.
 
-mod common;
-
-use common::{SENTINEL, StepOutput, run_step};
+use crate::common::{SENTINEL, StepOutput, run_step};
 use repave_sim::testing::RunningSim;
 use repave_sim::{FaultAction, FaultRule};
 use serde_json::{Value, json};

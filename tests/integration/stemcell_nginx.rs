@@ -3,9 +3,7 @@
 //! nginx's own HEAD, `Accept-Ranges` and 206 handling. repave-sim proves the fault paths; this proves
 //! the happy paths are not tuned to our own simulator's quirks.
 
-mod common;
-
-use common::{Killed, Rng, StepOutput, free_port, run_step, self_signed_cert};
+use crate::common::{Killed, Rng, StepOutput, free_port, run_step, self_signed_cert};
 use serde_json::{Value, json};
 use sha2::Digest;
 use std::io::{BufRead, BufReader};

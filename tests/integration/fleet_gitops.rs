@@ -2,9 +2,7 @@
 //! against repave-sim over TLS. Assertions come from the simulator's counters, request log and state;
 //! every put's version is compared with what `check` reports afterwards.
 
-mod common;
-
-use common::{SENTINEL, StepOutput, run_step};
+use crate::common::{SENTINEL, StepOutput, run_step};
 use repave_sim::testing::RunningSim;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -21,11 +19,11 @@ fn world(clusters: &[&str], upgrade_secs: u32) -> String {
 }
 
 fn check(sim: &RunningSim) -> Value {
-    common::fleet::check(sim, json!({})).json()[0].clone()
+    crate::common::fleet::check(sim, json!({})).json()[0].clone()
 }
 
 fn source(sim: &RunningSim) -> Value {
-    common::fleet::source(sim, json!({}))
+    crate::common::fleet::source(sim, json!({}))
 }
 
 /// Runs `out` with `fleet` written to `fleet-repo/fleet.yml` in the put's directory.

@@ -4,9 +4,7 @@
 //! verified file identical to the source, or exit 1 with a clear message — and never leave a file
 //! under the final name, or a temp file, behind.
 
-mod common;
-
-use common::{Rng, StepOutput, run_step, spawn_step};
+use crate::common::{Rng, StepOutput, run_step, spawn_step};
 use repave_sim::testing::RunningSim;
 use repave_sim::{FaultAction, FaultRule};
 use serde_json::json;

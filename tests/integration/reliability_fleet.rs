@@ -4,10 +4,8 @@
 //! concurrency never above max_in_flight, no cluster started twice, nothing started after a failure
 //! was seen when the rollout must stop, and an exit code and messages that tell the truth.
 
-mod common;
-
-use common::fleet::{check, out, source, world};
-use common::{Rng, SENTINEL, run_step, spawn_step};
+use crate::common::fleet::{check, out, source, world};
+use crate::common::{Rng, SENTINEL, run_step, spawn_step};
 use repave_sim::testing::RunningSim;
 use repave_sim::{FaultAction, FaultRule};
 use serde_json::{Value, json};
@@ -133,7 +131,7 @@ fn run_trial(seed: u64) {
     }
 }
 
-/// Replays one trial: `SEED=n cargo test --test reliability_fleet replay_one_seed -- --ignored`.
+/// Replays one trial: `SEED=n cargo test --test integration reliability_fleet::replay_one_seed -- --ignored`.
 #[test]
 #[ignore]
 fn replay_one_seed() {

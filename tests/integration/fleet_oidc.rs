@@ -2,9 +2,7 @@
 //! serving client_credentials with HTTP Basic client authentication at `/oauth/token` over TLS.
 //! Needs `node` and `npm` (ci/test installs them); the npm package is installed here on first use.
 
-mod common;
-
-use common::{Killed, free_port, self_signed_cert};
+use crate::common::{Killed, free_port, self_signed_cert};
 use repave::Env;
 use repave::clients::uaa::{Grant, Uaa};
 use repave::http::{HttpClient, HttpConfig};

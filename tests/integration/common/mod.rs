@@ -1,7 +1,6 @@
 //! Shared helpers for the black-box tests: run a built binary exactly as Concourse would (JSON on
 //! stdin, a directory argument, a controlled environment) and check the harness-wide rules on every
 //! run — a sentinel secret never appears in stdout, stderr or any file the step wrote.
-#![allow(dead_code)]
 
 pub mod fleet;
 

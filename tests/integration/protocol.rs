@@ -1,8 +1,6 @@
 //! The protocol rules every step obeys, exercised on the built binaries.
 
-mod common;
-
-use common::{SENTINEL, run_step};
+use crate::common::{SENTINEL, run_step};
 
 #[test]
 fn malformed_json_fails_cleanly() {

@@ -3,9 +3,7 @@
 //! get/put `params` parse with the strict types the binaries use, so the examples cannot drift from
 //! the code. Task configs under `ci/tasks/` are checked too, and the scripts they run must exist.
 
-mod pipeline_lint;
-
-use pipeline_lint::{Options, lint_pipeline, task::lint_task_file};
+use crate::pipeline_lint::{Options, lint_pipeline, task::lint_task_file};
 use std::path::{Path, PathBuf};
 
 fn repo() -> PathBuf {

@@ -1,9 +1,7 @@
 //! `check` for `kind: stemcell` against repave-sim's bosh.io over TLS: filters and ordering on tricky
 //! lists, the light hold-back, odd versions, an unknown name.
 
-mod common;
-
-use common::run_step;
+use crate::common::run_step;
 use repave_sim::testing::RunningSim;
 use serde_json::{Value, json};
 
@@ -44,7 +42,7 @@ boshio:
     )
 }
 
-fn check(sim: &RunningSim, source: Value, version: Option<&str>) -> common::StepOutput {
+fn check(sim: &RunningSim, source: Value, version: Option<&str>) -> crate::common::StepOutput {
     let mut source = source;
     source["kind"] = "stemcell".into();
     source["api_url"] = sim.url().into();
@@ -57,7 +55,7 @@ fn check(sim: &RunningSim, source: Value, version: Option<&str>) -> common::Step
     run_step("check", &request.to_string(), None, &[])
 }
 
-fn versions(out: &common::StepOutput) -> Vec<String> {
+fn versions(out: &crate::common::StepOutput) -> Vec<String> {
     out.json().as_array().unwrap().iter().map(|v| v["version"].as_str().unwrap().to_string()).collect()
 }
 

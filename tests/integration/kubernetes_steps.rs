@@ -1,9 +1,7 @@
 //! `kind: kubernetes` end to end: the built check/in/out binaries against repave-sim's release feeds
 //! over TLS, as Concourse runs them.
 
-mod common;
-
-use common::{SENTINEL, run_step};
+use crate::common::{SENTINEL, run_step};
 use repave_sim::testing::RunningSim;
 use repave_sim::{FaultAction, FaultRule};
 use serde_json::{Value, json};
@@ -21,7 +19,7 @@ fn source(sim: &RunningSim, extra: Value) -> Value {
     source
 }
 
-fn check(sim: &RunningSim, extra: Value, version: Option<&str>) -> common::StepOutput {
+fn check(sim: &RunningSim, extra: Value, version: Option<&str>) -> crate::common::StepOutput {
     let mut request = json!({"source": source(sim, extra)});
     if let Some(v) = version {
         request["version"] = json!({"version": v});
@@ -29,12 +27,12 @@ fn check(sim: &RunningSim, extra: Value, version: Option<&str>) -> common::StepO
     run_step("check", &request.to_string(), None, &[])
 }
 
-fn versions(output: &common::StepOutput) -> Vec<String> {
+fn versions(output: &crate::common::StepOutput) -> Vec<String> {
     let answer = output.json();
     answer.as_array().unwrap().iter().map(|v| v["version"].as_str().unwrap().to_string()).collect()
 }
 
-fn get(sim: &RunningSim, dir: &std::path::Path, version: &str, params: Value) -> common::StepOutput {
+fn get(sim: &RunningSim, dir: &std::path::Path, version: &str, params: Value) -> crate::common::StepOutput {
     let request = json!({"source": source(sim, json!({})), "version": {"version": version}, "params": params});
     run_step("in", &request.to_string(), Some(dir), &[])
 }

@@ -1,9 +1,7 @@
 //! `out` for `kind: stemcell` against repave-sim's director and UAA over TLS: upload by URL (the
 //! director fetches), upload of the local tarball, already uploaded, a failing task, no secret leaks.
 
-mod common;
-
-use common::{SENTINEL, StepOutput, run_step, spawn_step};
+use crate::common::{SENTINEL, StepOutput, run_step, spawn_step};
 use repave_sim::testing::RunningSim;
 use serde_json::{Value, json};
 use std::path::Path;

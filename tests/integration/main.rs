@@ -1,0 +1,27 @@
+//! The black-box tests in one crate (one build, one link, one binary), a module per area; ripgrep's layout.
+//! Each module runs the built `check`/`in`/`out` binaries exactly as Concourse would against repave-sim (or a
+//! real server we did not write), with the harness in [`common`].
+//!
+//! One module: `cargo test --test integration stemcell_in::`; one test: `cargo test --test integration
+//! stemcell_in::md5_only_is_verified_with_md5`.
+
+mod common;
+mod pipeline_lint;
+
+mod bad_input;
+mod demo;
+mod fleet_blackbox;
+mod fleet_gitops;
+mod fleet_oidc;
+mod fuzz_parsing;
+mod http_client;
+mod kubernetes_steps;
+mod pipelines;
+mod protocol;
+mod reliability_fleet;
+mod reliability_in;
+mod stemcell_check;
+mod stemcell_in;
+mod stemcell_nginx;
+mod stemcell_out;
+mod uaa_client;

@@ -5,7 +5,8 @@
 //! was seen when the rollout must stop, and an exit code and messages that tell the truth.
 
 use crate::common::fleet::{check, out, source, world};
-use crate::common::{Rng, SENTINEL, run_step, spawn_step};
+use crate::common::{SENTINEL, run_step, spawn_step};
+use fastrand::Rng;
 use repave_sim::testing::RunningSim;
 use repave_sim::{FaultAction, FaultRule};
 use serde_json::{Value, json};
@@ -28,19 +29,19 @@ struct Trial {
 }
 
 fn draw(seed: u64) -> Trial {
-    let mut rng = Rng(seed);
-    let max_in_flight = 1 + rng.below(3) as i64;
-    let canaries = rng.below(3);
-    let on_failure = if rng.chance(50) { "stop" } else { "continue" };
-    let failing_index = rng.chance(50).then(|| rng.below(CLUSTERS as u64) as usize);
-    let hang = failing_index.is_some() && rng.chance(30);
+    let mut rng = Rng::with_seed(seed);
+    let max_in_flight = 1 + rng.i64(0..3);
+    let canaries = rng.u64(..3);
+    let on_failure = if chance(&mut rng, 50) { "stop" } else { "continue" };
+    let failing_index = chance(&mut rng, 50).then(|| rng.usize(..CLUSTERS));
+    let hang = failing_index.is_some() && chance(&mut rng, 30);
     let clusters: Vec<String> = (1..=CLUSTERS)
         .map(|i| match failing_index {
             Some(f) if f + 1 == i && hang => format!("{{name: c-{i:02}, upgrade_secs: 1000000}}"),
             // A duration of its own, so the failure is rarely seen in the same instant as another
             // cluster finishing (that case is covered exactly by the executor's unit tests).
             Some(f) if f + 1 == i => format!("{{name: c-{i:02}, upgrade_failures: 1, upgrade_secs: 700}}"),
-            _ if rng.chance(15) => {
+            _ if chance(&mut rng, 15) => {
                 // Busy for the whole trial: however late an outage makes the plan, the cluster is busy then.
                 format!("{{name: c-{i:02}, last_action: UPDATE, last_action_state: in progress}}")
             }
@@ -49,7 +50,7 @@ fn draw(seed: u64) -> Trial {
         .collect();
     let busy = clusters.iter().filter(|c| c.contains("in progress")).count();
     let refs: Vec<&str> = clusters.iter().map(String::as_str).collect();
-    let ttl = if rng.chance(30) { "token_ttl_secs: 1" } else { "" };
+    let ttl = if chance(&mut rng, 30) { "token_ttl_secs: 1" } else { "" };
     let mut scenario = world(&refs, 1200, "");
     if !ttl.is_empty() {
         scenario = scenario.replace("token_ttl_secs: 3600", ttl);
@@ -73,24 +74,29 @@ fn draw(seed: u64) -> Trial {
     }
 }
 
+/// True `percent` times in 100.
+fn chance(rng: &mut Rng, percent: u8) -> bool {
+    rng.u8(..100) < percent
+}
+
 fn draw_faults(rng: &mut Rng) -> Vec<FaultRule> {
     let status = |code| FaultAction::Status { code, retry_after: None, body: None };
     let mut faults = Vec::new();
-    if rng.chance(40) {
+    if chance(rng, 40) {
         // The API is down for a while: a run of 503s on every cluster read.
-        let outage = FaultRule::new("/v1/clusters*", status(503)).method("GET").skip(rng.below(12) as u32);
-        faults.push(outage.count(2 + rng.below(6) as u32));
+        let outage = FaultRule::new("/v1/clusters*", status(503)).method("GET").skip(rng.u32(..12));
+        faults.push(outage.count(2 + rng.u32(..6)));
     }
-    if rng.chance(30) {
-        faults.push(FaultRule::new("/oauth/token", status(503)).count(1 + rng.below(2) as u32));
+    if chance(rng, 30) {
+        faults.push(FaultRule::new("/oauth/token", status(503)).count(1 + rng.u32(..2)));
     }
-    if rng.chance(30) {
+    if chance(rng, 30) {
         let reset = FaultRule::new("/v1/clusters/*", FaultAction::ResetAfterBytes { bytes: 40 }).method("GET");
-        faults.push(reset.skip(rng.below(10) as u32).count(2));
+        faults.push(reset.skip(rng.u32(..10)).count(2));
     }
-    if rng.chance(30) {
+    if chance(rng, 30) {
         // An upgrade request whose answer is lost: the client cannot know whether it was accepted.
-        faults.push(FaultRule::new("/v1/clusters/*", status(502)).method("PATCH").skip(rng.below(4) as u32).count(1));
+        faults.push(FaultRule::new("/v1/clusters/*", status(502)).method("PATCH").skip(rng.u32(..4)).count(1));
     }
     faults
 }

@@ -4,7 +4,8 @@
 //! verified file identical to the source, or exit 1 with a clear message — and never leave a file
 //! under the final name, or a temp file, behind.
 
-use crate::common::{Rng, StepOutput, run_step, spawn_step};
+use crate::common::{StepOutput, run_step, spawn_step};
+use fastrand::Rng;
 use repave_sim::testing::RunningSim;
 use repave_sim::{FaultAction, FaultRule};
 use serde_json::json;
@@ -39,13 +40,13 @@ struct Drawn {
 
 fn draw_fault(rng: &mut Rng) -> Drawn {
     let path = "/stemcells/*";
-    let skip = rng.below(4) as u32;
+    let skip = rng.u32(..4);
     let status = |code| FaultAction::Status { code, retry_after: None, body: None };
-    let (action, count, recoverable, kind) = match rng.below(6) {
-        0 => (FaultAction::ResetAfterBytes { bytes: rng.below(SIZE / 2) }, 1 + rng.below(2) as u32, true, "reset"),
-        1 => (status([500, 502, 503, 504][rng.below(4) as usize]), 1 + rng.below(2) as u32, true, "5xx burst"),
-        2 => (FaultAction::Stall { after_bytes: Some(rng.below(SIZE / 4)), ms: 20_000 }, 1, true, "stall"),
-        3 => (FaultAction::Truncate { bytes: rng.below(SIZE / 2) }, 1, true, "truncated body"),
+    let (action, count, recoverable, kind) = match rng.u8(..6) {
+        0 => (FaultAction::ResetAfterBytes { bytes: rng.u64(..SIZE / 2) }, 1 + rng.u32(..2), true, "reset"),
+        1 => (status([500, 502, 503, 504][rng.usize(..4)]), 1 + rng.u32(..2), true, "5xx burst"),
+        2 => (FaultAction::Stall { after_bytes: Some(rng.u64(..SIZE / 4)), ms: 20_000 }, 1, true, "stall"),
+        3 => (FaultAction::Truncate { bytes: rng.u64(..SIZE / 2) }, 1, true, "truncated body"),
         4 => (FaultAction::IgnoreRange, 1, false, "range dropped"),
         _ => (FaultAction::RateLimit { bytes_per_sec: 4 << 20 }, 1, true, "slow connection"),
     };
@@ -83,10 +84,10 @@ struct Tally {
 }
 
 fn trial(sim: &RunningSim, seed: u64, tally: &mut Tally) {
-    let mut rng = Rng(seed);
-    let version = ["1.506", "1.505", "1.504", "1.503"][rng.below(4) as usize];
-    let parallel = 1 + rng.below(8);
-    let drawn: Vec<Drawn> = (0..1 + rng.below(3)).map(|_| draw_fault(&mut rng)).collect();
+    let mut rng = Rng::with_seed(seed);
+    let version = ["1.506", "1.505", "1.504", "1.503"][rng.usize(..4)];
+    let parallel = 1 + rng.u64(..8);
+    let drawn: Vec<Drawn> = (0..1 + rng.usize(..3)).map(|_| draw_fault(&mut rng)).collect();
     sim.clear_faults();
     drawn.iter().for_each(|d| sim.add_fault(d.rule.clone()));
     let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,7 @@
 //! nginx's own HEAD, `Accept-Ranges` and 206 handling. repave-sim proves the fault paths; this proves
 //! the happy paths are not tuned to our own simulator's quirks.
 
-use crate::common::{Killed, Rng, StepOutput, free_port, run_step, self_signed_cert};
+use crate::common::{Killed, StepOutput, free_port, run_step, self_signed_cert};
 use serde_json::{Value, json};
 use sha2::Digest;
 use std::io::{BufRead, BufReader};
@@ -107,8 +107,8 @@ impl Nginx {
 
     /// Writes a tarball of random bytes under `/d/` and returns its published variant.
     fn publish_tarball(&self, file: &str, seed: u64) -> Value {
-        let mut rng = Rng(seed);
-        let bytes: Vec<u8> = (0..SIZE / 8).flat_map(|_| rng.next().to_le_bytes()).collect();
+        let mut bytes = vec![0; SIZE];
+        fastrand::Rng::with_seed(seed).fill(&mut bytes);
         std::fs::write(self.root.join("d").join(file), &bytes).unwrap();
         json!({
             "url": self.url(&format!("/d/{file}")),

@@ -1,5 +1,5 @@
 //! A Concourse pipeline linter for the tests: what `fly validate-pipeline --strict` checks
-//! (reference/concourse-protocol.md §13, mirroring `atc/configvalidate` and `atc/step_validator.go`),
+//! (docs/facts/concourse.md, after Concourse's own pipeline and step validators),
 //! plus the check fly cannot do — every `repave` resource's `source` and every get/put `params` are
 //! parsed with [`repave::validate_config`], the strict types the binaries use.
 //!
@@ -185,7 +185,7 @@ pub(crate) fn kind_of(value: &Value) -> &'static str {
 }
 
 /// `^[\p{Ll}\p{Lt}\p{Lm}\p{Lo}\d][\p{Ll}\p{Lt}\p{Lm}\p{Lo}\d\-_.]*$`, not all digits
-/// (`atc/configvalidate`). Letters without case (Lo, Lm) count as lowercase.
+/// (Concourse's identifier rule, docs/facts/concourse.md). Letters without case (Lo, Lm) count as lowercase.
 pub fn is_identifier(name: &str) -> bool {
     let letter = |c: char| (c.is_alphabetic() && !c.is_uppercase()) || c.is_ascii_digit();
     let mut chars = name.chars();

@@ -1,5 +1,5 @@
-//! Step shapes (`atc/step_validator.go`): which step a mapping is, the fields each step and modifier
-//! allows, and the per-step rules. Gets and puts are recorded for the cross-cutting rules.
+//! Step shapes (after Concourse's step validator, docs/facts/concourse.md): which step a mapping is, the fields
+//! each step and modifier allows, and the per-step rules. Gets and puts are recorded for the cross-cutting rules.
 
 use super::{Expect, Sink, Use, kind_of, task};
 use serde_yaml_ng::{Mapping, Value};

@@ -1,7 +1,5 @@
 //! The `repave-sim` binary as a process: its ready line, serving, and a clean exit on SIGTERM; bad input exits 1.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -49,7 +47,7 @@ fn prints_ready_line_serves_and_exits_0_on_sigterm() {
     assert_eq!(ready["ca_cert"].as_str().unwrap(), ca_out.to_str().unwrap());
     assert_eq!(ready["control"].as_str().unwrap(), format!("{url}/_sim"));
 
-    let client = common::client(&ca_out);
+    let client = crate::common::client(&ca_out);
     assert!(client.get(format!("{url}/_sim/json")).send().unwrap().status().is_success());
 
     let pid = i32::try_from(child.id()).unwrap();

@@ -1,7 +1,5 @@
 //! The simulator seen from a client: TLS, the request log, fault injection and the deterministic blob.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use repave_sim::testing::RunningSim;
@@ -11,7 +9,7 @@ use reqwest::blocking::Client;
 
 fn sim() -> (RunningSim, Client) {
     let sim = RunningSim::start("");
-    let client = common::client(sim.ca_cert_path());
+    let client = crate::common::client(sim.ca_cert_path());
     (sim, client)
 }
 
@@ -74,7 +72,7 @@ fn faults_from_the_scenario_and_the_control_api() {
     let sim = RunningSim::start(
         "faults:\n  - path: /_sim/json\n    skip: 1\n    count: 1\n    action: {status: {code: 429, retry_after: 7}}\n",
     );
-    let client = common::client(sim.ca_cert_path());
+    let client = crate::common::client(sim.ca_cert_path());
     let url = format!("{}/_sim/json", sim.url());
     assert_eq!(client.get(&url).send().unwrap().status(), StatusCode::OK);
     let limited = client.get(&url).send().unwrap();
@@ -217,7 +215,7 @@ boshio:
           regular: {size: 1000}
 "#,
     );
-    let client = common::client(sim.ca_cert_path());
+    let client = crate::common::client(sim.ca_cert_path());
     let list: serde_json::Value =
         client.get(format!("{}/api/v1/stemcells/s", sim.url())).send().unwrap().json().unwrap();
     let overridden = &list[0]["regular"];

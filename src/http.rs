@@ -5,8 +5,7 @@
 //! timeout and a deadline; retries are bounded in count, back off exponentially with jitter, honour
 //! `Retry-After`, and are only used for requests that are safe to repeat.
 
-use crate::Env;
-use crate::config::HttpOptions;
+use crate::env::Env;
 use crate::redact::Log;
 use anyhow::{Context, Result, anyhow};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
@@ -49,23 +48,6 @@ impl Default for HttpConfig {
             max_body_bytes: 32 << 20,
             follow_redirects: true,
             system_ca_dir: "/etc/ssl/certs".to_string(),
-        }
-    }
-}
-
-impl HttpConfig {
-    /// Builds the settings from a source's TLS fields and optional `http` block.
-    pub fn from_source(ca_cert: Option<&str>, insecure: bool, opts: &HttpOptions) -> Self {
-        let d = HttpConfig::default();
-        HttpConfig {
-            ca_cert: ca_cert.map(str::to_string),
-            insecure_skip_tls_verify: insecure,
-            connect_timeout: opts.connect_timeout.map_or(d.connect_timeout, |x| x.0),
-            stall_timeout: opts.stall_timeout.map_or(d.stall_timeout, |x| x.0),
-            request_timeout: opts.request_timeout.map_or(d.request_timeout, |x| x.0),
-            attempts: opts.attempts.map_or(d.attempts, std::num::NonZeroU32::get),
-            max_backoff: opts.max_backoff.map_or(d.max_backoff, |x| x.0),
-            ..d
         }
     }
 }

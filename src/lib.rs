@@ -6,6 +6,8 @@
 
 pub mod clients;
 pub mod config;
+mod context;
+pub mod env;
 pub mod fleet;
 pub mod http;
 pub mod kubernetes;
@@ -16,16 +18,15 @@ pub mod sigv4;
 pub mod stemcell;
 pub mod window;
 
+pub use env::Env;
+
 use anyhow::{Context, Result};
 use config::Kind;
+use context::Ctx;
 use protocol::{Request, Step};
 use redact::Log;
-use std::collections::BTreeMap;
+use rollout::clock::{Clock, NOW_VARIABLE};
 use std::io::{Read, Write};
-use std::path::PathBuf;
-
-/// The process environment, passed down explicitly (nothing below the entry point reads it).
-pub type Env = BTreeMap<String, String>;
 
 /// The whole of a binary's `main`: run `step` with the real stdin, stdout, stderr, argv and
 /// environment, and exit with its status.
@@ -59,16 +60,6 @@ pub fn multicall_main() -> ! {
 /// panic on them).
 pub fn process_env() -> Env {
     std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
-}
-
-/// Everything a kind's step needs besides its typed config.
-pub struct Ctx {
-    pub log: Log,
-    pub env: Env,
-    /// The directory argument of `in` and `out`.
-    pub dir: Option<PathBuf>,
-    /// The wall clock (maintenance windows); see `rollout::clock` for why it is injected.
-    pub clock: rollout::clock::Clock,
 }
 
 /// Runs one step and returns the process exit status. On success exactly one JSON document is written
@@ -109,7 +100,7 @@ fn execute(step: Step, stdin: &mut dyn Read, args: &[String], env: Env, log: &Lo
         Step::Check => None,
         Step::In | Step::Out => Some(protocol::step_dir(step, args)?),
     };
-    let clock = rollout::clock::Clock::from_env(&env)?;
+    let clock = Clock::from_setting(env.get(NOW_VARIABLE).map(String::as_str))?;
     let ctx = Ctx { log: log.clone(), env, dir, clock };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

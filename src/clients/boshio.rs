@@ -79,7 +79,7 @@ mod tests {
 
     #[test]
     fn name_is_one_encoded_segment() {
-        let http = HttpClient::new(HttpConfig::default(), &crate::Env::new(), &Log::sink()).unwrap();
+        let http = HttpClient::new(HttpConfig::default(), &crate::env::Env::new(), &Log::sink()).unwrap();
         let api = BoshIo::new(http, "https://mirror.example/bosh/");
         let url = api.list_url("bosh-aws/../x y?z").unwrap();
         assert_eq!(url.as_str(), "https://mirror.example/bosh/api/v1/stemcells/bosh-aws%2F..%2Fx%20y%3Fz?all=1");

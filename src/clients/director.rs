@@ -4,9 +4,9 @@
 //! UAA URL, or `basic`). Async calls answer 302 with `Location: /tasks/{id}`; bosh-cli follows that
 //! itself, so this client never follows redirects (reference/platform-apis.md §2).
 
-use crate::Env;
 use crate::clients::uaa::{Grant, Uaa};
 use crate::config::DirectorSource;
+use crate::env::Env;
 use crate::http::{HttpClient, HttpConfig, Retry, read_capped, status_error};
 use crate::redact::Log;
 use anyhow::{Context, Result, bail};

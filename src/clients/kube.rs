@@ -1,7 +1,7 @@
 //! A cluster's Kubernetes API, reached through a kubeconfig from TKGI's `binds`: `/version` and
 //! `/readyz` only — enough for a post-upgrade health gate (reference/platform-apis.md §3).
 
-use crate::Env;
+use crate::env::Env;
 use crate::http::{HttpClient, HttpConfig};
 use crate::redact::Log;
 use anyhow::{Context, Result, anyhow, bail};

@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod kubernetes;
 pub mod stemcell;
 
+use crate::http::HttpConfig;
 use anyhow::{Result, anyhow, bail};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
@@ -181,6 +182,22 @@ pub struct HttpOptions {
     pub attempts: Option<std::num::NonZeroU32>,
     /// Longest wait between two tries (also caps a server's `Retry-After`).
     pub max_backoff: Option<DurationStr>,
+}
+
+/// The transport settings a source's `http` block asks for; unset fields keep [`HttpConfig`]'s
+/// defaults. Lives here, not in `http`, so the transport never depends on the user-facing config.
+impl From<&HttpOptions> for HttpConfig {
+    fn from(opts: &HttpOptions) -> Self {
+        let d = HttpConfig::default();
+        HttpConfig {
+            connect_timeout: opts.connect_timeout.map_or(d.connect_timeout, |x| x.0),
+            stall_timeout: opts.stall_timeout.map_or(d.stall_timeout, |x| x.0),
+            request_timeout: opts.request_timeout.map_or(d.request_timeout, |x| x.0),
+            attempts: opts.attempts.map_or(d.attempts, std::num::NonZeroU32::get),
+            max_backoff: opts.max_backoff.map_or(d.max_backoff, |x| x.0),
+            ..d
+        }
+    }
 }
 
 /// A BOSH director to upload stemcells to or read deployments from. The UAA URL comes from the

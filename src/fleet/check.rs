@@ -1,8 +1,8 @@
 //! `check`: the current fleet state as one version (only the current one; history is Concourse's).
 
 use super::{connect, observe, version::version};
-use crate::Ctx;
 use crate::config::fleet::{Selector, Source};
+use crate::context::Ctx;
 use crate::protocol::render_check;
 use anyhow::Result;
 

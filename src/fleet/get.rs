@@ -7,9 +7,9 @@
 use super::report::fleet_markdown;
 use super::version::{newest_tkgi, version};
 use super::{Observed, connect, observe};
-use crate::Ctx;
 use crate::config::fleet::{GetParams, Selector, Source};
 use crate::config::{self};
+use crate::context::Ctx;
 use crate::protocol::{MetadataField, Request, StepResponse, render_step};
 use anyhow::{Context, Result};
 use serde_json::Value;

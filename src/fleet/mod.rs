@@ -10,12 +10,12 @@ pub mod reconcile;
 pub mod report;
 pub mod version;
 
-use crate::Ctx;
 use crate::clients::director::Director;
 use crate::clients::tkgi::{Cluster, Tkgi};
 use crate::clients::uaa::{Grant, Uaa};
 use crate::config::fleet::{Login, Selector, Source};
 use crate::config::{self};
+use crate::context::Ctx;
 use crate::http::{HttpClient, HttpConfig};
 use crate::protocol::{Request, Step};
 use anyhow::{Context, Result, bail};
@@ -79,7 +79,11 @@ pub struct Connection {
 }
 
 pub async fn connect(source: &Source, ctx: &Ctx) -> Result<Connection> {
-    let http_config = HttpConfig::from_source(source.ca_cert.as_deref(), source.insecure_skip_tls_verify, &source.http);
+    let http_config = HttpConfig {
+        ca_cert: source.ca_cert.clone(),
+        insecure_skip_tls_verify: source.insecure_skip_tls_verify,
+        ..HttpConfig::from(&source.http)
+    };
     let http = HttpClient::new(http_config.clone(), &ctx.env, &ctx.log)?;
     let grant = match source.login()? {
         Login::Client { id, secret } => Grant::ClientCredentials { client_id: id, client_secret: secret },

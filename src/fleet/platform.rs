@@ -4,10 +4,10 @@
 //! one): TKGI's own `succeeded` says nothing about which stemcell the redeploy used.
 
 use super::{Observed, stemcell_version, stemcells_by_uuid};
-use crate::Env;
 use crate::clients::director::Director;
 use crate::clients::kube::{Kube, KubeAccess};
 use crate::clients::tkgi::{ActionAnswer, NewCluster, Tkgi};
+use crate::env::Env;
 use crate::http::HttpConfig;
 use crate::redact::Log;
 use crate::rollout::executor::{Platform, Start};

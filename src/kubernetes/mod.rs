@@ -7,10 +7,10 @@ pub mod get;
 pub mod skew;
 pub mod versions;
 
-use crate::Ctx;
 use crate::clients::k8s_feed::FeedClient;
 use crate::config;
 use crate::config::kubernetes::{GetParams, Selection, Source};
+use crate::context::Ctx;
 use crate::http::{HttpClient, HttpConfig};
 use crate::protocol::{self, Request, Step, Version};
 use anyhow::{Context, Result, bail};
@@ -60,7 +60,11 @@ fn setup(request: &Request, ctx: &Ctx) -> Result<(Source, Selection, FeedClient)
 }
 
 fn feed_client(source: &Source, ctx: &Ctx) -> Result<FeedClient> {
-    let config = HttpConfig::from_source(source.ca_cert.as_deref(), source.insecure_skip_tls_verify, &source.http);
+    let config = HttpConfig {
+        ca_cert: source.ca_cert.clone(),
+        insecure_skip_tls_verify: source.insecure_skip_tls_verify,
+        ..HttpConfig::from(&source.http)
+    };
     let http = HttpClient::new(config, &ctx.env, &ctx.log)?;
     Ok(FeedClient::new(http, source.feed_base()))
 }

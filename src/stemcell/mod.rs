@@ -8,13 +8,13 @@ pub mod get;
 pub mod put;
 pub mod versions;
 
-use crate::Ctx;
 use crate::clients::boshio::BoshIo;
 use crate::clients::director::Director;
 use crate::config::{
     self,
     stemcell::{GetParams, PutParams, S3Auth, Source},
 };
+use crate::context::Ctx;
 use crate::http::{HttpClient, HttpConfig};
 use crate::protocol::{self, Request, Step};
 use anyhow::{Result, anyhow, bail};
@@ -92,7 +92,11 @@ fn director_of(source: &Source) -> Result<&crate::config::DirectorSource> {
 /// Runs one step of the stemcell kind and returns the JSON answer.
 pub async fn run(step: Step, request: Request, ctx: Ctx) -> Result<String> {
     let source = validate(step, &request)?;
-    let http_config = HttpConfig::from_source(source.ca_cert.as_deref(), source.insecure_skip_tls_verify, &source.http);
+    let http_config = HttpConfig {
+        ca_cert: source.ca_cert.clone(),
+        insecure_skip_tls_verify: source.insecure_skip_tls_verify,
+        ..HttpConfig::from(&source.http)
+    };
     let dir = || ctx.dir.clone().ok_or_else(|| anyhow!("{} needs a directory argument", step.name()));
     match step {
         Step::Check => {

@@ -16,6 +16,7 @@ pub mod redact;
 pub mod rollout;
 pub mod sigv4;
 pub mod stemcell;
+pub mod suggest;
 pub mod window;
 
 pub use env::Env;

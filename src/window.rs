@@ -15,7 +15,7 @@
 //!   wholly inside the skipped hour does not open that night); on a fall-back night a window
 //!   spanning the repeated hour is one hour longer, and never closes and reopens in the middle.
 
-use crate::config::suggestion;
+use crate::suggest::suggestion;
 use anyhow::{Result, anyhow, bail};
 use jiff::Timestamp;
 use jiff::civil::{Date, DateTime, Weekday};

@@ -80,7 +80,7 @@ proptest! {
 
     #[test]
     fn suggestions_never_panic(bad in ".{0,30}", candidates in prop::collection::vec(".{0,30}", 0..8)) {
-        let _ = repave::config::suggestion(&bad, candidates.iter().map(String::as_str));
+        let _ = repave::suggest::suggestion(&bad, candidates.iter().map(String::as_str));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod kubernetes;
 pub mod stemcell;
 
 use crate::http::HttpConfig;
+use crate::suggest::suggestion;
 use anyhow::{Result, anyhow, bail};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
@@ -88,36 +89,6 @@ fn parse_unknown(message: &str, prefix: &str) -> Option<(String, Vec<String>)> {
     let (bad, tail) = rest.split_once('`')?;
     let valid = tail.split('`').skip(1).step_by(2).map(str::to_string).collect();
     Some((bad.to_string(), valid))
-}
-
-/// ", did you mean `x`?" when a candidate is close enough to be a plausible typo, else "".
-pub fn suggestion<'a>(bad: &str, candidates: impl Iterator<Item = &'a str>) -> String {
-    candidates
-        .map(|c| (edit_distance(bad, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| format!(", did you mean `{c}`?"))
-        .unwrap_or_default()
-}
-
-/// Levenshtein distance, counting a swap of two neighbours as one edit (typos like `verison`).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    d[0] = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 /// A duration written as Go/Concourse users write them: `300ms`, `30s`, `5m`, `1h30m`, `1.5h`.
@@ -227,14 +198,6 @@ mod tests {
         for bad in ["", "30", "5 minutes", "m", "1x", "-1s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn suggestions() {
-        let fields = ["name", "version_family", "force_regular"];
-        assert_eq!(suggestion("nmae", fields.into_iter()), ", did you mean `name`?");
-        assert_eq!(suggestion("verison_family", fields.into_iter()), ", did you mean `version_family`?");
-        assert_eq!(suggestion("zzzzzz", fields.into_iter()), "");
     }
 
     #[test]

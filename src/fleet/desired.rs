@@ -6,8 +6,9 @@
 //! column: YAML and type errors take their location from `serde_yaml_ng`; rules serde cannot express
 //! (unique names, known waves, …) point at the offending cluster's `name:` line, found in the text.
 
+use crate::config::DurationStr;
 use crate::config::fleet::Canaries;
-use crate::config::{DurationStr, suggestion};
+use crate::suggest::suggestion;
 use crate::window::Window;
 use anyhow::{Result, anyhow};
 use serde::Deserialize;

@@ -17,6 +17,7 @@ pub mod rollout;
 pub mod sigv4;
 pub mod stemcell;
 pub mod suggest;
+pub mod versions;
 pub mod window;
 
 pub use env::Env;

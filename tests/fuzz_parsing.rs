@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use repave::protocol::{self, Request, Step};
 use repave::redact::Secrets;
-use repave::stemcell::versions::{Constraint, Family, StemcellVersion, window};
+use repave::versions::stemcell::{Constraint, Family, StemcellVersion, window};
 use serde_json::{Map, Value, json};
 
 /// Arbitrary JSON values, biased towards the keys repave knows so parsing reaches deep code paths.

@@ -7,6 +7,7 @@
 //! `validate_config` catches it too.
 
 use super::{DirectorSource, DurationStr, HttpOptions};
+use crate::versions::stemcell::is_stemcell_version;
 use crate::window::Window;
 use anyhow::{Result, bail};
 use serde::Deserialize;
@@ -323,12 +324,6 @@ pub struct PutParams {
     /// The most clusters one run may delete (default 1): a truncated fleet file must not wipe a fleet.
     #[serde(default)]
     pub max_prunes: Option<usize>,
-}
-
-/// A stemcell version as bosh.io and the director spell them: digits and dots (`1.506`, `621.125`).
-pub fn is_stemcell_version(v: &str) -> bool {
-    let v = v.trim();
-    !v.is_empty() && v.split('.').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// What `out` does outside the maintenance window (or when it closes mid-run with work left).

@@ -42,7 +42,7 @@ pub fn stemcell_version(stemcells: &str) -> Option<String> {
         .split(',')
         .filter_map(|s| s.rsplit_once('/').map(|(_, v)| v.trim()))
         .filter(|v| !v.is_empty())
-        .min_by(|a, b| crate::rollout::plan::compare_versions(a, b))
+        .min_by(|a, b| crate::versions::compare(a, b))
         .map(str::to_string)
 }
 

@@ -11,7 +11,8 @@ use crate::env::Env;
 use crate::http::HttpConfig;
 use crate::redact::Log;
 use crate::rollout::executor::{Platform, Start};
-use crate::rollout::plan::{Change, ClusterState, compare_versions};
+use crate::rollout::plan::{Change, ClusterState};
+use crate::versions::compare;
 use anyhow::{Context, Result, bail};
 
 pub struct TkgiPlatform<'a> {
@@ -99,7 +100,7 @@ impl Platform for TkgiPlatform<'_> {
             bail!("the upgrade reports success, but the director lists no deployment {deployment}");
         };
         match stemcell_version(listed) {
-            Some(v) if compare_versions(&v, target).is_ge() => Ok(()),
+            Some(v) if compare(&v, target).is_ge() => Ok(()),
             Some(v) => bail!(
                 "the upgrade reports success, but deployment {deployment} ended on stemcell {v}, not the target {target} (is {target} uploaded to the director and used by the TKGI tile?)"
             ),

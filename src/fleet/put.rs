@@ -16,6 +16,7 @@ use crate::context::Ctx;
 use crate::protocol::{MetadataField, Request, StepResponse, render_step};
 use crate::rollout::executor::{self, Executor, Outcome, Settings, StartGate};
 use crate::rollout::plan::{CanarySpec, Plan, plan};
+use crate::versions::stemcell::is_stemcell_version;
 use crate::window::Window;
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
@@ -245,7 +246,7 @@ fn target_stemcell(params: &PutParams, ctx: &Ctx) -> Result<Option<String>> {
                 format!("reading params.target_stemcell_file {} (relative to the put's directory)", path.display())
             })?;
             let v = text.trim().to_string();
-            if !config::fleet::is_stemcell_version(&v) {
+            if !is_stemcell_version(&v) {
                 bail!(
                     "params.target_stemcell_file {} holds `{v}`, not a stemcell version such as `1.506`",
                     path.display()

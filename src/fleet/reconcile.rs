@@ -16,9 +16,9 @@
 
 use super::desired::{DesiredCluster, FleetFile};
 use crate::config::fleet::Canaries;
-use crate::kubernetes::skew::check_skew;
-use crate::kubernetes::versions::KubeVersion;
 use crate::rollout::plan::{Action, Change, ClusterState, Phase, Plan, Planned, SkipReason, StemcellStep, Wave};
+use crate::versions::kubernetes::KubeVersion;
+use crate::versions::skew::check_skew;
 use anyhow::{Result, bail};
 
 /// One selected cluster as the platform reports it.

@@ -5,7 +5,7 @@
 
 use super::Observed;
 use crate::protocol::Version;
-pub use crate::rollout::plan::compare_versions;
+use crate::versions::compare;
 use sha2::{Digest, Sha256};
 
 /// `{digest, clusters, newest_tkgi, behind}` for the selected clusters.
@@ -48,7 +48,7 @@ pub fn newest_tkgi(fleet: &[Observed]) -> Option<String> {
         .iter()
         .map(|o| o.cluster.pks_version.as_str())
         .filter(|v| !v.is_empty())
-        .max_by(|a, b| compare_versions(a, b))
+        .max_by(|a, b| compare(a, b))
         .map(str::to_string)
 }
 
@@ -95,6 +95,6 @@ mod tests {
         assert_eq!(v["newest_tkgi"], "1.10.1-build.2");
         assert_eq!((v["clusters"].as_str(), v["behind"].as_str()), ("3", "1"));
         assert_eq!(version(&[])["clusters"], "0");
-        assert_eq!(compare_versions("1.19.2-build.10", "1.19.2-build.9"), Ordering::Greater);
+        assert_eq!(compare("1.19.2-build.10", "1.19.2-build.9"), Ordering::Greater);
     }
 }

@@ -1,11 +1,11 @@
 //! `check` for `kind: kubernetes`: read the channel's feed file, or each minor's files across the
 //! range, and answer the versions Concourse should know about, oldest first.
 
-use super::versions::KubeVersion;
 use crate::clients::k8s_feed::FeedClient;
 use crate::config::kubernetes::{Channel, Selection, Source};
 use crate::protocol::Version;
 use crate::redact::Log;
+use crate::versions::kubernetes::KubeVersion;
 use anyhow::{Context, Result, bail};
 
 /// Without `minor_max`, probe at most this many minors upward before giving up: keeps a check

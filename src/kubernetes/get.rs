@@ -10,12 +10,12 @@
 //!   `steps` is empty when `from` already is `to`.
 
 use super::check::read_version;
-use super::skew::{self, SkewError};
-use super::versions::KubeVersion;
 use crate::clients::k8s_feed::FeedClient;
 use crate::config::kubernetes::{GetParams, Selection};
 use crate::protocol::{MetadataField, StepResponse, Version};
 use crate::redact::Log;
+use crate::versions::kubernetes::KubeVersion;
+use crate::versions::skew::{self, SkewError};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -4,8 +4,6 @@
 
 pub mod check;
 pub mod get;
-pub mod skew;
-pub mod versions;
 
 use crate::clients::k8s_feed::FeedClient;
 use crate::config;
@@ -13,8 +11,8 @@ use crate::config::kubernetes::{GetParams, Selection, Source};
 use crate::context::Ctx;
 use crate::http::{HttpClient, HttpConfig};
 use crate::protocol::{self, Request, Step, Version};
+use crate::versions::kubernetes::KubeVersion;
 use anyhow::{Context, Result, bail};
-use versions::KubeVersion;
 
 const READ_ONLY: &str = "kind `kubernetes` is read-only: `out` cannot publish Kubernetes releases. Use this \
      resource in `get` steps only (as a trigger, or with params.from_version for an upgrade path); to upgrade \

@@ -12,6 +12,7 @@
 //! target stemcell. Versions compare numerically (`1.10` > `1.9`); a newer stemcell is never
 //! "upgraded" back down.
 
+use crate::versions;
 use anyhow::{Result, bail};
 use std::fmt;
 
@@ -275,7 +276,7 @@ impl StemcellStep {
         let Some(version) = cluster.stemcell.as_deref().filter(|v| !v.is_empty()) else {
             return StemcellStep::Unknown;
         };
-        match compare_versions(version, target) {
+        match versions::compare(version, target) {
             std::cmp::Ordering::Less => StemcellStep::Behind(version.to_string()),
             std::cmp::Ordering::Equal => StemcellStep::Current,
             std::cmp::Ordering::Greater => StemcellStep::Newer(version.to_string()),
@@ -302,14 +303,6 @@ impl StemcellStep {
             _ => None,
         }
     }
-}
-
-/// Compares versions by their numeric parts (`1.19.2-build.10` → 1, 19, 2, 10), so `1.10` sorts after
-/// `1.9`; equal numbers fall back to the text so the order is total.
-pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
-    let parts =
-        |v: &str| -> Vec<u64> { v.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok()).collect() };
-    parts(a).cmp(&parts(b)).then_with(|| a.cmp(b))
 }
 
 /// What the planner decides for one cluster. `target_stemcell` only matters for a cluster already at

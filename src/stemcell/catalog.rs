@@ -2,9 +2,9 @@
 //! "wait for the light stemcell" rule, `version_family` and `constraint` filters, and skipping
 //! versions we cannot order.
 
-use super::versions::{Constraint, Family, StemcellVersion};
 use crate::clients::boshio::{Stemcell, Variant};
 use crate::config::stemcell::{Flavor, Source};
+use crate::versions::stemcell::{Constraint, Family, StemcellVersion};
 use anyhow::{Result, bail};
 
 /// A concrete tarball variant of a version.

@@ -2,11 +2,11 @@
 //! window Concourse asks for.
 
 use super::catalog::{self, Selection};
-use super::versions::{self, Constraint, Family, StemcellVersion};
 use crate::clients::boshio::BoshIo;
 use crate::config::stemcell::Source;
 use crate::protocol::Version;
 use crate::redact::Log;
+use crate::versions::stemcell::{self as versions, Constraint, Family, StemcellVersion};
 use anyhow::{Result, bail};
 
 /// The versions to emit, oldest first, as `{"version": "1.506"}` (the peer's shape, byte for byte).

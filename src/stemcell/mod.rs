@@ -6,7 +6,6 @@ pub mod check;
 pub mod download;
 pub mod get;
 pub mod put;
-pub mod versions;
 
 use crate::clients::boshio::BoshIo;
 use crate::clients::director::Director;
@@ -17,6 +16,7 @@ use crate::config::{
 use crate::context::Ctx;
 use crate::http::{HttpClient, HttpConfig};
 use crate::protocol::{self, Request, Step};
+use crate::versions::stemcell::{Constraint, Family};
 use anyhow::{Result, anyhow, bail};
 
 /// Parses and checks `source` and `params` for `step` without I/O; [`run`] starts here, so pipeline
@@ -27,8 +27,8 @@ pub fn validate(step: Step, request: &Request) -> Result<Source> {
     check_api_url(&source.api_url)?;
     catalog::flavor(&source)?;
     check_auth(source.auth.as_ref())?;
-    versions::Family::parse(source.version_family.as_deref().unwrap_or("latest"))?;
-    source.constraint.as_deref().map(versions::Constraint::parse).transpose()?;
+    Family::parse(source.version_family.as_deref().unwrap_or("latest"))?;
+    source.constraint.as_deref().map(Constraint::parse).transpose()?;
     match step {
         Step::Check => {}
         Step::In => {

@@ -6,7 +6,7 @@
 //! Kubernetes either. Used by `kind: kubernetes` (`in` writes the path) and by the fleet planner
 //! (a pin or target more than one minor ahead is refused with the chained path suggested).
 
-use super::versions::KubeVersion;
+use super::kubernetes::KubeVersion;
 use std::fmt;
 
 /// Why a jump from one version to another is not allowed as a single step. Versions are boxed to

@@ -6,7 +6,8 @@
 //! selector patterns, a stemcell target only with a director) lives in the `validate` methods, so
 //! `validate_config` catches it too.
 
-use super::{DirectorSource, DurationStr, HttpOptions};
+use super::{Connection, DirectorSource, DurationStr, HasConnection};
+use crate::clients::tkgi;
 use crate::versions::stemcell::is_stemcell_version;
 use crate::window::Window;
 use anyhow::{Result, bail};
@@ -14,67 +15,60 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::time::Duration;
 
-/// The HTTP request that starts one cluster's upgrade.
-///
-/// ASSUMPTION: TKGI does not publish this route (reference/platform-apis.md §1.5). The default,
-/// `PATCH /v1/clusters/{name}` with `{"upgrade":true}`, is our guess; capture what `tkgi upgrade-cluster`
-/// really sends on your platform and override it here.
+/// `source.upgrade`: the HTTP request that starts one cluster's upgrade. Unset fields keep the
+/// assumed defaults of [`tkgi::UpgradeRoute`] (TKGI does not publish this route); capture what
+/// `tkgi upgrade-cluster` really sends on your platform and override it here.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct UpgradeRoute {
-    #[serde(default = "default_upgrade_method")]
+#[serde(deny_unknown_fields, default)]
+pub struct UpgradeRouteOptions {
     pub method: String,
     /// Path under `api_url`; `{name}` is replaced by the URL-encoded cluster name.
-    #[serde(default = "default_upgrade_path")]
     pub path: String,
     /// JSON body sent as is (`null` sends none).
-    #[serde(default = "default_upgrade_body")]
     pub body: Value,
 }
 
-impl Default for UpgradeRoute {
+impl Default for UpgradeRouteOptions {
     fn default() -> Self {
-        UpgradeRoute { method: default_upgrade_method(), path: default_upgrade_path(), body: default_upgrade_body() }
+        let route = tkgi::UpgradeRoute::default();
+        UpgradeRouteOptions { method: route.method.to_string(), path: route.path, body: route.body }
     }
 }
 
-fn default_upgrade_method() -> String {
-    "PATCH".into()
-}
-fn default_upgrade_path() -> String {
-    "/v1/clusters/{name}".into()
-}
-fn default_upgrade_body() -> Value {
-    serde_json::json!({"upgrade": true})
+impl TryFrom<&UpgradeRouteOptions> for tkgi::UpgradeRoute {
+    type Error = anyhow::Error;
+    fn try_from(options: &UpgradeRouteOptions) -> Result<Self> {
+        if !options.path.starts_with('/') {
+            bail!("source.upgrade.path must start with `/`, got `{}`", options.path);
+        }
+        let method = reqwest::Method::from_bytes(options.method.as_bytes())
+            .map_err(|_| anyhow::anyhow!("source.upgrade.method `{}` is not an HTTP method", options.method))?;
+        Ok(tkgi::UpgradeRoute { method, path: options.path.clone(), body: options.body.clone() })
+    }
 }
 
-/// Where the platform reports its own TKGI version (the target clusters are upgraded to).
-///
-/// ASSUMPTION: the route is unpublished (the CLI prints "Upgrade is available to TKGI Version X", so
-/// one exists). The default reads `GET /actuator/info` (the API is a Spring Boot app; PKS-pwsh calls
-/// this route) and takes the JSON pointer `/build/version`. Override both, or set
-/// `params.target_version` / `target_version_file` on `out`.
+/// `source.platform_version`: where the platform reports its own TKGI version (the target clusters
+/// are upgraded to). Unset fields keep the assumed defaults of [`tkgi::VersionRoute`]; override
+/// both, or set `params.target_version` / `target_version_file` on `out`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PlatformVersionRoute {
-    #[serde(default = "default_version_path")]
+#[serde(deny_unknown_fields, default)]
+pub struct VersionRouteOptions {
     pub path: String,
     /// RFC 6901 pointer into the JSON answer, e.g. `/build/version`.
-    #[serde(default = "default_version_pointer")]
     pub pointer: String,
 }
 
-impl Default for PlatformVersionRoute {
+impl Default for VersionRouteOptions {
     fn default() -> Self {
-        PlatformVersionRoute { path: default_version_path(), pointer: default_version_pointer() }
+        let route = tkgi::VersionRoute::default();
+        VersionRouteOptions { path: route.path, pointer: route.pointer }
     }
 }
 
-fn default_version_path() -> String {
-    "/actuator/info".into()
-}
-fn default_version_pointer() -> String {
-    "/build/version".into()
+impl From<&VersionRouteOptions> for tkgi::VersionRoute {
+    fn from(options: &VersionRouteOptions) -> Self {
+        tkgi::VersionRoute { path: options.path.clone(), pointer: options.pointer.clone() }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -103,15 +97,18 @@ pub struct Source {
     #[serde(default)]
     pub director: Option<DirectorSource>,
     #[serde(default)]
-    pub upgrade: UpgradeRoute,
+    pub upgrade: UpgradeRouteOptions,
     #[serde(default)]
-    pub platform_version: PlatformVersionRoute,
-    #[serde(default)]
-    pub ca_cert: Option<String>,
-    #[serde(default)]
-    pub insecure_skip_tls_verify: bool,
-    #[serde(default)]
-    pub http: HttpOptions,
+    pub platform_version: VersionRouteOptions,
+    /// `ca_cert`, `insecure_skip_tls_verify`, `http`: parsed beside these fields by `parse_source`.
+    #[serde(skip)]
+    pub connection: Connection,
+}
+
+impl HasConnection for Source {
+    fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.connection
+    }
 }
 
 /// Which identity logs in to UAA.
@@ -125,11 +122,7 @@ impl Source {
     pub fn validate(&self) -> Result<()> {
         self.login()?;
         Selector::new(&self.clusters)?;
-        if !self.upgrade.path.starts_with('/') {
-            bail!("source.upgrade.path must start with `/`, got `{}`", self.upgrade.path);
-        }
-        reqwest::Method::from_bytes(self.upgrade.method.as_bytes())
-            .map_err(|_| anyhow::anyhow!("source.upgrade.method `{}` is not an HTTP method", self.upgrade.method))?;
+        tkgi::UpgradeRoute::try_from(&self.upgrade)?;
         Ok(())
     }
 
@@ -397,13 +390,13 @@ impl PutParams {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse;
+    use crate::config::{parse, parse_source};
     use serde_json::json;
 
     fn source(extra: Value) -> Result<Source> {
         let mut map = json!({"kind": "fleet", "api_url": "https://api.tkgi.example.com:9021"});
         map.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-        let source: Source = parse(map.as_object().unwrap(), "source")?;
+        let source: Source = parse_source(map.as_object().unwrap())?;
         source.validate()?;
         Ok(source)
     }
@@ -422,9 +415,11 @@ mod tests {
     fn defaults_and_assumed_routes() {
         let s = source(json!({"username": "u", "password": "p"})).unwrap();
         assert_eq!(s.uaa_url().unwrap(), "https://api.tkgi.example.com:8443");
-        assert_eq!(s.upgrade, UpgradeRoute::default());
+        assert_eq!(tkgi::UpgradeRoute::try_from(&s.upgrade).unwrap(), tkgi::UpgradeRoute::default());
         assert_eq!(s.upgrade.body, json!({"upgrade": true}));
         assert_eq!(s.platform_version.path, "/actuator/info");
+        let null_body = source(json!({"client_id": "a", "client_secret": "b", "upgrade": {"body": null}})).unwrap();
+        assert_eq!(null_body.upgrade.body, Value::Null, "an explicit null sends no body");
         let s = source(json!({"client_id": "a", "client_secret": "b", "upgrade": {"method": "POST"}})).unwrap();
         assert_eq!((s.upgrade.method.as_str(), s.upgrade.path.as_str()), ("POST", "/v1/clusters/{name}"));
         let bad = json!({"client_id": "a", "client_secret": "b", "upgrade": {"path": "v1/x"}});

@@ -1,7 +1,7 @@
 //! `source` and `params` for `kind: kubernetes`, and the validation serde cannot express: the shape
 //! of `channel`, the minor range, and which fields exclude each other.
 
-use super::HttpOptions;
+use super::{Connection, HasConnection};
 use anyhow::{Result, bail};
 use serde::Deserialize;
 
@@ -25,12 +25,15 @@ pub struct Source {
     /// Also report release candidates, betas and alphas (from `latest-1.N.txt`).
     #[serde(default)]
     pub include_prereleases: bool,
-    #[serde(default)]
-    pub ca_cert: Option<String>,
-    #[serde(default)]
-    pub insecure_skip_tls_verify: bool,
-    #[serde(default)]
-    pub http: HttpOptions,
+    /// `ca_cert`, `insecure_skip_tls_verify`, `http`: parsed beside these fields by `parse_source`.
+    #[serde(skip)]
+    pub connection: Connection,
+}
+
+impl HasConnection for Source {
+    fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.connection
+    }
 }
 
 pub fn default_feed_url() -> String {
@@ -196,7 +199,7 @@ mod tests {
     fn source(extra: serde_json::Value) -> Result<Source> {
         let mut map = json!({"kind": "kubernetes"}).as_object().unwrap().clone();
         map.extend(extra.as_object().unwrap().clone());
-        crate::config::parse(&map, "source")
+        crate::config::parse_source(&map)
     }
 
     #[test]

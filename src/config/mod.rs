@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod kubernetes;
 pub mod stemcell;
 
+use crate::clients::director;
 use crate::http::HttpConfig;
 use crate::suggest::suggestion;
 use anyhow::{Result, anyhow, bail};
@@ -52,23 +53,44 @@ impl Kind {
 /// Deserializes `map` (the request's `source` or `params`, named `root` in errors) into `T`, turning
 /// serde's messages into ones that name the full field path and suggest fixes.
 pub fn parse<T: DeserializeOwned>(map: &Map<String, Value>, root: &str) -> Result<T> {
+    parse_with(map, root, &[])
+}
+
+/// A kind's `source`: its own fields into `T`, and the [`Connection`] fields every kind shares into
+/// `T`'s connection. serde's `flatten` would lose `deny_unknown_fields`, so the map is split by
+/// [`Connection::FIELDS`] first; an unknown key is still named with the nearest valid field of both
+/// parts, listed in the order the fields are documented (the kind's own, then the shared ones).
+pub fn parse_source<T: DeserializeOwned + HasConnection>(map: &Map<String, Value>) -> Result<T> {
+    let (shared, own): (Map<String, Value>, Map<String, Value>) =
+        map.clone().into_iter().partition(|(key, _)| Connection::FIELDS.contains(&key.as_str()));
+    let mut source: T = parse_with(&own, "source", Connection::FIELDS)?;
+    *source.connection_mut() = parse(&shared, "source")?;
+    Ok(source)
+}
+
+/// [`parse`], with `extra` fields that the top level also accepts (parsed elsewhere) counted as valid
+/// in unknown-field errors.
+fn parse_with<T: DeserializeOwned>(map: &Map<String, Value>, root: &str, extra: &[&str]) -> Result<T> {
     let value = Value::Object(map.clone());
     serde_path_to_error::deserialize::<_, T>(value).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner().to_string();
-        anyhow!(friendly(root, &path, &inner))
+        anyhow!(friendly(root, &path, &inner, extra))
     })
 }
 
 /// Rewrites one serde error. serde reports unknown keys with the path of the enclosing object and the
 /// valid names listed in the message; we add a "did you mean".
-fn friendly(root: &str, path: &str, message: &str) -> String {
+fn friendly(root: &str, path: &str, message: &str, extra: &[&str]) -> String {
     let at = |p: &str| {
         if p == "." || p.is_empty() { root.to_string() } else { format!("{root}.{p}") }
     };
-    if let Some((bad, valid)) = parse_unknown(message, "unknown field `") {
+    if let Some((bad, mut valid)) = parse_unknown(message, "unknown field `") {
         let parent = path.rsplit_once('.').map(|(p, _)| p).unwrap_or(".");
         let parent = if path == bad { "." } else { parent };
+        if parent == "." {
+            valid.extend(extra.iter().map(|f| f.to_string()));
+        }
         let hint = suggestion(&bad, valid.iter().map(String::as_str));
         return format!("unknown field `{bad}` in {}{hint} (valid fields: {})", at(parent), valid.join(", "));
     }
@@ -138,6 +160,41 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
+/// How every kind reaches its APIs: `ca_cert`, `insecure_skip_tls_verify` and the `http` tuning, the
+/// same three fields in every kind's `source`. Parsed by [`parse_source`] beside the kind's own fields.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connection {
+    /// Extra trusted CA certificates (PEM), on top of the system store.
+    #[serde(default)]
+    pub ca_cert: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_tls_verify: bool,
+    #[serde(default)]
+    pub http: HttpOptions,
+}
+
+impl Connection {
+    /// The field names above, as they appear in `source`.
+    pub const FIELDS: &[&str] = &["ca_cert", "insecure_skip_tls_verify", "http"];
+}
+
+/// A kind's `source` type, which holds the shared [`Connection`] (skipped by its own serde derive).
+pub trait HasConnection {
+    fn connection_mut(&mut self) -> &mut Connection;
+}
+
+/// The transport settings of a source: its trust and its `http` tuning.
+impl From<&Connection> for HttpConfig {
+    fn from(connection: &Connection) -> Self {
+        HttpConfig {
+            ca_cert: connection.ca_cert.clone(),
+            insecure_skip_tls_verify: connection.insecure_skip_tls_verify,
+            ..HttpConfig::from(&connection.http)
+        }
+    }
+}
+
 /// Optional `source.http` tuning shared by every kind. Unset fields take the defaults of
 /// [`crate::http::HttpConfig`].
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -171,8 +228,8 @@ impl From<&HttpOptions> for HttpConfig {
     }
 }
 
-/// A BOSH director to upload stemcells to or read deployments from. The UAA URL comes from the
-/// director's `/info`.
+/// A BOSH director to upload stemcells to or read deployments from (`source.director`); the client
+/// takes it as a [`director::Login`]. The UAA URL comes from the director's `/info`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectorSource {
@@ -183,6 +240,17 @@ pub struct DirectorSource {
     pub client_secret: String,
     /// PEM of the CA that signed the director's and its UAA's certificates.
     pub ca_cert: Option<String>,
+}
+
+impl From<&DirectorSource> for director::Login {
+    fn from(source: &DirectorSource) -> Self {
+        director::Login {
+            url: source.url.clone(),
+            client: source.client.clone(),
+            client_secret: source.client_secret.clone(),
+            ca_cert: source.ca_cert.clone(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -198,6 +266,13 @@ mod tests {
         for bad in ["", "30", "5 minutes", "m", "1x", "-1s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn connection_fields_are_listed_as_serde_sees_them() {
+        let unknown = Map::from_iter([("nope".to_string(), Value::Null)]);
+        let err = parse::<Connection>(&unknown, "source").unwrap_err().to_string();
+        assert!(err.ends_with(&format!("(valid fields: {})", Connection::FIELDS.join(", "))), "{err}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! `force_regular`, params `tarball`, `preserve_filename`) so a pipeline switches type by changing one
 //! line; everything else is additive.
 
-use super::{DirectorSource, DurationStr, HttpOptions};
+use super::{Connection, DirectorSource, DurationStr, HasConnection};
 use serde::Deserialize;
 
 /// Which tarball variant of a stemcell version to track and fetch.
@@ -45,12 +45,15 @@ pub struct Source {
     /// Where `out` uploads the stemcell.
     #[serde(default)]
     pub director: Option<DirectorSource>,
-    #[serde(default)]
-    pub ca_cert: Option<String>,
-    #[serde(default)]
-    pub insecure_skip_tls_verify: bool,
-    #[serde(default)]
-    pub http: HttpOptions,
+    /// `ca_cert`, `insecure_skip_tls_verify`, `http`: parsed beside these fields by `parse_source`.
+    #[serde(skip)]
+    pub connection: Connection,
+}
+
+impl HasConnection for Source {
+    fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.connection
+    }
 }
 
 /// `source.auth`: the peer's `access_key`/`secret_key`, plus the region the keys sign for.

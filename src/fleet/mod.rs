@@ -48,7 +48,7 @@ pub fn stemcell_version(stemcells: &str) -> Option<String> {
 
 /// Parses and checks `source` and `params` for `step` as [`run`] and the step modules do, without I/O.
 pub fn validate(step: Step, request: &Request) -> Result<()> {
-    let source = config::parse::<Source>(&request.source, "source")?;
+    let source = config::parse_source::<Source>(&request.source)?;
     source.validate()?;
     match step {
         Step::Check => {}
@@ -62,7 +62,7 @@ pub fn validate(step: Step, request: &Request) -> Result<()> {
 
 /// Runs one step of the fleet kind and returns the JSON answer.
 pub async fn run(step: Step, request: Request, ctx: Ctx) -> Result<String> {
-    let source: Source = config::parse(&request.source, "source")?;
+    let source: Source = config::parse_source(&request.source)?;
     source.validate()?;
     match step {
         Step::Check => check::run(&source, &ctx).await,
@@ -71,19 +71,15 @@ pub async fn run(step: Step, request: Request, ctx: Ctx) -> Result<String> {
     }
 }
 
-/// Open connections to the TKGI API (and the director, when configured).
-pub struct Connection {
+/// Open clients of the TKGI API (and the director, when configured).
+pub struct Clients {
     pub tkgi: Tkgi,
     pub director: Option<Director>,
     pub http_config: HttpConfig,
 }
 
-pub async fn connect(source: &Source, ctx: &Ctx) -> Result<Connection> {
-    let http_config = HttpConfig {
-        ca_cert: source.ca_cert.clone(),
-        insecure_skip_tls_verify: source.insecure_skip_tls_verify,
-        ..HttpConfig::from(&source.http)
-    };
+pub async fn connect(source: &Source, ctx: &Ctx) -> Result<Clients> {
+    let http_config = HttpConfig::from(&source.connection);
     let http = HttpClient::new(http_config.clone(), &ctx.env, &ctx.log)?;
     let grant = match source.login()? {
         Login::Client { id, secret } => Grant::ClientCredentials { client_id: id, client_secret: secret },
@@ -94,21 +90,22 @@ pub async fn connect(source: &Source, ctx: &Ctx) -> Result<Connection> {
     if source.uaa_url.is_none() {
         uaa = uaa.with_origin("the api_url host on port 8443, as TKGI deploys it; set source.uaa_url if yours differs");
     }
-    let tkgi = Tkgi::new(http, &source.api_url, uaa, source.upgrade.clone(), source.platform_version.clone());
+    let upgrade = (&source.upgrade).try_into()?;
+    let tkgi = Tkgi::new(http, &source.api_url, uaa, upgrade, (&source.platform_version).into());
     let director = match &source.director {
         Some(d) => Some(
-            Director::connect(d, &http_config, &ctx.env, &ctx.log)
+            Director::connect(&d.into(), &http_config, &ctx.env, &ctx.log)
                 .await
                 .with_context(|| format!("connecting to the BOSH director {}", d.url))?,
         ),
         None => None,
     };
-    Ok(Connection { tkgi, director, http_config })
+    Ok(Clients { tkgi, director, http_config })
 }
 
 /// Reads the selected clusters, sorted by name, joined with their stemcells. A name without wildcards
 /// in the selector must exist: a typo must not silently shrink the fleet.
-pub async fn observe(conn: &Connection, selector: &Selector) -> Result<Vec<Observed>> {
+pub async fn observe(conn: &Clients, selector: &Selector) -> Result<Vec<Observed>> {
     let all = conn.tkgi.clusters().await.context("listing the TKGI clusters")?;
     if let Some(missing) = selector.exact_names().find(|n| !all.iter().any(|c| c.name == *n)) {
         bail!("cluster `{missing}` is selected by name but the TKGI API does not list it");

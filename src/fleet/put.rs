@@ -9,7 +9,7 @@ use super::platform::{TkgiPlatform, observed_state};
 use super::reconcile::{Current, Options, Reconciled, reconcile};
 use super::report::{plan_json, plan_text, summary_text};
 use super::version::version;
-use super::{Connection, Observed, connect, observe};
+use super::{Clients, Observed, connect, observe};
 use crate::config::fleet::{Canaries, OnFailure, OutsideWindow, PutParams, Selector, Source};
 use crate::config::{self};
 use crate::context::Ctx;
@@ -74,7 +74,7 @@ pub async fn run(source: &Source, request: &Request, ctx: &Ctx) -> Result<String
 }
 
 /// The fleet version over `source.clusters` — what `check` reports — whatever `params.clusters` says.
-async fn fleet_version(conn: &Connection, source: &Source) -> Result<crate::protocol::Version> {
+async fn fleet_version(conn: &Clients, source: &Source) -> Result<crate::protocol::Version> {
     Ok(version(&observe(conn, &Selector::new(&source.clusters)?).await?))
 }
 
@@ -172,7 +172,7 @@ async fn execute(
     params: &PutParams,
     file: Option<&FleetFile>,
     window: Option<Window>,
-    conn: &Connection,
+    conn: &Clients,
     plan: &Plan,
     ctx: &Ctx,
 ) -> executor::Report {
@@ -214,7 +214,7 @@ fn window_gate(window: Window, ctx: &Ctx) -> StartGate<'_> {
 
 /// `target_version`, else `target_version_file` (relative to the put's directory), else the platform's
 /// own version. Never a guess: if none can be read, the put fails and says how to set one.
-async fn target_version(params: &PutParams, conn: &Connection, ctx: &Ctx) -> Result<String> {
+async fn target_version(params: &PutParams, conn: &Clients, ctx: &Ctx) -> Result<String> {
     if let Some(v) = &params.target_version {
         return Ok(v.trim().to_string());
     }

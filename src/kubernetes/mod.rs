@@ -20,7 +20,7 @@ const READ_ONLY: &str = "kind `kubernetes` is read-only: `out` cannot publish Ku
 
 /// Parses `source` and `params` for `step` exactly as [`run`] does, without any I/O.
 pub fn validate(step: Step, request: &Request) -> Result<()> {
-    let source: Source = config::parse(&request.source, "source")?;
+    let source: Source = config::parse_source(&request.source)?;
     source.selection()?;
     match step {
         Step::Check => Ok(()),
@@ -51,18 +51,14 @@ pub async fn run(step: Step, request: Request, ctx: Ctx) -> Result<String> {
 
 /// Parses and validates `source` and builds the feed client.
 fn setup(request: &Request, ctx: &Ctx) -> Result<(Source, Selection, FeedClient)> {
-    let source: Source = config::parse(&request.source, "source")?;
+    let source: Source = config::parse_source(&request.source)?;
     let selection = source.selection()?;
     let feed = feed_client(&source, ctx)?;
     Ok((source, selection, feed))
 }
 
 fn feed_client(source: &Source, ctx: &Ctx) -> Result<FeedClient> {
-    let config = HttpConfig {
-        ca_cert: source.ca_cert.clone(),
-        insecure_skip_tls_verify: source.insecure_skip_tls_verify,
-        ..HttpConfig::from(&source.http)
-    };
+    let config = HttpConfig::from(&source.connection);
     let http = HttpClient::new(config, &ctx.env, &ctx.log)?;
     Ok(FeedClient::new(http, source.feed_base()))
 }

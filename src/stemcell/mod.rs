@@ -22,7 +22,7 @@ use anyhow::{Result, anyhow, bail};
 /// Parses and checks `source` and `params` for `step` without I/O; [`run`] starts here, so pipeline
 /// checks and real steps share every rule. Returns the parsed source.
 pub fn validate(step: Step, request: &Request) -> Result<Source> {
-    let source: Source = config::parse(&request.source, "source")?;
+    let source: Source = config::parse_source(&request.source)?;
     check_name(&source.name)?;
     check_api_url(&source.api_url)?;
     catalog::flavor(&source)?;
@@ -92,11 +92,7 @@ fn director_of(source: &Source) -> Result<&crate::config::DirectorSource> {
 /// Runs one step of the stemcell kind and returns the JSON answer.
 pub async fn run(step: Step, request: Request, ctx: Ctx) -> Result<String> {
     let source = validate(step, &request)?;
-    let http_config = HttpConfig {
-        ca_cert: source.ca_cert.clone(),
-        insecure_skip_tls_verify: source.insecure_skip_tls_verify,
-        ..HttpConfig::from(&source.http)
-    };
+    let http_config = HttpConfig::from(&source.connection);
     let dir = || ctx.dir.clone().ok_or_else(|| anyhow!("{} needs a directory argument", step.name()));
     match step {
         Step::Check => {
@@ -116,7 +112,7 @@ pub async fn run(step: Step, request: Request, ctx: Ctx) -> Result<String> {
         Step::Out => {
             let params: PutParams = config::parse(&request.params, "params")?;
             let target = director_of(&source)?;
-            let director = Director::connect(target, &http_config, &ctx.env, &ctx.log).await?;
+            let director = Director::connect(&target.into(), &http_config, &ctx.env, &ctx.log).await?;
             let response = put::put(&source, &params, &dir()?, &director, &ctx.log).await?;
             protocol::render_step(&response)
         }

@@ -6,13 +6,17 @@
 //! selector patterns, a stemcell target only with a director) lives in the `validate` methods, so
 //! `validate_config` catches it too.
 
-use super::{Connection, DirectorSource, DurationStr, HasConnection};
+use super::{Connection, DirectorSource, DurationStr, HasConnection, at_least_one};
 use crate::clients::tkgi;
+use crate::rollout::executor::OnFailure;
+use crate::rollout::executor::Settings;
+use crate::rollout::plan::Canaries;
 use crate::versions::stemcell::is_stemcell_version;
 use crate::window::Window;
 use anyhow::{Result, bail};
 use serde::Deserialize;
 use serde_json::Value;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 /// `source.upgrade`: the HTTP request that starts one cluster's upgrade. Unset fields keep the
@@ -221,30 +225,6 @@ pub struct GetParams {
     pub kubeconfig: bool,
 }
 
-/// Canary clusters: explicit names or the first N of the plan.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
-pub enum Canaries {
-    Count(usize),
-    Names(Vec<String>),
-}
-
-impl Default for Canaries {
-    fn default() -> Self {
-        Canaries::Count(0)
-    }
-}
-
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum OnFailure {
-    /// Start nothing new after a failure; wait for clusters already upgrading.
-    #[default]
-    Stop,
-    /// Keep going; the put still fails at the end.
-    Continue,
-}
-
 /// What must hold after a cluster reports `succeeded`, before it counts as done.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -255,7 +235,8 @@ pub struct Health {
     /// Wait this long after the checks, then re-read the cluster: it must still be healthy.
     #[serde(default)]
     pub soak: Option<DurationStr>,
-    /// How long the Kubernetes checks may keep failing before the cluster counts as failed (default 5m).
+    /// How long the Kubernetes checks may keep failing before the cluster counts as failed (default:
+    /// [`Settings`]' `health_timeout`).
     #[serde(default)]
     pub timeout: Option<DurationStr>,
 }
@@ -268,14 +249,14 @@ pub struct PutParams {
     pub clusters: Option<Vec<String>>,
     #[serde(default)]
     pub canaries: Canaries,
-    #[serde(default)]
-    pub max_in_flight: Option<usize>,
+    #[serde(default, deserialize_with = "at_least_one")]
+    pub max_in_flight: Option<NonZeroUsize>,
     #[serde(default)]
     pub on_failure: OnFailure,
-    /// Longest time one cluster's upgrade may take, from start (or adoption) to healthy (default 4h).
+    /// Longest time one cluster's upgrade may take, from start (or adoption) to healthy.
     #[serde(default)]
     pub cluster_timeout: Option<DurationStr>,
-    /// How often to re-read a cluster while it upgrades (default 15s).
+    /// How often to re-read a cluster while it upgrades.
     #[serde(default)]
     pub poll_interval: Option<DurationStr>,
     #[serde(default)]
@@ -314,7 +295,8 @@ pub struct PutParams {
     /// Delete clusters that the fleet file does not list (within the selector).
     #[serde(default)]
     pub prune: bool,
-    /// The most clusters one run may delete (default 1): a truncated fleet file must not wipe a fleet.
+    /// The most clusters one run may delete (default [`DEFAULT_MAX_PRUNES`]): a truncated fleet file
+    /// must not wipe a fleet.
     #[serde(default)]
     pub max_prunes: Option<usize>,
 }
@@ -333,9 +315,6 @@ pub enum OutsideWindow {
 impl PutParams {
     /// Checks the params against the `source` they will run with (a stemcell target needs a director).
     pub fn validate(&self, source: &Source) -> Result<()> {
-        if self.max_in_flight == Some(0) {
-            bail!("params.max_in_flight must be at least 1");
-        }
         if let Some(patterns) = &self.clusters {
             Selector::new(patterns)?;
         }
@@ -370,22 +349,29 @@ impl PutParams {
         Ok(())
     }
 
-    pub fn max_in_flight(&self) -> usize {
-        self.max_in_flight.unwrap_or(1)
+    /// The executor's settings: what these params set, else what the fleet file sets
+    /// (`max_in_flight`, its wave `soak`), else the engine's own defaults ([`Settings::default`], the
+    /// one place they are written down).
+    pub fn settings(&self, file_max_in_flight: Option<NonZeroUsize>, wave_soak: Option<Duration>) -> Settings {
+        let d = Settings::default();
+        Settings {
+            max_in_flight: self.max_in_flight.or(file_max_in_flight).unwrap_or(d.max_in_flight),
+            on_failure: self.on_failure,
+            cluster_timeout: self.cluster_timeout.map_or(d.cluster_timeout, |x| x.0),
+            poll_interval: self.poll_interval.map_or(d.poll_interval, |x| x.0),
+            health_timeout: self.health.timeout.map_or(d.health_timeout, |x| x.0),
+            soak: self.health.soak.map(|x| x.0),
+            wave_soak,
+        }
     }
-    pub fn cluster_timeout(&self) -> Duration {
-        self.cluster_timeout.map_or(Duration::from_secs(4 * 3600), |d| d.0)
-    }
-    pub fn poll_interval(&self) -> Duration {
-        self.poll_interval.map_or(Duration::from_secs(15), |d| d.0)
-    }
+
     pub fn max_prunes(&self) -> usize {
-        self.max_prunes.unwrap_or(1)
-    }
-    pub fn health_timeout(&self) -> Duration {
-        self.health.timeout.map_or(Duration::from_secs(300), |d| d.0)
+        self.max_prunes.unwrap_or(DEFAULT_MAX_PRUNES)
     }
 }
+
+/// How many clusters one run deletes when `max_prunes` is not set.
+pub const DEFAULT_MAX_PRUNES: usize = 1;
 
 #[cfg(test)]
 mod tests {
@@ -466,17 +452,34 @@ mod tests {
             Ok(p)
         };
         let p = parse_params(json!({})).unwrap();
-        assert_eq!((p.max_in_flight(), p.on_failure, p.canaries.clone()), (1, OnFailure::Stop, Canaries::Count(0)));
+        let defaults = p.settings(None, None);
+        assert_eq!(
+            (defaults.max_in_flight.get(), p.on_failure, p.canaries.clone()),
+            (1, OnFailure::Stop, Canaries::Count(0))
+        );
+        assert_eq!(
+            (defaults.cluster_timeout, defaults.poll_interval),
+            (Duration::from_secs(4 * 3600), Duration::from_secs(15))
+        );
+        assert_eq!(defaults.health_timeout, Duration::from_secs(300));
+        let file_says_three = NonZeroUsize::new(3);
+        assert_eq!(
+            p.settings(file_says_three, None).max_in_flight.get(),
+            3,
+            "the fleet file's when params say nothing"
+        );
         let p = parse_params(json!({"canaries": ["a", "b"], "on_failure": "continue", "max_in_flight": 4})).unwrap();
         assert_eq!(p.canaries, Canaries::Names(vec!["a".into(), "b".into()]));
         assert_eq!(parse_params(json!({"canaries": 2})).unwrap().canaries, Canaries::Count(2));
         assert!(parse_params(json!({"max_in_flight": 0})).unwrap_err().to_string().contains("at least 1"));
+        let p = parse_params(json!({"max_in_flight": 4})).unwrap();
+        assert_eq!(p.settings(NonZeroUsize::new(2), None).max_in_flight.get(), 4, "params win over the fleet file");
         let err = parse_params(json!({"on_failure": "contineu"})).unwrap_err().to_string();
         assert!(err.contains("did you mean `continue`"), "{err}");
         let both = json!({"target_version": "1", "target_version_file": "f"});
         assert!(parse_params(both).unwrap_err().to_string().contains("not both"));
         let p = parse_params(json!({"cluster_timeout": "30m", "health": {"kubernetes": true, "soak": "1m"}})).unwrap();
-        assert_eq!(p.cluster_timeout(), Duration::from_secs(1800));
+        assert_eq!(p.settings(None, None).cluster_timeout, Duration::from_secs(1800));
         assert_eq!(p.health.soak.unwrap().0, Duration::from_secs(60));
         let p = parse_params(json!({"desired": "repo/fleet.yml", "window": "Sat,Sun 02:00-06:00 Europe/London",
                                     "outside_window": "skip", "prune": true, "max_prunes": 3, "repair": true}))

@@ -16,6 +16,7 @@ use anyhow::{Result, anyhow, bail};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 /// The kinds one resource can track (`source.kind`).
@@ -129,6 +130,13 @@ impl<'de> Deserialize<'de> for DurationStr {
             d => Ok(DurationStr(d)),
         }
     }
+}
+
+/// For counts that must be at least 1 (`max_in_flight`): serde's own message for 0 ("expected a
+/// nonzero usize") says less than this one.
+pub fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<NonZeroUsize>, D::Error> {
+    let Some(n) = Option::<usize>::deserialize(d)? else { return Ok(None) };
+    NonZeroUsize::new(n).map(Some).ok_or_else(|| serde::de::Error::custom("must be at least 1, got 0"))
 }
 
 /// Parses a Go-style duration; the error says what a valid one looks like.

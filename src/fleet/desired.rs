@@ -7,7 +7,7 @@
 //! (unique names, known waves, …) point at the offending cluster's `name:` line, found in the text.
 
 use crate::config::DurationStr;
-use crate::config::fleet::Canaries;
+use crate::rollout::plan::Canaries;
 use crate::suggest::suggestion;
 use crate::window::Window;
 use anyhow::{Result, anyhow};

@@ -10,15 +10,16 @@ use super::reconcile::{Current, Options, Reconciled, reconcile};
 use super::report::{plan_json, plan_text, summary_text};
 use super::version::version;
 use super::{Clients, Observed, connect, observe};
-use crate::config::fleet::{Canaries, OnFailure, OutsideWindow, PutParams, Selector, Source};
+use crate::config::fleet::{OutsideWindow, PutParams, Selector, Source};
 use crate::config::{self};
 use crate::context::Ctx;
 use crate::protocol::{MetadataField, Request, StepResponse, render_step};
-use crate::rollout::executor::{self, Executor, Outcome, Settings, StartGate};
-use crate::rollout::plan::{CanarySpec, Plan, plan};
+use crate::rollout::executor::{self, Executor, Outcome, StartGate};
+use crate::rollout::plan::{Plan, plan};
 use crate::versions::stemcell::is_stemcell_version;
 use crate::window::Window;
 use anyhow::{Context, Result, bail};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 /// How the start gate's reason begins, so the result can tell a closed window from a failure.
@@ -49,7 +50,7 @@ pub async fn run(source: &Source, request: &Request, ctx: &Ctx) -> Result<String
         Some(file) => desired_plan(file, &fleet, &selector, &target, stemcell.as_deref(), &params, ctx)?,
         None => {
             let states: Vec<_> = fleet.iter().map(observed_state).collect();
-            plan(&states, &target, stemcell.as_deref(), params.repair, &canary_spec(&params.canaries))?
+            plan(&states, &target, stemcell.as_deref(), params.repair, &params.canaries)?
         }
     };
     ctx.log.line(plan_text(&plan));
@@ -176,18 +177,8 @@ async fn execute(
     plan: &Plan,
     ctx: &Ctx,
 ) -> executor::Report {
-    let settings = Settings {
-        max_in_flight: params.max_in_flight.or(file.and_then(|f| f.max_in_flight)).unwrap_or(1),
-        on_failure: match params.on_failure {
-            OnFailure::Stop => executor::OnFailure::Stop,
-            OnFailure::Continue => executor::OnFailure::Continue,
-        },
-        cluster_timeout: params.cluster_timeout(),
-        poll_interval: params.poll_interval(),
-        health_timeout: params.health_timeout(),
-        soak: params.health.soak.map(|d| d.0),
-        wave_soak: file.and_then(|f| f.soak).map(|d| d.0),
-    };
+    let file_max_in_flight = file.and_then(|f| f.max_in_flight).and_then(NonZeroUsize::new);
+    let settings = params.settings(file_max_in_flight, file.and_then(|f| f.soak).map(|d| d.0));
     let platform = TkgiPlatform {
         tkgi: &conn.tkgi,
         kubernetes_health: params.health.kubernetes,
@@ -258,13 +249,6 @@ fn target_stemcell(params: &PutParams, ctx: &Ctx) -> Result<Option<String>> {
     };
     ctx.log.line(format!("target: stemcell {version}; clusters on an older stemcell are upgraded too"));
     Ok(Some(version))
-}
-
-fn canary_spec(canaries: &Canaries) -> CanarySpec {
-    match canaries {
-        Canaries::Count(n) => CanarySpec::Count(*n),
-        Canaries::Names(names) => CanarySpec::Names(names.clone()),
-    }
 }
 
 fn plan_metadata(plan: &Plan) -> Vec<MetadataField> {

@@ -15,7 +15,7 @@
 //! pinned to another TKGI version, because that call would also move its TKGI version.
 
 use super::desired::{DesiredCluster, FleetFile};
-use crate::config::fleet::Canaries;
+use crate::rollout::plan::Canaries;
 use crate::rollout::plan::{Action, Change, ClusterState, Phase, Plan, Planned, SkipReason, StemcellStep, Wave};
 use crate::versions::kubernetes::KubeVersion;
 use crate::versions::skew::check_skew;

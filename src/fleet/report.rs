@@ -173,7 +173,7 @@ pub fn summary_text(report: &Report) -> String {
 mod tests {
     use super::*;
     use crate::rollout::executor::ClusterReport;
-    use crate::rollout::plan::{CanarySpec, ClusterState, plan};
+    use crate::rollout::plan::{Canaries, ClusterState, plan};
     use std::time::Duration;
 
     #[test]
@@ -198,7 +198,7 @@ mod tests {
             cs("b", "1", "UPDATE", "in progress"),
             cs("c", "2", "UPGRADE", "succeeded"),
         ];
-        let text = plan_text(&plan(&clusters, "2", None, false, &CanarySpec::Count(1)).unwrap());
+        let text = plan_text(&plan(&clusters, "2", None, false, &Canaries::Count(1)).unwrap());
         assert!(text.contains("| 1   | a       | canary upgrade | 1 → 2   | all  |"), "{text}");
         assert!(text.contains("held by another action in progress (UPDATE)"), "{text}");
         assert!(text.contains("already at the target version"), "{text}");
@@ -206,11 +206,11 @@ mod tests {
             ClusterState { stemcell: Some("1.445".into()), ..cs("a", "2", "UPGRADE", "succeeded") },
             ClusterState { stemcell: Some("1.445".into()), ..cs("b", "1", "UPGRADE", "succeeded") },
         ];
-        let text = plan_text(&plan(&with_stemcell, "2", Some("1.506"), false, &CanarySpec::Count(0)).unwrap());
+        let text = plan_text(&plan(&with_stemcell, "2", Some("1.506"), false, &Canaries::Count(0)).unwrap());
         assert!(text.starts_with("Rollout plan to TKGI 2, stemcell 1.506:"), "{text}");
         assert!(text.contains("| a       | upgrade | stemcell 1.445 → 1.506 "), "{text}");
         assert!(text.contains("| b       | upgrade | 1 → 2; stemcell 1.445 → 1.506 "), "{text}");
-        let json = plan_json(&plan(&with_stemcell, "2", Some("1.506"), false, &CanarySpec::Count(0)).unwrap());
+        let json = plan_json(&plan(&with_stemcell, "2", Some("1.506"), false, &Canaries::Count(0)).unwrap());
         assert_eq!(
             (&json["target_stemcell"], &json["waves"][0]["jobs"][0]["stemcell"]["from"]),
             (&json!("1.506"), &json!("1.445"))

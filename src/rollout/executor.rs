@@ -16,7 +16,9 @@ use crate::redact::Log;
 use anyhow::{Result, bail};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
+use serde::Deserialize;
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 use tokio::time::{Instant, sleep, timeout};
 
@@ -51,16 +53,22 @@ pub trait Platform {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What the rollout does after a cluster fails (`params.on_failure`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
 pub enum OnFailure {
+    /// Start nothing new after a failure; wait for clusters already upgrading.
     #[default]
     Stop,
+    /// Keep going; the put still fails at the end.
     Continue,
 }
 
+/// How the executor runs a plan. [`Settings::default`] is the one place the rollout defaults are
+/// written down; `params` and fleet files only override them.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub max_in_flight: usize,
+    pub max_in_flight: NonZeroUsize,
     pub on_failure: OnFailure,
     pub cluster_timeout: Duration,
     pub poll_interval: Duration,
@@ -73,7 +81,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            max_in_flight: 1,
+            max_in_flight: NonZeroUsize::MIN,
             on_failure: OnFailure::Stop,
             cluster_timeout: Duration::from_secs(4 * 3600),
             poll_interval: Duration::from_secs(15),
@@ -173,7 +181,7 @@ impl<'a, P: Platform> Executor<'a, P> {
             // Adopted upgrades are already running: awaiting them starts nothing, so no limit or gate applies.
             self.run_parallel(&wave.adopted, usize::MAX, false, &mut report).await;
             self.run_canaries(&wave.canaries, &mut report).await;
-            self.run_parallel(&wave.clusters, self.settings.max_in_flight.max(1), true, &mut report).await;
+            self.run_parallel(&wave.clusters, self.settings.max_in_flight.get(), true, &mut report).await;
             if report.halted.is_none()
                 && let Some(failed) = report.clusters.iter().find(|c| c.failed())
             {
@@ -457,7 +465,7 @@ pub fn finished(change: &Change, state: Option<&ClusterState>, target: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::plan::{CanarySpec, plan};
+    use crate::rollout::plan::{Canaries, plan};
     use std::collections::BTreeMap;
     use std::sync::Mutex;
 
@@ -611,7 +619,7 @@ mod tests {
 
     fn settings(max_in_flight: usize, on_failure: OnFailure) -> Settings {
         Settings {
-            max_in_flight,
+            max_in_flight: NonZeroUsize::new(max_in_flight).expect("tests ask for at least 1"),
             on_failure,
             cluster_timeout: Duration::from_secs(3600),
             poll_interval: Duration::from_secs(10),
@@ -621,7 +629,7 @@ mod tests {
         }
     }
 
-    async fn roll(fake: &Fake, settings: Settings, canaries: CanarySpec) -> Report {
+    async fn roll(fake: &Fake, settings: Settings, canaries: Canaries) -> Report {
         let plan = plan(&fake.states(), TARGET, None, false, &canaries).unwrap();
         Executor::new(fake, settings, TARGET, Log::sink()).run(&plan).await
     }
@@ -631,7 +639,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn max_in_flight_is_reached_never_exceeded() {
         let fake = Fake::new(&NAMES, Duration::from_secs(600));
-        let report = roll(&fake, settings(3, OnFailure::Stop), CanarySpec::Count(1)).await;
+        let report = roll(&fake, settings(3, OnFailure::Stop), Canaries::Count(1)).await;
         assert!(report.succeeded(), "{report:?}");
         let (starts, high_water) = fake.snapshot();
         assert_eq!(high_water, 3);
@@ -643,7 +651,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn canary_failure_stops_everything_even_with_continue() {
         let fake = Fake::new(&NAMES, Duration::from_secs(60)).with(|s| s.fail.push("c00".into()));
-        let report = roll(&fake, settings(4, OnFailure::Continue), CanarySpec::Count(2)).await;
+        let report = roll(&fake, settings(4, OnFailure::Continue), Canaries::Count(2)).await;
         assert!(!report.succeeded());
         assert_eq!(fake.snapshot().0.keys().collect::<Vec<_>>(), ["c00"]);
         assert_eq!(report.names(|o| matches!(o, Outcome::NotStarted(_))).len(), 9);
@@ -654,7 +662,7 @@ mod tests {
     async fn stop_awaits_running_and_starts_nothing_new() {
         // c01 fails fast while c00 is still running: c00 is awaited and succeeds; c02.. never start.
         let fake = Fake::new(&NAMES, Duration::from_secs(60)).with(|s| s.fail.push("c01".into()));
-        let report = roll(&fake, settings(2, OnFailure::Stop), CanarySpec::Count(0)).await;
+        let report = roll(&fake, settings(2, OnFailure::Stop), Canaries::Count(0)).await;
         assert_eq!(report.names(|o| *o == Outcome::Succeeded), ["c00"]);
         assert_eq!(report.names(|o| matches!(o, Outcome::Failed(_))), ["c01"]);
         assert_eq!(fake.snapshot().0.len(), 2);
@@ -667,7 +675,7 @@ mod tests {
             s.fail.push("c01".into());
             s.fail_late = true;
         });
-        let report = roll(&fake, settings(2, OnFailure::Stop), CanarySpec::Count(0)).await;
+        let report = roll(&fake, settings(2, OnFailure::Stop), Canaries::Count(0)).await;
         assert_eq!(report.names(|o| matches!(o, Outcome::Failed(_))), ["c01"]);
         assert_eq!(fake.snapshot().0.len(), 2, "{report:?}");
     }
@@ -675,7 +683,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn continue_finishes_the_rest_and_reports_failure() {
         let fake = Fake::new(&NAMES, Duration::from_secs(60)).with(|s| s.fail.push("c03".into()));
-        let report = roll(&fake, settings(2, OnFailure::Continue), CanarySpec::Count(1)).await;
+        let report = roll(&fake, settings(2, OnFailure::Continue), Canaries::Count(1)).await;
         assert!(!report.succeeded());
         assert_eq!(report.names(|o| matches!(o, Outcome::Failed(_))), ["c03"]);
         assert_eq!(report.names(|o| *o == Outcome::Succeeded).len(), 9);
@@ -690,7 +698,7 @@ mod tests {
             entry.1 = Some(Instant::now() + Duration::from_secs(30));
             s.in_flight = 1;
         });
-        let report = roll(&fake, settings(1, OnFailure::Stop), CanarySpec::Count(1)).await;
+        let report = roll(&fake, settings(1, OnFailure::Stop), Canaries::Count(1)).await;
         assert!(report.succeeded(), "{report:?}");
         let (starts, high_water) = fake.snapshot();
         assert_eq!(starts.get("c01"), None, "never started twice");
@@ -704,7 +712,7 @@ mod tests {
             s.busy_answers.insert("c00".into(), 3);
             s.lose_start_answer.push("c01".into());
         });
-        let report = roll(&fake, settings(2, OnFailure::Stop), CanarySpec::Count(0)).await;
+        let report = roll(&fake, settings(2, OnFailure::Stop), Canaries::Count(0)).await;
         assert!(report.succeeded(), "{report:?}");
         assert_eq!(fake.snapshot().0.values().copied().collect::<Vec<_>>(), [1, 1]);
     }
@@ -712,7 +720,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn per_cluster_timeout_fails_the_cluster() {
         let fake = Fake::new(&NAMES[..1], Duration::from_secs(7200));
-        let report = roll(&fake, settings(1, OnFailure::Stop), CanarySpec::Count(0)).await;
+        let report = roll(&fake, settings(1, OnFailure::Stop), Canaries::Count(0)).await;
         let Outcome::Failed(why) = &report.clusters[0].outcome else { panic!("{report:?}") };
         assert!(why.contains("timed out after 1h"), "{why}");
     }
@@ -722,7 +730,7 @@ mod tests {
         let fake = Fake::new(&NAMES[..2], Duration::from_secs(60)).with(|s| s.unhealthy.push("c00".into()));
         let mut s = settings(1, OnFailure::Continue);
         s.soak = Some(Duration::from_secs(120));
-        let report = roll(&fake, s, CanarySpec::Count(0)).await;
+        let report = roll(&fake, s, Canaries::Count(0)).await;
         assert_eq!(report.names(|o| *o == Outcome::Succeeded), ["c01"]);
         let Outcome::Failed(why) = &report.clusters[0].outcome else { panic!("{report:?}") };
         assert!(why.contains("health checks still failing") && why.contains("readyz"), "{why}");
@@ -732,7 +740,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn start_gate_stops_new_starts() {
         let fake = Fake::new(&NAMES[..4], Duration::from_secs(60));
-        let plan = plan(&fake.states(), TARGET, None, false, &CanarySpec::Count(0)).unwrap();
+        let plan = plan(&fake.states(), TARGET, None, false, &Canaries::Count(0)).unwrap();
         let calls = std::cell::Cell::new(0);
         let gate: StartGate = Box::new(|| {
             calls.set(calls.get() + 1);
@@ -757,7 +765,7 @@ mod tests {
         });
         let states: Vec<ClusterState> =
             fake.states().into_iter().map(|c| ClusterState { stemcell: Some("1.445".into()), ..c }).collect();
-        let plan = plan(&states, TARGET, Some("1.506"), false, &CanarySpec::Count(0)).unwrap();
+        let plan = plan(&states, TARGET, Some("1.506"), false, &Canaries::Count(0)).unwrap();
         let report = Executor::new(&fake, settings(1, OnFailure::Stop), TARGET, Log::sink()).run(&plan).await;
         assert!(report.succeeded(), "{report:?}");
         assert!(report.clusters[0].elapsed >= Duration::from_secs(600), "waited for the real upgrade");
@@ -770,7 +778,7 @@ mod tests {
             s.verify_upgrades = true;
             s.wrong_stemcell.push("c00".into());
         });
-        let report = roll(&fake, settings(1, OnFailure::Continue), CanarySpec::Count(0)).await;
+        let report = roll(&fake, settings(1, OnFailure::Continue), Canaries::Count(0)).await;
         assert_eq!(report.names(|o| *o == Outcome::Succeeded), ["c01"], "{report:?}");
         let Outcome::Failed(why) = &report.clusters[0].outcome else { panic!("{report:?}") };
         assert!(why.contains("ended on stemcell 1.445"), "{why}");

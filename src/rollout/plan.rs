@@ -14,6 +14,7 @@
 
 use crate::versions;
 use anyhow::{Result, bail};
+use serde::Deserialize;
 use std::fmt;
 
 /// What the planner and the executor need to know about one cluster, independent of the platform's
@@ -250,11 +251,19 @@ impl Plan {
     }
 }
 
-/// Canary choice as the user wrote it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CanarySpec {
+/// Canary clusters as the user writes them (`params.canaries`, a fleet file's `canaries`): the
+/// first N of the plan, or explicit names.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Canaries {
     Count(usize),
     Names(Vec<String>),
+}
+
+impl Default for Canaries {
+    fn default() -> Self {
+        Canaries::Count(0)
+    }
 }
 
 /// Where a cluster's stemcell stands against the target stemcell.
@@ -334,11 +343,11 @@ pub fn plan(
     target: &str,
     target_stemcell: Option<&str>,
     repair: bool,
-    canaries: &CanarySpec,
+    canaries: &Canaries,
 ) -> Result<Plan> {
     let mut sorted: Vec<&ClusterState> = clusters.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    if let CanarySpec::Names(names) = canaries
+    if let Canaries::Names(names) = canaries
         && let Some(missing) = names.iter().find(|n| !sorted.iter().any(|c| &c.name == *n))
     {
         bail!("canary `{missing}` is not one of the selected clusters");
@@ -358,14 +367,14 @@ pub fn plan(
         }
     }
     let is_canary = |p: &Planned, index: usize| match canaries {
-        CanarySpec::Count(n) => index < *n,
-        CanarySpec::Names(names) => names.contains(&p.name),
+        Canaries::Count(n) => index < *n,
+        Canaries::Names(names) => names.contains(&p.name),
     };
     for (index, mut p) in to_start.into_iter().enumerate() {
         p.canary = is_canary(&p, index);
         if p.canary { wave.canaries.push(p) } else { wave.clusters.push(p) }
     }
-    if let CanarySpec::Names(names) = canaries {
+    if let Canaries::Names(names) = canaries {
         wave.canaries.sort_by_key(|p| names.iter().position(|n| n == &p.name));
     }
     Ok(Plan {
@@ -429,7 +438,7 @@ mod tests {
             c("dev-3", "1.18", "UPGRADE", "failed"),
             c("dev-4", "1.18", "CREATE", "succeeded"),
         ];
-        let p = plan(&clusters, "1.19", None, false, &CanarySpec::Count(1)).unwrap();
+        let p = plan(&clusters, "1.19", None, false, &Canaries::Count(1)).unwrap();
         let w = &p.waves[0];
         assert_eq!(names(&w.adopted), ["stage-1"]);
         assert_eq!(names(&w.canaries), ["dev-1"]);
@@ -439,7 +448,7 @@ mod tests {
         assert_eq!(skipped, ["dev-2", "dev-3", "prod-1"]);
         assert_eq!(p.planned().count(), 4);
 
-        let p = plan(&clusters, "1.19", None, true, &CanarySpec::Names(vec!["prod-2".into(), "dev-3".into()])).unwrap();
+        let p = plan(&clusters, "1.19", None, true, &Canaries::Names(vec!["prod-2".into(), "dev-3".into()])).unwrap();
         assert_eq!(names(&p.waves[0].canaries), ["prod-2", "dev-3"], "named canaries keep the given order");
         assert_eq!(names(&p.waves[0].clusters), ["dev-1", "dev-4"]);
     }
@@ -447,11 +456,11 @@ mod tests {
     #[test]
     fn canaries_must_be_selected_and_count_may_exceed_plan() {
         let clusters = [c("a", "1", "CREATE", "succeeded")];
-        let err = plan(&clusters, "2", None, false, &CanarySpec::Names(vec!["zz".into()])).unwrap_err();
+        let err = plan(&clusters, "2", None, false, &Canaries::Names(vec!["zz".into()])).unwrap_err();
         assert!(err.to_string().contains("canary `zz`"), "{err}");
-        let p = plan(&clusters, "2", None, false, &CanarySpec::Count(5)).unwrap();
+        let p = plan(&clusters, "2", None, false, &Canaries::Count(5)).unwrap();
         assert_eq!(names(&p.waves[0].canaries), ["a"]);
-        assert!(plan(&clusters, "1", None, false, &CanarySpec::Count(0)).unwrap().is_empty());
+        assert!(plan(&clusters, "1", None, false, &Canaries::Count(0)).unwrap().is_empty());
     }
 
     fn on(stemcell: Option<&str>, version: &str) -> ClusterState {
@@ -486,7 +495,7 @@ mod tests {
             ClusterState { name: "newer".into(), ..on(Some("1.510"), "1.19") },
             ClusterState { name: "tkgi-only".into(), ..on(Some("1.510"), "1.18") },
         ];
-        let p = plan(&clusters, "1.19", Some("1.506"), false, &CanarySpec::Count(0)).unwrap();
+        let p = plan(&clusters, "1.19", Some("1.506"), false, &Canaries::Count(0)).unwrap();
         let jobs: Vec<(&str, Option<(String, String)>)> =
             p.planned().map(|j| (j.name.as_str(), j.stemcell.clone())).collect();
         let moved = Some(("1.445".to_string(), "1.506".to_string()));

@@ -103,31 +103,43 @@ fn execute(step: Step, stdin: &mut dyn Read, args: &[String], env: Env, log: &Lo
         Step::In | Step::Out => Some(protocol::step_dir(step, args)?),
     };
     let clock = Clock::from_setting(env.get(NOW_VARIABLE).map(String::as_str))?;
+    let typed = parse(kind, step, &request)?;
     let ctx = Ctx { log: log.clone(), env, dir, clock };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(dispatch(kind, step, request, ctx))
+    runtime.block_on(dispatch(typed, ctx))
 }
 
 /// Parses a request's `source` and `params` for `step` with exactly the strict types the binaries use,
 /// without running anything. Pipeline checks use it so example pipelines can never drift from the code.
 pub fn validate_config(step: Step, request: &Request) -> Result<Kind> {
     let kind = Kind::from_source(&request.source)?;
-    match kind {
-        Kind::Stemcell => stemcell::validate(step, request).map(drop)?,
-        Kind::Fleet => fleet::validate(step, request)?,
-        Kind::Kubernetes => kubernetes::validate(step, request)?,
-    }
+    parse(kind, step, request)?;
     Ok(kind)
 }
 
-async fn dispatch(kind: Kind, step: Step, request: Request, ctx: Ctx) -> Result<String> {
-    match kind {
-        Kind::Stemcell => stemcell::run(step, request, ctx).await,
-        Kind::Fleet => fleet::run(step, request, ctx).await,
-        Kind::Kubernetes => kubernetes::run(step, request, ctx).await,
+/// One request, typed by its kind.
+enum Parsed {
+    Stemcell(stemcell::Parsed),
+    Kubernetes(kubernetes::Parsed),
+    Fleet(fleet::Parsed),
+}
+
+fn parse(kind: Kind, step: Step, request: &Request) -> Result<Parsed> {
+    Ok(match kind {
+        Kind::Stemcell => Parsed::Stemcell(stemcell::validate(step, request)?),
+        Kind::Kubernetes => Parsed::Kubernetes(kubernetes::validate(step, request)?),
+        Kind::Fleet => Parsed::Fleet(fleet::validate(step, request)?),
+    })
+}
+
+async fn dispatch(parsed: Parsed, ctx: Ctx) -> Result<String> {
+    match parsed {
+        Parsed::Stemcell(request) => stemcell::run(request, ctx).await,
+        Parsed::Kubernetes(request) => kubernetes::run(request, ctx).await,
+        Parsed::Fleet(request) => fleet::run(request, ctx).await,
     }
 }

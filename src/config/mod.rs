@@ -11,6 +11,7 @@ pub mod stemcell;
 
 use crate::clients::director;
 use crate::http::HttpConfig;
+use crate::protocol::Version;
 use crate::suggest::suggestion;
 use anyhow::{Result, anyhow, bail};
 use serde::de::DeserializeOwned;
@@ -49,6 +50,27 @@ impl Kind {
             }
         }
     }
+}
+
+/// A request with its `source` and `params` typed and checked for one step: what a kind's `validate`
+/// returns and its `run` takes, so each request is parsed exactly once. `S`, `G` and `P` are the
+/// kind's source, `in` params and `out` params.
+#[derive(Debug)]
+pub enum Typed<S, G, P> {
+    Check {
+        source: S,
+        version: Option<Version>,
+    },
+    /// `version` is `None` only when a pipeline check validates a config without running it.
+    In {
+        source: S,
+        params: G,
+        version: Option<Version>,
+    },
+    Out {
+        source: S,
+        params: P,
+    },
 }
 
 /// Deserializes `map` (the request's `source` or `params`, named `root` in errors) into `T`, turning

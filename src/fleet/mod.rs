@@ -13,8 +13,8 @@ pub mod version;
 use crate::clients::director::Director;
 use crate::clients::tkgi::{Cluster, Tkgi};
 use crate::clients::uaa::{Grant, Uaa};
-use crate::config::fleet::{Login, Selector, Source};
-use crate::config::{self};
+use crate::config::fleet::{GetParams, Login, PutParams, Selector, Source};
+use crate::config::{self, Typed};
 use crate::context::Ctx;
 use crate::http::{HttpClient, HttpConfig};
 use crate::protocol::{Request, Step};
@@ -46,28 +46,31 @@ pub fn stemcell_version(stemcells: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Parses and checks `source` and `params` for `step` as [`run`] and the step modules do, without I/O.
-pub fn validate(step: Step, request: &Request) -> Result<()> {
+/// A fleet request, typed and checked: [`validate`] makes it, [`run`] takes it.
+pub(crate) type Parsed = Typed<Source, GetParams, PutParams>;
+
+/// Parses and checks `source` and `params` for `step` once, without I/O.
+pub(crate) fn validate(step: Step, request: &Request) -> Result<Parsed> {
     let source = config::parse_source::<Source>(&request.source)?;
     source.validate()?;
-    match step {
-        Step::Check => {}
-        Step::In => {
-            config::parse::<config::fleet::GetParams>(&request.params, "params")?;
+    let version = request.version.clone();
+    Ok(match step {
+        Step::Check => Typed::Check { source, version },
+        Step::In => Typed::In { source, params: config::parse(&request.params, "params")?, version },
+        Step::Out => {
+            let params: PutParams = config::parse(&request.params, "params")?;
+            params.validate(&source)?;
+            Typed::Out { source, params }
         }
-        Step::Out => config::parse::<config::fleet::PutParams>(&request.params, "params")?.validate(&source)?,
-    }
-    Ok(())
+    })
 }
 
 /// Runs one step of the fleet kind and returns the JSON answer.
-pub async fn run(step: Step, request: Request, ctx: Ctx) -> Result<String> {
-    let source: Source = config::parse_source(&request.source)?;
-    source.validate()?;
-    match step {
-        Step::Check => check::run(&source, &ctx).await,
-        Step::In => get::run(&source, &request, &ctx).await,
-        Step::Out => put::run(&source, &request, &ctx).await,
+pub(crate) async fn run(request: Parsed, ctx: Ctx) -> Result<String> {
+    match request {
+        Typed::Check { source, .. } => check::run(&source, &ctx).await,
+        Typed::In { source, params, version } => get::run(&source, &params, version, &ctx).await,
+        Typed::Out { source, params } => put::run(&source, &params, &ctx).await,
     }
 }
 

@@ -11,9 +11,8 @@ use super::report::{plan_json, plan_text, summary_text};
 use super::version::version;
 use super::{Clients, Observed, connect, observe};
 use crate::config::fleet::{OutsideWindow, PutParams, Selector, Source};
-use crate::config::{self};
 use crate::context::Ctx;
-use crate::protocol::{MetadataField, Request, StepResponse, render_step};
+use crate::protocol::{MetadataField, StepResponse, render_step};
 use crate::rollout::executor::{self, Executor, Outcome, StartGate};
 use crate::rollout::plan::{Plan, plan};
 use crate::versions::stemcell::is_stemcell_version;
@@ -25,9 +24,7 @@ use std::path::PathBuf;
 /// How the start gate's reason begins, so the result can tell a closed window from a failure.
 const WINDOW_CLOSED: &str = "the maintenance window closed";
 
-pub async fn run(source: &Source, request: &Request, ctx: &Ctx) -> Result<String> {
-    let params: PutParams = config::parse(&request.params, "params")?;
-    params.validate(source)?;
+pub async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Result<String> {
     let file = match &params.desired {
         Some(path) => Some(load_desired(path, ctx)?),
         None => None,

@@ -6,8 +6,8 @@ pub mod check;
 pub mod get;
 
 use crate::clients::k8s_feed::FeedClient;
-use crate::config;
 use crate::config::kubernetes::{GetParams, Selection, Source};
+use crate::config::{self, Typed};
 use crate::context::Ctx;
 use crate::http::{HttpClient, HttpConfig};
 use crate::protocol::{self, Request, Step, Version};
@@ -18,43 +18,48 @@ const READ_ONLY: &str = "kind `kubernetes` is read-only: `out` cannot publish Ku
      resource in `get` steps only (as a trigger, or with params.from_version for an upgrade path); to upgrade \
      clusters, put to a `kind: fleet` resource";
 
-/// Parses `source` and `params` for `step` exactly as [`run`] does, without any I/O.
-pub fn validate(step: Step, request: &Request) -> Result<()> {
-    let source: Source = config::parse_source(&request.source)?;
-    source.selection()?;
-    match step {
-        Step::Check => Ok(()),
-        Step::In => config::parse::<GetParams>(&request.params, "params").map(drop),
-        Step::Out => bail!(READ_ONLY),
+/// A source together with what it follows, checked once by [`validate`].
+pub(crate) struct Followed {
+    source: Source,
+    selection: Selection,
+}
+
+/// A kubernetes request, typed and checked; `out` never gets this far.
+pub(crate) type Parsed = Typed<Followed, GetParams, std::convert::Infallible>;
+
+/// Parses `source` and `params` for `step` exactly once, without any I/O; `out` is refused first,
+/// whatever its source says.
+pub(crate) fn validate(step: Step, request: &Request) -> Result<Parsed> {
+    if step == Step::Out {
+        bail!(READ_ONLY);
     }
+    let source: Source = config::parse_source(&request.source)?;
+    let selection = source.selection()?;
+    let source = Followed { source, selection };
+    let version = request.version.clone();
+    Ok(match step {
+        Step::In => Typed::In { source, params: config::parse(&request.params, "params")?, version },
+        _ => Typed::Check { source, version },
+    })
 }
 
 /// Runs one step of the kubernetes kind and returns the JSON answer.
-pub async fn run(step: Step, request: Request, ctx: Ctx) -> Result<String> {
-    match step {
-        Step::Out => bail!(READ_ONLY),
-        Step::Check => {
-            let (source, selection, feed) = setup(&request, &ctx)?;
-            let versions = check::check(&feed, &source, selection, request.version.as_ref(), &ctx.log).await?;
+pub(crate) async fn run(request: Parsed, ctx: Ctx) -> Result<String> {
+    match request {
+        Typed::Out { params, .. } => match params {},
+        Typed::Check { source: Followed { source, selection }, version } => {
+            let feed = feed_client(&source, &ctx)?;
+            let versions = check::check(&feed, &source, selection, version.as_ref(), &ctx.log).await?;
             protocol::render_check(&versions)
         }
-        Step::In => {
-            let (_, selection, feed) = setup(&request, &ctx)?;
-            let params: GetParams = config::parse(&request.params, "params")?;
-            let version = request.version.as_ref().context("the in request has no version")?;
+        Typed::In { source: Followed { source, selection }, params, version } => {
+            let feed = feed_client(&source, &ctx)?;
+            let version = version.context("the in request has no version")?;
             let dir = ctx.dir.as_deref().context("in needs its directory argument")?;
-            let response = get::get(&feed, selection, &params, version, dir, &ctx.log).await?;
+            let response = get::get(&feed, selection, &params, &version, dir, &ctx.log).await?;
             protocol::render_step(&response)
         }
     }
-}
-
-/// Parses and validates `source` and builds the feed client.
-fn setup(request: &Request, ctx: &Ctx) -> Result<(Source, Selection, FeedClient)> {
-    let source: Source = config::parse_source(&request.source)?;
-    let selection = source.selection()?;
-    let feed = feed_client(&source, ctx)?;
-    Ok((source, selection, feed))
 }
 
 fn feed_client(source: &Source, ctx: &Ctx) -> Result<FeedClient> {

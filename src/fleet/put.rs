@@ -13,7 +13,7 @@ use super::{Clients, Observed, connect, observe};
 use crate::config::fleet::{OutsideWindow, PutParams, Selector, Source};
 use crate::context::Ctx;
 use crate::protocol::{MetadataField, StepResponse, render_step};
-use crate::rollout::executor::{self, Executor, Outcome, StartGate};
+use crate::rollout::executor::{self, Executor, Halt, Outcome, StartGate};
 use crate::rollout::plan::{Plan, plan};
 use crate::versions::stemcell::is_stemcell_version;
 use crate::window::Window;
@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
-/// How the start gate's reason begins, so the result can tell a closed window from a failure.
+/// The start gate's reason; the gate is this rollout's only one, so `Halt::GateClosed` means it.
 const WINDOW_CLOSED: &str = "the maintenance window closed";
 
 pub async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Result<String> {
@@ -93,12 +93,12 @@ fn window_closed(window: Option<&Window>, ctx: &Ctx) -> Option<String> {
 fn check_outcome(report: &executor::Report, plan: &Plan, params: &PutParams) -> Result<Vec<String>> {
     let failed = report.names(|o| matches!(o, Outcome::Failed(_)));
     let not_started = report.names(|o| matches!(o, Outcome::NotStarted(_)));
-    let window_closed = report.halted.as_deref().is_some_and(|h| h.starts_with(WINDOW_CLOSED));
+    let window_closed = matches!(report.halted, Some(Halt::GateClosed(_)));
     if failed.is_empty() && window_closed && params.outside_window == OutsideWindow::Skip {
         return Ok(not_started);
     }
     if !failed.is_empty() || !not_started.is_empty() {
-        let why = report.halted.as_deref().unwrap_or("a cluster failed");
+        let why = report.halted.as_ref().map_or_else(|| "a cluster failed".to_string(), Halt::to_string);
         let target = match &plan.target_stemcell {
             Some(stemcell) => format!("TKGI {}, stemcell {stemcell}", plan.target),
             None => format!("TKGI {}", plan.target),

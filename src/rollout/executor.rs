@@ -17,6 +17,7 @@ use anyhow::{Result, bail};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
+use std::fmt;
 use std::future::Future;
 use std::num::NonZeroUsize;
 use std::time::Duration;
@@ -116,12 +117,37 @@ impl ClusterReport {
     }
 }
 
+/// Why a rollout stopped starting clusters before its plan was done. Callers decide on the variant
+/// (a closed window is not a failure); the text is for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Halt {
+    /// A canary failed: nothing else starts, whatever `on_failure` says.
+    CanaryFailed { cluster: String },
+    /// A cluster failed under `on_failure: stop`.
+    Failed { cluster: String },
+    /// A wave ended with a failure (under `on_failure: continue`): later waves do not start.
+    WaveFailed { wave: String, cluster: String },
+    /// The start gate refused, e.g. because the maintenance window closed; its reason.
+    GateClosed(String),
+}
+
+impl fmt::Display for Halt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Halt::CanaryFailed { cluster } => write!(f, "canary {cluster} failed"),
+            Halt::Failed { cluster } => write!(f, "{cluster} failed and on_failure is stop"),
+            Halt::WaveFailed { wave, cluster } => write!(f, "wave `{wave}` had a failure ({cluster})"),
+            Halt::GateClosed(reason) => f.write_str(reason),
+        }
+    }
+}
+
 /// What happened to every planned cluster, in completion order.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
     pub clusters: Vec<ClusterReport>,
     /// Why the rollout stopped early, if it did.
-    pub halted: Option<String>,
+    pub halted: Option<Halt>,
 }
 
 impl Report {
@@ -164,7 +190,8 @@ impl<'a, P: Platform> Executor<'a, P> {
         let mut report = Report::default();
         let mut previous: Option<&str> = None;
         for wave in plan.waves.iter().filter(|w| w.all().next().is_some()) {
-            if let Some(reason) = report.halted.clone() {
+            if let Some(halt) = &report.halted {
+                let reason = halt.to_string();
                 report.clusters.extend(wave.all().map(|p| self.not_started(p, &reason)));
                 continue;
             }
@@ -185,7 +212,7 @@ impl<'a, P: Platform> Executor<'a, P> {
             if report.halted.is_none()
                 && let Some(failed) = report.clusters.iter().find(|c| c.failed())
             {
-                report.halted = Some(format!("wave `{}` had a failure ({})", wave.name, failed.name));
+                report.halted = Some(Halt::WaveFailed { wave: wave.name.clone(), cluster: failed.name.clone() });
             }
         }
         report
@@ -196,15 +223,15 @@ impl<'a, P: Platform> Executor<'a, P> {
             if report.halted.is_none() {
                 report.halted = self.start_refused();
             }
-            if let Some(reason) = &report.halted {
-                report.clusters.push(self.not_started(canary, reason));
+            if let Some(halt) = &report.halted {
+                report.clusters.push(self.not_started(canary, &halt.to_string()));
                 continue;
             }
             let result = self.job(canary).await;
             if result.failed() {
-                let reason = format!("canary {} failed", canary.name);
-                self.progress("rollout", &format!("{reason}: stopping, no other cluster will start"));
-                report.halted = Some(reason);
+                let halt = Halt::CanaryFailed { cluster: canary.name.clone() };
+                self.progress("rollout", &format!("{halt}: stopping, no other cluster will start"));
+                report.halted = Some(halt);
             }
             report.clusters.push(result);
         }
@@ -237,24 +264,24 @@ impl<'a, P: Platform> Executor<'a, P> {
                 self.record(result, report);
             }
         }
-        let reason = report.halted.clone().unwrap_or_default();
+        let reason = report.halted.as_ref().map(Halt::to_string).unwrap_or_default();
         report.clusters.extend(queue.map(|p| self.not_started(p, &reason)));
     }
 
     /// Files one finished cluster; a failure under `on_failure: stop` halts new starts.
     fn record(&self, result: ClusterReport, report: &mut Report) {
         if result.failed() && self.settings.on_failure == OnFailure::Stop && report.halted.is_none() {
-            let reason = format!("{} failed and on_failure is stop", result.name);
-            self.progress("rollout", &format!("{reason}: no new cluster will start; waiting for running ones"));
-            report.halted = Some(reason);
+            let halt = Halt::Failed { cluster: result.name.clone() };
+            self.progress("rollout", &format!("{halt}: no new cluster will start; waiting for running ones"));
+            report.halted = Some(halt);
         }
         report.clusters.push(result);
     }
 
-    fn start_refused(&self) -> Option<String> {
+    fn start_refused(&self) -> Option<Halt> {
         let reason = self.gate.as_ref()?().err()?;
         self.progress("rollout", &format!("no new cluster starts: {reason}"));
-        Some(reason)
+        Some(Halt::GateClosed(reason))
     }
 
     fn not_started(&self, planned: &Planned, reason: &str) -> ClusterReport {
@@ -655,7 +682,13 @@ mod tests {
         assert!(!report.succeeded());
         assert_eq!(fake.snapshot().0.keys().collect::<Vec<_>>(), ["c00"]);
         assert_eq!(report.names(|o| matches!(o, Outcome::NotStarted(_))).len(), 9);
-        assert!(report.halted.unwrap().contains("canary c00 failed"));
+        assert_eq!(report.halted, Some(Halt::CanaryFailed { cluster: "c00".into() }));
+        assert!(
+            report
+                .clusters
+                .iter()
+                .all(|c| c.name == "c00" || c.outcome == Outcome::NotStarted("canary c00 failed".into()))
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -751,7 +784,7 @@ mod tests {
             .run(&plan)
             .await;
         assert_eq!(report.names(|o| *o == Outcome::Succeeded).len(), 2);
-        assert_eq!(report.halted.as_deref(), Some("window closed"));
+        assert_eq!(report.halted, Some(Halt::GateClosed("window closed".into())));
     }
 
     #[tokio::test(start_paused = true)]

@@ -255,21 +255,53 @@ pub fn is_retryable_status(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED)
 }
 
-/// Judges a transport error: connection failures are always safe to retry (nothing reached the
-/// server); timeouts and broken bodies only for idempotent requests; TLS trust errors never.
+/// Judges a transport error by its type: connection failures are always safe to retry (nothing
+/// reached the server); timeouts and broken bodies only for idempotent requests; a server certificate
+/// that rustls rejected never, with a hint that says which setting fixes it.
 pub fn classify(error: reqwest::Error, retry: Retry) -> Failure {
     let chain = error_chain(&error);
-    if chain.contains("certificate") || chain.contains("UnknownIssuer") {
-        let error = anyhow!(
-            "{chain}\nthe server's TLS certificate is not trusted: set `ca_cert` in source to the PEM of the CA that signed it (or, only for testing, `insecure_skip_tls_verify: true`)"
-        );
-        return Failure::fatal(error);
+    if let Some(problem) = certificate_problem(&error) {
+        return Failure::fatal(anyhow!("{chain}\n{}", trust_hint(problem)));
     }
     let retryable = error.is_connect()
         || (retry == Retry::Idempotent
             && (error.is_timeout() || error.is_request() || error.is_body() || error.is_decode()));
     let kind = if error.is_timeout() { "timed out: " } else { "" };
     Failure { error: anyhow!("{kind}{chain}"), retryable, retry_after: None }
+}
+
+/// The certificate error rustls raised somewhere among `error`'s causes. The TLS stack hands it up
+/// wrapped in an `io::Error`, whose `source()` skips to the wrapped error's own source, so the
+/// payload of every `io::Error` on the way is looked at as well.
+fn certificate_problem<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::CertificateError> {
+    let mut next = Some(error);
+    while let Some(cause) = next {
+        if let Some(rustls::Error::InvalidCertificate(problem)) = cause.downcast_ref::<rustls::Error>() {
+            return Some(problem);
+        }
+        let wrapped = cause.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref);
+        if let Some(found) = wrapped.and_then(|inner| certificate_problem(inner)) {
+            return Some(found);
+        }
+        next = cause.source();
+    }
+    None
+}
+
+/// What to do about a rejected server certificate.
+fn trust_hint(problem: &rustls::CertificateError) -> &'static str {
+    use rustls::CertificateError as E;
+    match problem {
+        E::NotValidForName | E::NotValidForNameContext { .. } => {
+            "the server's TLS certificate is not valid for this host name: use the URL with a name the certificate was issued for"
+        }
+        E::Expired | E::ExpiredContext { .. } | E::NotValidYet | E::NotValidYetContext { .. } => {
+            "the server's TLS certificate is outside its validity period (expired, or not valid yet): renew it, or check this machine's clock"
+        }
+        _ => {
+            "the server's TLS certificate is not trusted: set `ca_cert` in source to the PEM of the CA that signed it (or, only for testing, `insecure_skip_tls_verify: true`)"
+        }
+    }
 }
 
 /// reqwest's own Display hides the root cause (e.g. "connection reset"), so spell out the chain.
@@ -395,6 +427,20 @@ mod tests {
         assert!(is_retryable_status(StatusCode::TOO_MANY_REQUESTS));
         assert!(!is_retryable_status(StatusCode::NOT_IMPLEMENTED));
         assert!(!is_retryable_status(StatusCode::NOT_FOUND));
+    }
+
+    #[test]
+    fn certificate_problems_are_found_by_type_not_by_text() {
+        use rustls::CertificateError;
+        let wrapped = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(CertificateError::Expired),
+        );
+        assert_eq!(certificate_problem(&wrapped), Some(&CertificateError::Expired));
+        assert!(trust_hint(&CertificateError::Expired).contains("validity period"));
+        assert!(trust_hint(&CertificateError::UnknownIssuer).contains("`ca_cert`"));
+        let just_words = std::io::Error::other("certificate UnknownIssuer");
+        assert_eq!(certificate_problem(&just_words), None);
     }
 
     #[test]

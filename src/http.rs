@@ -10,6 +10,7 @@ use crate::redact::Log;
 use anyhow::{Context, Result, anyhow};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Certificate, Client, Method, Proxy, RequestBuilder, Response, StatusCode};
+use rustls::pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::path::Path;
@@ -30,7 +31,8 @@ pub struct HttpConfig {
     /// Largest API (JSON/text) answer we will hold in memory.
     pub max_body_bytes: usize,
     pub follow_redirects: bool,
-    /// Where the system CA store lives; Concourse bind-mounts worker certificates here.
+    /// Where the system CA store lives; Concourse bind-mounts worker certificates here. `SSL_CERT_FILE`
+    /// and `SSL_CERT_DIR` in the injected environment replace it, as they do for OpenSSL.
     pub system_ca_dir: String,
 }
 
@@ -98,7 +100,7 @@ impl HttpClient {
             } else {
                 reqwest::redirect::Policy::none()
             });
-        for cert in system_roots(Path::new(&config.system_ca_dir)) {
+        for cert in system_roots(Path::new(&config.system_ca_dir), env) {
             builder = builder.add_root_certificate(cert);
         }
         if let Some(pem) = &config.ca_cert {
@@ -344,31 +346,31 @@ fn truncate(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
-/// A random factor in [0.5, 1.0) without a `rand` dependency: std's `RandomState` is seeded from the
-/// OS per instance.
+/// A random factor in [0.5, 1.0).
 fn jitter() -> f64 {
-    use std::hash::BuildHasher;
-    let bits = std::collections::hash_map::RandomState::new().hash_one(SystemTime::now());
-    0.5 + (bits % 1_000_000) as f64 / 2_000_000.0
+    0.5 + fastrand::f64() / 2.0
 }
 
 /// Certificates from the system store. Concourse bind-mounts the worker's certificate directory at
-/// /etc/ssl/certs, so read it at run time: the Debian-style bundle if present, plus any standalone
-/// PEM files dropped there (corporate CAs). Unreadable files are skipped.
-fn system_roots(dir: &Path) -> Vec<Certificate> {
-    let bundle = dir.join("ca-certificates.crt");
-    let mut pems: Vec<Vec<u8>> = std::fs::read(&bundle).into_iter().collect();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let is_pem = matches!(path.extension().and_then(|e| e.to_str()), Some("pem" | "crt"));
-            let is_plain_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
-            if is_pem && is_plain_file && path != bundle {
-                pems.extend(std::fs::read(&path).ok());
-            }
-        }
+/// /etc/ssl/certs, so it is read at run time: every file in it — the Debian-style bundle, the `openssl
+/// rehash` links, and loose PEM files dropped there (corporate CAs) — each file once. As for OpenSSL,
+/// `SSL_CERT_FILE` and `SSL_CERT_DIR` (colon-separated) replace that directory when either is set;
+/// they are read from the injected `env`, never the process environment (`rustls-native-certs`'
+/// own `load_native_certs` would read the latter). Unreadable files and certificates rustls cannot
+/// use are skipped rather than failing every request.
+fn system_roots(default_dir: &Path, env: &Env) -> Vec<Certificate> {
+    let setting = |name: &str| env.get(name).filter(|v| !v.is_empty()).map(String::as_str);
+    let file = setting("SSL_CERT_FILE").map(Path::new);
+    let mut dirs: Vec<&Path> = setting("SSL_CERT_DIR").into_iter().flat_map(|v| v.split(':')).map(Path::new).collect();
+    if file.is_none() && dirs.is_empty() {
+        dirs.push(default_dir);
     }
-    pems.iter().filter_map(|pem| Certificate::from_pem_bundle(pem).ok()).flatten().collect()
+    let mut found = rustls_native_certs::load_certs_from_paths(file, None).certs;
+    for dir in dirs {
+        found.extend(rustls_native_certs::load_certs_from_paths(None, Some(dir)).certs);
+    }
+    let usable = |der: &CertificateDer<'static>| rustls::RootCertStore::empty().add(der.clone()).is_ok();
+    found.iter().filter(|der| usable(der)).filter_map(|der| Certificate::from_der(der).ok()).collect()
 }
 
 /// Honours `https_proxy`/`http_proxy`/`no_proxy` (lower case first, as Concourse workers set them,

@@ -3,6 +3,10 @@
 //!
 //! The binaries are thin: each calls [`run`] with the real stdin, stdout, stderr, argv and environment.
 //! Everything below takes its I/O as arguments so tests can run a step in-process or as a process.
+//!
+//! This file is the dispatcher and nothing else: it reads the request, picks the kind, builds the
+//! step's context and hands the typed request down. Shared types live in their own modules below the
+//! kinds (`env`, `context`), so no module imports the crate root; ARCHITECTURE.md draws the layers.
 
 pub mod clients;
 pub mod config;

@@ -1,7 +1,7 @@
 //! The Concourse resource protocol: request and response shapes, strict parsing, the step directory.
 //!
 //! This is the only module that knows the JSON shapes Concourse exchanges with `check`, `in` and
-//! `out` (see reference/concourse-protocol.md): one JSON object on stdin, one JSON document on stdout.
+//! `out` (see docs/facts/concourse.md): one JSON object on stdin, one JSON document on stdout.
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;

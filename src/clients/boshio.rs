@@ -1,5 +1,5 @@
 //! bosh.io stemcell API client: `GET {api_url}/api/v1/stemcells/{name}?all=1` and its record shape
-//! (reference/bosh-io-and-stemcells.md §1). No policy: filtering and ordering live in `stemcell`.
+//! (docs/facts/bosh-io.md). No policy: filtering and ordering live in `stemcell`.
 
 use crate::http::HttpClient;
 use anyhow::{Context, Result};

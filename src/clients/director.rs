@@ -2,7 +2,7 @@
 //!
 //! `GET /info` is unauthenticated and says how to log in (`user_authentication.type` = `uaa` with the
 //! UAA URL, or `basic`). Async calls answer 302 with `Location: /tasks/{id}`; bosh-cli follows that
-//! itself, so this client never follows redirects (reference/platform-apis.md §2).
+//! itself, so this client never follows redirects (docs/facts/bosh-director.md).
 
 use crate::clients::uaa::{Grant, Uaa};
 use crate::env::Env;
@@ -261,7 +261,7 @@ fn file_body(path: std::path::PathBuf) -> reqwest::Body {
 
 // --- deployments ---
 
-/// One entry of `GET /deployments` (reference/platform-apis.md §2). TKGI clusters are the deployments
+/// One entry of `GET /deployments` (docs/facts/bosh-director.md). TKGI clusters are the deployments
 /// named `service-instance_<cluster uuid>`.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Deployment {

@@ -1,5 +1,5 @@
 //! The Kubernetes release feeds: `{feed_url}/stable.txt`, `stable-1.N.txt`, `latest-1.N.txt`, each a
-//! one-line text file such as `v1.30.14` (reference/platform-apis.md §3).
+//! one-line text file such as `v1.30.14` (docs/facts/kubernetes.md).
 //!
 //! Knows the route and the answer's shape only. A 404 is an answer ("this file does not exist",
 //! e.g. a minor that was never released), not an error; what to make of it is the caller's policy.

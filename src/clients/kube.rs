@@ -1,5 +1,5 @@
 //! A cluster's Kubernetes API, reached through a kubeconfig from TKGI's `binds`: `/version` and
-//! `/readyz` only — enough for a post-upgrade health gate (reference/platform-apis.md §3).
+//! `/readyz` only — enough for a post-upgrade health gate (docs/facts/kubernetes.md).
 
 use crate::env::Env;
 use crate::http::{HttpClient, HttpConfig};

@@ -49,7 +49,7 @@ impl Cluster {
     }
 }
 
-/// What `POST /v1/clusters` needs (platform-apis.md §1.2; `kubernetes_master_host` is required).
+/// What `POST /v1/clusters` needs (docs/facts/tkgi-api.md; `kubernetes_master_host` is required).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewCluster {
     pub name: String,

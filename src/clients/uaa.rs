@@ -1,7 +1,7 @@
 //! UAA (OAuth2) access tokens for the TKGI API and the BOSH director.
 //!
 //! `POST {uaa}/oauth/token` with HTTP Basic client authentication, as the `tkgi` and `bosh` CLIs do
-//! (reference/platform-apis.md §1.1). The token is cached for the process and refreshed a minute
+//! (docs/facts/tkgi-api.md). The token is cached for the process and refreshed a minute
 //! before it expires, and once more when an API answers 401 (the token may have been revoked).
 
 use crate::http::{Failure, HttpClient, Retry, read_capped, status_error};

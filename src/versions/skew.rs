@@ -1,9 +1,9 @@
 //! The Kubernetes version-skew rule for control-plane upgrades, as pure functions: which jumps are
 //! allowed and the chained path that gets from one version to another without skipping a minor.
 //!
-//! Policy (kubernetes.io/releases/version-skew-policy): "kube-apiserver [must] not skip minor
-//! versions when upgrading, even in single-instance clusters". Downgrades are not supported by
-//! Kubernetes either. Used by `kind: kubernetes` (`in` writes the path) and by the fleet planner
+//! Policy (Kubernetes' version skew policy; docs/facts/kubernetes.md): "kube-apiserver [must] not
+//! skip minor versions when upgrading, even in single-instance clusters". Downgrades are not
+//! supported by Kubernetes either. Used by `kind: kubernetes` (`in` writes the path) and by the fleet planner
 //! (a pin or target more than one minor ahead is refused with the chained path suggested).
 
 use super::kubernetes::KubeVersion;

@@ -125,25 +125,25 @@ pub fn validate_config(step: Step, request: &Request) -> Result<Kind> {
     Ok(kind)
 }
 
-/// One request, typed by its kind.
+/// One request, typed by its kind (boxed: the fleet's is much the largest).
 enum Parsed {
-    Stemcell(stemcell::Parsed),
-    Kubernetes(kubernetes::Parsed),
-    Fleet(fleet::Parsed),
+    Stemcell(Box<stemcell::Parsed>),
+    Kubernetes(Box<kubernetes::Parsed>),
+    Fleet(Box<fleet::Parsed>),
 }
 
 fn parse(kind: Kind, step: Step, request: &Request) -> Result<Parsed> {
     Ok(match kind {
-        Kind::Stemcell => Parsed::Stemcell(stemcell::validate(step, request)?),
-        Kind::Kubernetes => Parsed::Kubernetes(kubernetes::validate(step, request)?),
-        Kind::Fleet => Parsed::Fleet(fleet::validate(step, request)?),
+        Kind::Stemcell => Parsed::Stemcell(Box::new(stemcell::validate(step, request)?)),
+        Kind::Kubernetes => Parsed::Kubernetes(Box::new(kubernetes::validate(step, request)?)),
+        Kind::Fleet => Parsed::Fleet(Box::new(fleet::validate(step, request)?)),
     })
 }
 
 async fn dispatch(parsed: Parsed, ctx: Ctx) -> Result<String> {
     match parsed {
-        Parsed::Stemcell(request) => stemcell::run(request, ctx).await,
-        Parsed::Kubernetes(request) => kubernetes::run(request, ctx).await,
-        Parsed::Fleet(request) => fleet::run(request, ctx).await,
+        Parsed::Stemcell(request) => stemcell::run(*request, ctx).await,
+        Parsed::Kubernetes(request) => kubernetes::run(*request, ctx).await,
+        Parsed::Fleet(request) => fleet::run(*request, ctx).await,
     }
 }

@@ -41,10 +41,10 @@ pub async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Result<Strin
         bail!("refusing to start: {closed} (set params.outside_window: skip to succeed without changes outside it)");
     }
     let fleet = observe(&conn, &selector).await?;
-    let target = target_version(&params, &conn, ctx).await?;
-    let stemcell = target_stemcell(&params, ctx)?;
+    let target = target_version(params, &conn, ctx).await?;
+    let stemcell = target_stemcell(params, ctx)?;
     let plan = match &file {
-        Some(file) => desired_plan(file, &fleet, &selector, &target, stemcell.as_deref(), &params, ctx)?,
+        Some(file) => desired_plan(file, &fleet, &selector, &target, stemcell.as_deref(), params, ctx)?,
         None => {
             let states: Vec<_> = fleet.iter().map(observed_state).collect();
             plan(&states, &target, stemcell.as_deref(), params.repair, &params.canaries)?
@@ -58,9 +58,9 @@ pub async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Result<Strin
         metadata.push(MetadataField::new("dry_run", "true"));
         return render_step(&StepResponse { version: fleet_version(&conn, source).await?, metadata });
     }
-    let report = execute(&params, file.as_ref(), window, &conn, &plan, ctx).await;
+    let report = execute(params, file.as_ref(), window, &conn, &plan, ctx).await;
     ctx.log.line(summary_text(&report));
-    let deferred = check_outcome(&report, &plan, &params)?;
+    let deferred = check_outcome(&report, &plan, params)?;
     let mut metadata = plan_metadata(&plan);
     metadata.push(MetadataField::new("changed", report.names(|o| *o == Outcome::Succeeded).len().to_string()));
     metadata.push(MetadataField::new("failed", "none"));

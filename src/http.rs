@@ -65,17 +65,17 @@ pub enum Retry {
 
 /// One failed attempt, as judged by the retry loop.
 #[derive(Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub error: anyhow::Error,
     pub retryable: bool,
     pub retry_after: Option<Duration>,
 }
 
 impl Failure {
-    pub fn fatal(error: anyhow::Error) -> Self {
+    pub(crate) fn fatal(error: anyhow::Error) -> Self {
         Failure { error, retryable: false, retry_after: None }
     }
-    pub fn transient(error: anyhow::Error) -> Self {
+    pub(crate) fn transient(error: anyhow::Error) -> Self {
         Failure { error, retryable: true, retry_after: None }
     }
 }
@@ -121,21 +121,21 @@ impl HttpClient {
         Ok(HttpClient { client, config, log: log.clone() })
     }
 
-    pub fn config(&self) -> &HttpConfig {
+    pub(crate) fn config(&self) -> &HttpConfig {
         &self.config
     }
 
-    pub fn client(&self) -> &Client {
+    pub(crate) fn client(&self) -> &Client {
         &self.client
     }
 
-    pub fn log(&self) -> &Log {
+    pub(crate) fn log(&self) -> &Log {
         &self.log
     }
 
     /// Runs `op` until it succeeds, fails fatally, or the attempts are used up, sleeping with
     /// exponential backoff and jitter (or the server's `Retry-After`) in between.
-    pub async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
+    pub(crate) async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = std::result::Result<T, Failure>>,
@@ -165,7 +165,7 @@ impl HttpClient {
     /// The wait before attempt `attempt + 1`: the server's `Retry-After` (capped), else
     /// `initial * 2^(attempt-1)` capped at `max_backoff`, scaled by a random 50–100 % so that many
     /// clients retrying at once do not synchronise.
-    pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(wait) = retry_after {
             return wait.min(self.config.max_backoff);
         }
@@ -218,7 +218,7 @@ impl HttpClient {
 
 /// Reads a whole body, failing once it exceeds `limit` bytes (a hostile or broken server must not
 /// make us allocate without bound). Read errors are retryable: the connection broke mid-body.
-pub async fn read_capped(mut response: Response, limit: usize) -> std::result::Result<Vec<u8>, Failure> {
+pub(crate) async fn read_capped(mut response: Response, limit: usize) -> std::result::Result<Vec<u8>, Failure> {
     let url = response.url().to_string();
     let mut body = Vec::new();
     loop {
@@ -239,7 +239,7 @@ pub async fn read_capped(mut response: Response, limit: usize) -> std::result::R
 }
 
 /// An error for a non-success answer: status line plus the start of the body.
-pub async fn status_error(response: Response, body_limit: usize) -> anyhow::Error {
+pub(crate) async fn status_error(response: Response, body_limit: usize) -> anyhow::Error {
     let status = response.status();
     let body = read_capped(response, body_limit.max(1)).await.unwrap_or_default();
     let text = String::from_utf8_lossy(&body);
@@ -249,18 +249,18 @@ pub async fn status_error(response: Response, body_limit: usize) -> anyhow::Erro
 
 /// RFC 3986's unreserved characters stay and every other byte becomes `%XX`: safe in any path
 /// segment or query value, and exactly the URI encoding AWS signatures are computed over.
-pub const UNRESERVED: &percent_encoding::AsciiSet =
+pub(crate) const UNRESERVED: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// 429 and 5xx mean "try again later"; 501 (not implemented) never changes.
-pub fn is_retryable_status(status: StatusCode) -> bool {
+pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED)
 }
 
 /// Judges a transport error by its type: connection failures are always safe to retry (nothing
 /// reached the server); timeouts and broken bodies only for idempotent requests; a server certificate
 /// that rustls rejected never, with a hint that says which setting fixes it.
-pub fn classify(error: reqwest::Error, retry: Retry) -> Failure {
+pub(crate) fn classify(error: reqwest::Error, retry: Retry) -> Failure {
     let chain = error_chain(&error);
     if let Some(problem) = certificate_problem(&error) {
         return Failure::fatal(anyhow!("{chain}\n{}", trust_hint(problem)));
@@ -322,7 +322,7 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// `Retry-After` as delay-seconds or an HTTP date.
-pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -331,7 +331,7 @@ pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(when.duration_since(SystemTime::now()).unwrap_or_default())
 }
 
-pub fn describe(method: &Method, url: &str) -> String {
+pub(crate) fn describe(method: &Method, url: &str) -> String {
     format!("{method} {url}")
 }
 

@@ -8,18 +8,19 @@
 //! step's context and hands the typed request down. Shared types live in their own modules below the
 //! kinds (`env`, `context`), so no module imports the crate root; ARCHITECTURE.md draws the layers.
 
+// The public surface is what the binaries, tests/ and repave-sim use; everything else is crate-only.
 pub mod clients;
 pub mod config;
 mod context;
 pub mod env;
 pub mod fleet;
 pub mod http;
-pub mod kubernetes;
+mod kubernetes;
 pub mod protocol;
 pub mod redact;
-pub mod rollout;
+mod rollout;
 pub mod sigv4;
-pub mod stemcell;
+mod stemcell;
 pub mod suggest;
 pub mod versions;
 pub mod window;

@@ -195,7 +195,7 @@ impl Selector {
 }
 
 /// `*` matches any run of characters, `?` exactly one.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
     let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
     while ti < t.len() {
@@ -219,7 +219,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GetParams {
+pub(crate) struct GetParams {
     /// Write one kubeconfig per cluster (`kubeconfigs/<name>.json`, mode 0600).
     #[serde(default)]
     pub kubeconfig: bool,
@@ -228,7 +228,7 @@ pub struct GetParams {
 /// What must hold after a cluster reports `succeeded`, before it counts as done.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Health {
+pub(crate) struct Health {
     /// Query the cluster's Kubernetes `/version` and `/readyz` through a kubeconfig from `binds`.
     #[serde(default)]
     pub kubernetes: bool,
@@ -243,7 +243,7 @@ pub struct Health {
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PutParams {
+pub(crate) struct PutParams {
     /// Overrides `source.clusters` for this put.
     #[serde(default)]
     pub clusters: Option<Vec<String>>,
@@ -304,7 +304,7 @@ pub struct PutParams {
 /// What `out` does outside the maintenance window (or when it closes mid-run with work left).
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum OutsideWindow {
+pub(crate) enum OutsideWindow {
     /// Exit 1 with a message saying when the window opens next.
     #[default]
     Fail,
@@ -314,7 +314,7 @@ pub enum OutsideWindow {
 
 impl PutParams {
     /// Checks the params against the `source` they will run with (a stemcell target needs a director).
-    pub fn validate(&self, source: &Source) -> Result<()> {
+    pub(crate) fn validate(&self, source: &Source) -> Result<()> {
         if let Some(patterns) = &self.clusters {
             Selector::new(patterns)?;
         }
@@ -352,7 +352,7 @@ impl PutParams {
     /// The executor's settings: what these params set, else what the fleet file sets
     /// (`max_in_flight`, its wave `soak`), else the engine's own defaults ([`Settings::default`], the
     /// one place they are written down).
-    pub fn settings(&self, file_max_in_flight: Option<NonZeroUsize>, wave_soak: Option<Duration>) -> Settings {
+    pub(crate) fn settings(&self, file_max_in_flight: Option<NonZeroUsize>, wave_soak: Option<Duration>) -> Settings {
         let d = Settings::default();
         Settings {
             max_in_flight: self.max_in_flight.or(file_max_in_flight).unwrap_or(d.max_in_flight),
@@ -365,13 +365,13 @@ impl PutParams {
         }
     }
 
-    pub fn max_prunes(&self) -> usize {
+    pub(crate) fn max_prunes(&self) -> usize {
         self.max_prunes.unwrap_or(DEFAULT_MAX_PRUNES)
     }
 }
 
 /// How many clusters one run deletes when `max_prunes` is not set.
-pub const DEFAULT_MAX_PRUNES: usize = 1;
+pub(crate) const DEFAULT_MAX_PRUNES: usize = 1;
 
 #[cfg(test)]
 mod tests {

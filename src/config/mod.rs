@@ -5,9 +5,9 @@
 //! the expected type. Per-kind types live in the submodules; the shared pieces (kinds, HTTP tuning,
 //! durations, the director block) live here.
 
-pub mod fleet;
-pub mod kubernetes;
-pub mod stemcell;
+pub(crate) mod fleet;
+pub(crate) mod kubernetes;
+pub(crate) mod stemcell;
 
 use crate::clients::director;
 use crate::http::HttpConfig;
@@ -37,7 +37,7 @@ impl Kind {
     }
 
     /// Reads `source.kind`, listing the valid kinds when it is missing or wrong.
-    pub fn from_source(source: &Map<String, Value>) -> Result<Kind> {
+    pub(crate) fn from_source(source: &Map<String, Value>) -> Result<Kind> {
         let valid = KINDS.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>().join(", ");
         match source.get("kind") {
             None | Some(Value::Null) => bail!("source.kind is required: one of {valid}"),
@@ -56,7 +56,7 @@ impl Kind {
 /// returns and its `run` takes, so each request is parsed exactly once. `S`, `G` and `P` are the
 /// kind's source, `in` params and `out` params.
 #[derive(Debug)]
-pub enum Typed<S, G, P> {
+pub(crate) enum Typed<S, G, P> {
     Check {
         source: S,
         version: Option<Version>,
@@ -75,7 +75,7 @@ pub enum Typed<S, G, P> {
 
 /// Deserializes `map` (the request's `source` or `params`, named `root` in errors) into `T`, turning
 /// serde's messages into ones that name the full field path and suggest fixes.
-pub fn parse<T: DeserializeOwned>(map: &Map<String, Value>, root: &str) -> Result<T> {
+pub(crate) fn parse<T: DeserializeOwned>(map: &Map<String, Value>, root: &str) -> Result<T> {
     parse_with(map, root, &[])
 }
 
@@ -83,7 +83,7 @@ pub fn parse<T: DeserializeOwned>(map: &Map<String, Value>, root: &str) -> Resul
 /// `T`'s connection. serde's `flatten` would lose `deny_unknown_fields`, so the map is split by
 /// [`Connection::FIELDS`] first; an unknown key is still named with the nearest valid field of both
 /// parts, listed in the order the fields are documented (the kind's own, then the shared ones).
-pub fn parse_source<T: DeserializeOwned + HasConnection>(map: &Map<String, Value>) -> Result<T> {
+pub(crate) fn parse_source<T: DeserializeOwned + HasConnection>(map: &Map<String, Value>) -> Result<T> {
     let (shared, own): (Map<String, Value>, Map<String, Value>) =
         map.clone().into_iter().partition(|(key, _)| Connection::FIELDS.contains(&key.as_str()));
     let mut source: T = parse_with(&own, "source", Connection::FIELDS)?;
@@ -156,7 +156,7 @@ impl<'de> Deserialize<'de> for DurationStr {
 
 /// For counts that must be at least 1 (`max_in_flight`): serde's own message for 0 ("expected a
 /// nonzero usize") says less than this one.
-pub fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<NonZeroUsize>, D::Error> {
+pub(crate) fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<NonZeroUsize>, D::Error> {
     let Some(n) = Option::<usize>::deserialize(d)? else { return Ok(None) };
     NonZeroUsize::new(n).map(Some).ok_or_else(|| serde::de::Error::custom("must be at least 1, got 0"))
 }
@@ -206,11 +206,11 @@ pub struct Connection {
 
 impl Connection {
     /// The field names above, as they appear in `source`.
-    pub const FIELDS: &[&str] = &["ca_cert", "insecure_skip_tls_verify", "http"];
+    pub(crate) const FIELDS: &[&str] = &["ca_cert", "insecure_skip_tls_verify", "http"];
 }
 
 /// A kind's `source` type, which holds the shared [`Connection`] (skipped by its own serde derive).
-pub trait HasConnection {
+pub(crate) trait HasConnection {
     fn connection_mut(&mut self) -> &mut Connection;
 }
 

@@ -6,7 +6,7 @@ use crate::context::Ctx;
 use crate::protocol::render_check;
 use anyhow::Result;
 
-pub async fn run(source: &Source, ctx: &Ctx) -> Result<String> {
+pub(super) async fn run(source: &Source, ctx: &Ctx) -> Result<String> {
     let conn = connect(source, ctx).await?;
     let fleet = observe(&conn, &Selector::new(&source.clusters)?).await?;
     render_check(&[version(&fleet)])

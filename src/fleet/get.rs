@@ -15,7 +15,7 @@ use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
 
-pub async fn run(source: &Source, params: &GetParams, requested: Option<Version>, ctx: &Ctx) -> Result<String> {
+pub(super) async fn run(source: &Source, params: &GetParams, requested: Option<Version>, ctx: &Ctx) -> Result<String> {
     let dir = ctx.dir.as_deref().context("in needs a directory")?;
     let conn = connect(source, ctx).await?;
     let fleet = observe(&conn, &Selector::new(&source.clusters)?).await?;

@@ -6,9 +6,9 @@ pub mod desired;
 mod get;
 mod platform;
 mod put;
-pub mod reconcile;
-pub mod report;
-pub mod version;
+mod reconcile;
+mod report;
+mod version;
 
 use crate::clients::director::Director;
 use crate::clients::tkgi::{Cluster, Tkgi};

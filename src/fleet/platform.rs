@@ -15,7 +15,7 @@ use crate::rollout::plan::{Change, ClusterState};
 use crate::versions::compare;
 use anyhow::{Context, Result, bail};
 
-pub struct TkgiPlatform<'a> {
+pub(super) struct TkgiPlatform<'a> {
     pub tkgi: &'a Tkgi,
     /// Query each cluster's `/version` and `/readyz` after it reports success.
     pub kubernetes_health: bool,
@@ -27,7 +27,7 @@ pub struct TkgiPlatform<'a> {
     pub target_stemcell: Option<&'a str>,
 }
 
-pub fn state_of(cluster: &crate::clients::tkgi::Cluster) -> ClusterState {
+pub(super) fn state_of(cluster: &crate::clients::tkgi::Cluster) -> ClusterState {
     ClusterState {
         name: cluster.name.clone(),
         version: cluster.pks_version.clone(),
@@ -40,7 +40,7 @@ pub fn state_of(cluster: &crate::clients::tkgi::Cluster) -> ClusterState {
 }
 
 /// [`state_of`] plus the stemcell of the cluster's deployment, for planning.
-pub fn observed_state(observed: &Observed) -> ClusterState {
+pub(super) fn observed_state(observed: &Observed) -> ClusterState {
     ClusterState { stemcell: observed.stemcell_version(), ..state_of(&observed.cluster) }
 }
 

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 /// The start gate's reason; the gate is this rollout's only one, so `Halt::GateClosed` means it.
 const WINDOW_CLOSED: &str = "the maintenance window closed";
 
-pub async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Result<String> {
+pub(super) async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Result<String> {
     let file = match &params.desired {
         Some(path) => Some(load_desired(path, ctx)?),
         None => None,

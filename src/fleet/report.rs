@@ -8,7 +8,7 @@ use crate::rollout::plan::{Action, Change, Plan, Planned};
 use serde_json::{Value, json};
 
 /// A Markdown table with columns padded to their widest cell.
-pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let clean = |s: &str| s.replace('|', "\\|").replace('\n', " ");
     let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| clean(c)).collect()).collect();
     let widths: Vec<usize> = (0..headers.len())
@@ -27,7 +27,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// `fleet.md`: one row per cluster; "behind" is relative to `target`.
-pub fn fleet_markdown(fleet: &[Observed], target: &str) -> String {
+pub(super) fn fleet_markdown(fleet: &[Observed], target: &str) -> String {
     let rows: Vec<Vec<String>> = fleet
         .iter()
         .map(|o| {
@@ -49,7 +49,7 @@ pub fn fleet_markdown(fleet: &[Observed], target: &str) -> String {
 }
 
 /// The plan as printed before anything changes: one row per job in execution order, with its wave.
-pub fn plan_text(plan: &Plan) -> String {
+pub(super) fn plan_text(plan: &Plan) -> String {
     let mut rows = Vec::new();
     for wave in &plan.waves {
         for p in wave.all() {
@@ -101,7 +101,7 @@ fn versions(p: &Planned, target: &str) -> String {
 }
 
 /// The plan as data (`plan.json` of a dry run), for a step that comments on a pull request.
-pub fn plan_json(plan: &Plan) -> Value {
+pub(super) fn plan_json(plan: &Plan) -> Value {
     let change = |c: &Change| match c {
         Change::Upgrade => json!({"change": "upgrade"}),
         Change::Create { plan, master_host, workers } => {
@@ -139,7 +139,7 @@ pub fn plan_json(plan: &Plan) -> Value {
 }
 
 /// The end-of-rollout summary.
-pub fn summary_text(report: &Report) -> String {
+pub(super) fn summary_text(report: &Report) -> String {
     let rows: Vec<Vec<String>> = report
         .clusters
         .iter()

@@ -26,14 +26,14 @@ const MAX_PATH_MINORS: u64 = 40;
 
 /// The content of `path.json`.
 #[derive(Debug, Serialize)]
-pub struct PathFile {
+pub(crate) struct PathFile {
     pub from: String,
     pub to: String,
     pub steps: Vec<String>,
 }
 
 /// Writes the files for `version` into `dir` and answers the same version with metadata.
-pub async fn get(
+pub(crate) async fn get(
     feed: &FeedClient,
     selection: Selection,
     params: &GetParams,

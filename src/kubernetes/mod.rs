@@ -2,8 +2,8 @@
 //! version and a skew-policy upgrade path (in). `out` is refused: releases are published upstream,
 //! and clusters are upgraded by `kind: fleet`.
 
-pub mod check;
-pub mod get;
+pub(crate) mod check;
+pub(crate) mod get;
 
 use crate::clients::k8s_feed::FeedClient;
 use crate::config::kubernetes::{GetParams, Selection, Source};
@@ -69,7 +69,7 @@ fn feed_client(source: &Source, ctx: &Ctx) -> Result<FeedClient> {
 }
 
 /// The Kubernetes version a Concourse version map names (`{"version": "1.30.14"}`).
-pub fn requested_version(version: &Version) -> Result<KubeVersion> {
+pub(crate) fn requested_version(version: &Version) -> Result<KubeVersion> {
     let Some(text) = version.get("version") else {
         bail!("the requested version has no `version` key: expected {{\"version\": \"1.30.14\"}}");
     };
@@ -77,7 +77,7 @@ pub fn requested_version(version: &Version) -> Result<KubeVersion> {
 }
 
 /// How the selection reads in metadata and logs: `stable-1.30`, `minors 1.28-1.31`, `minors 1.28+`.
-pub fn selection_label(selection: Selection) -> String {
+pub(crate) fn selection_label(selection: Selection) -> String {
     match selection {
         Selection::Channel(channel) => channel.to_string(),
         Selection::Minors { major, min, max: Some(max) } => format!("minors {major}.{min}-{major}.{max}"),

@@ -13,7 +13,7 @@ use jiff::{SignedDuration, Timestamp};
 use std::time::Instant;
 
 /// The environment variable that sets "now" for rehearsals and tests.
-pub const NOW_VARIABLE: &str = "REPAVE_NOW";
+pub(crate) const NOW_VARIABLE: &str = "REPAVE_NOW";
 
 #[derive(Clone, Debug)]
 pub struct Clock {

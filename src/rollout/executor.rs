@@ -25,7 +25,7 @@ use tokio::time::{Instant, sleep, timeout};
 
 /// The answer to a start request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Start {
+pub(crate) enum Start {
     Accepted,
     /// Another action holds the cluster (409): wait and ask again.
     Busy(String),
@@ -36,7 +36,7 @@ pub enum Start {
 /// The platform operations a rollout needs. An `Err` from `start` means "outcome unknown" (the
 /// request may or may not have reached the platform); the executor re-reads the cluster before trying
 /// again. Futures need not be `Send`: the executor never spawns.
-pub trait Platform {
+pub(crate) trait Platform {
     /// Sends the request that starts `change` on cluster `name`.
     fn start(&self, name: &str, change: &Change) -> impl Future<Output = Result<Start>>;
     /// The cluster as the platform reports it now; `None` when it does not exist (not created yet, or
@@ -57,7 +57,7 @@ pub trait Platform {
 /// What the rollout does after a cluster fails (`params.on_failure`).
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum OnFailure {
+pub(crate) enum OnFailure {
     /// Start nothing new after a failure; wait for clusters already upgrading.
     #[default]
     Stop,
@@ -68,7 +68,7 @@ pub enum OnFailure {
 /// How the executor runs a plan. [`Settings::default`] is the one place the rollout defaults are
 /// written down; `params` and fleet files only override them.
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub max_in_flight: NonZeroUsize,
     pub on_failure: OnFailure,
     pub cluster_timeout: Duration,
@@ -94,14 +94,14 @@ impl Default for Settings {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Succeeded,
     Failed(String),
     NotStarted(String),
 }
 
 #[derive(Clone, Debug)]
-pub struct ClusterReport {
+pub(crate) struct ClusterReport {
     pub name: String,
     /// What the job was to do (`upgrade`, `create (small)`, …).
     pub what: String,
@@ -112,7 +112,7 @@ pub struct ClusterReport {
 }
 
 impl ClusterReport {
-    pub fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         matches!(self.outcome, Outcome::Failed(_))
     }
 }
@@ -120,7 +120,7 @@ impl ClusterReport {
 /// Why a rollout stopped starting clusters before its plan was done. Callers decide on the variant
 /// (a closed window is not a failure); the text is for people.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Halt {
+pub(crate) enum Halt {
     /// A canary failed: nothing else starts, whatever `on_failure` says.
     CanaryFailed { cluster: String },
     /// A cluster failed under `on_failure: stop`.
@@ -144,7 +144,7 @@ impl fmt::Display for Halt {
 
 /// What happened to every planned cluster, in completion order.
 #[derive(Clone, Debug, Default)]
-pub struct Report {
+pub(crate) struct Report {
     pub clusters: Vec<ClusterReport>,
     /// Why the rollout stopped early, if it did.
     pub halted: Option<Halt>,
@@ -152,20 +152,21 @@ pub struct Report {
 
 impl Report {
     /// True only if every planned cluster succeeded.
+    #[cfg(test)]
     pub fn succeeded(&self) -> bool {
         self.clusters.iter().all(|c| c.outcome == Outcome::Succeeded)
     }
 
-    pub fn names(&self, pick: impl Fn(&Outcome) -> bool) -> Vec<String> {
+    pub(crate) fn names(&self, pick: impl Fn(&Outcome) -> bool) -> Vec<String> {
         self.clusters.iter().filter(|c| pick(&c.outcome)).map(|c| c.name.clone()).collect()
     }
 }
 
 /// Decides before every new start whether starting is still allowed (`Err(reason)` stops new starts);
 /// a maintenance window closing mid-run is the intended use.
-pub type StartGate<'a> = Box<dyn Fn() -> std::result::Result<(), String> + 'a>;
+pub(crate) type StartGate<'a> = Box<dyn Fn() -> std::result::Result<(), String> + 'a>;
 
-pub struct Executor<'a, P> {
+pub(crate) struct Executor<'a, P> {
     platform: &'a P,
     settings: Settings,
     target: String,
@@ -175,18 +176,18 @@ pub struct Executor<'a, P> {
 }
 
 impl<'a, P: Platform> Executor<'a, P> {
-    pub fn new(platform: &'a P, settings: Settings, target: &str, log: Log) -> Self {
+    pub(crate) fn new(platform: &'a P, settings: Settings, target: &str, log: Log) -> Self {
         Executor { platform, settings, target: target.to_string(), log, began: Instant::now(), gate: None }
     }
 
-    pub fn with_start_gate(mut self, gate: StartGate<'a>) -> Self {
+    pub(crate) fn with_start_gate(mut self, gate: StartGate<'a>) -> Self {
         self.gate = Some(gate);
         self
     }
 
     /// Runs the waves in order, with the wave soak between waves that have work; a failed wave stops
     /// the later ones.
-    pub async fn run(&self, plan: &Plan) -> Report {
+    pub(crate) async fn run(&self, plan: &Plan) -> Report {
         let mut report = Report::default();
         let mut previous: Option<&str> = None;
         for wave in plan.waves.iter().filter(|w| w.all().next().is_some()) {
@@ -456,7 +457,7 @@ impl<'a, P: Platform> Executor<'a, P> {
 
 /// Whether a change whose start request had an unknown outcome (or met a 409) is in fact running or
 /// done, so the job adopts it instead of sending it again.
-pub fn already_started(change: &Change, state: Option<&ClusterState>, target: &str) -> bool {
+pub(crate) fn already_started(change: &Change, state: Option<&ClusterState>, target: &str) -> bool {
     let Some(s) = state else { return *change == Change::Delete };
     let same_action = s.last_action.eq_ignore_ascii_case(change.action_name());
     match change {
@@ -469,7 +470,7 @@ pub fn already_started(change: &Change, state: Option<&ClusterState>, target: &s
 }
 
 /// Whether `change` has completed: `Ok(true)` done, `Ok(false)` keep waiting, `Err` it failed.
-pub fn finished(change: &Change, state: Option<&ClusterState>, target: &str) -> Result<bool> {
+pub(crate) fn finished(change: &Change, state: Option<&ClusterState>, target: &str) -> Result<bool> {
     let Some(s) = state else {
         // Gone is success for a delete; for anything else the cluster may not be listed yet (create) or
         // be briefly invisible: keep waiting, bounded by the cluster timeout.

@@ -246,6 +246,7 @@ impl Plan {
         self.waves.iter().flat_map(Wave::all)
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.planned().next().is_none()
     }

@@ -1,11 +1,13 @@
 //! `kind: stemcell`: track bosh.io stemcells (check), download and verify them (in), upload them to a
 //! BOSH director (out). This module parses the request and wires clients to the step modules.
 
-pub mod catalog;
-pub mod check;
-pub mod download;
-pub mod get;
-pub mod put;
+pub(crate) mod catalog;
+pub(crate) mod check;
+// Its `Downloaded` report has no reader yet; the engine is being reworked on the download branch.
+#[allow(dead_code)]
+pub(crate) mod download;
+pub(crate) mod get;
+pub(crate) mod put;
 
 use crate::clients::boshio::BoshIo;
 use crate::clients::director::Director;

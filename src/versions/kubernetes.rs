@@ -13,7 +13,7 @@ use std::fmt;
 /// One Kubernetes version. Derefs to [`semver::Version`] for `major`, `minor`, `patch`, `pre` and
 /// `build`; comparisons use SemVer precedence, which ignores build metadata.
 #[derive(Clone, Debug)]
-pub struct KubeVersion(semver::Version);
+pub(crate) struct KubeVersion(semver::Version);
 
 impl std::ops::Deref for KubeVersion {
     type Target = semver::Version;
@@ -23,13 +23,14 @@ impl std::ops::Deref for KubeVersion {
 }
 
 impl KubeVersion {
+    #[cfg(test)]
     pub fn new(major: u64, minor: u64, patch: u64) -> Self {
         KubeVersion(semver::Version::new(major, minor, patch))
     }
 
     /// Parses `v1.30.14`, `1.30.14`, `1.28.11+vmware.1` or `v1.31.0-rc.1`; surrounding whitespace is
     /// allowed, anything else is an error quoting the input and saying what is wrong with it.
-    pub fn parse(text: &str) -> Result<KubeVersion> {
+    pub(crate) fn parse(text: &str) -> Result<KubeVersion> {
         let trimmed = text.trim();
         let body = trimmed.strip_prefix('v').unwrap_or(trimmed);
         semver::Version::parse(body).map(KubeVersion).map_err(|why| {
@@ -41,12 +42,12 @@ impl KubeVersion {
     }
 
     /// The release tag: `v1.30.14` (with pre-release, without build metadata).
-    pub fn tag(&self) -> String {
+    pub(crate) fn tag(&self) -> String {
         format!("v{}", self.plain())
     }
 
     /// `1.30.14` or `1.31.0-rc.1`, without build metadata: the form check emits.
-    pub fn plain(&self) -> String {
+    pub(crate) fn plain(&self) -> String {
         let v = &self.0;
         match v.pre.is_empty() {
             true => format!("{}.{}.{}", v.major, v.minor, v.patch),
@@ -55,11 +56,11 @@ impl KubeVersion {
     }
 
     /// `1.30`
-    pub fn minor_str(&self) -> String {
+    pub(crate) fn minor_str(&self) -> String {
         format!("{}.{}", self.major, self.minor)
     }
 
-    pub fn is_prerelease(&self) -> bool {
+    pub(crate) fn is_prerelease(&self) -> bool {
         !self.pre.is_empty()
     }
 }

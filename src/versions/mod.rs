@@ -6,8 +6,8 @@
 //! kubernetes` writes upgrade paths with it, and the fleet planner compares cluster stemcells and
 //! refuses TKGI jumps that skip a minor with it — none of them reaches into another kind for it.
 
-pub mod kubernetes;
-pub mod skew;
+pub(crate) mod kubernetes;
+pub(crate) mod skew;
 pub mod stemcell;
 
 use std::cmp::Ordering;
@@ -16,7 +16,7 @@ use std::cmp::Ordering;
 /// `1.19.2-build.10` > `1.19.2-build.9`, `1.506` = `1.506.0` numerically); equal numbers fall back to
 /// the text so the order is total. Anything between the numbers is a separator, so a TKGI build
 /// version and a stemcell version order by the same rule.
-pub fn compare(a: &str, b: &str) -> Ordering {
+pub(crate) fn compare(a: &str, b: &str) -> Ordering {
     compare_parts(&numbers(a), &numbers(b)).then_with(|| a.cmp(b))
 }
 

@@ -41,7 +41,7 @@ fn parse_parts(raw: &str) -> Option<Vec<u64>> {
 }
 
 /// A stemcell version as bosh.io and the director spell them: digits and dots (`1.506`, `621.125`).
-pub fn is_stemcell_version(text: &str) -> bool {
+pub(crate) fn is_stemcell_version(text: &str) -> bool {
     StemcellVersion::parse(text.trim()).is_some()
 }
 

@@ -5,12 +5,12 @@
 //! timeout and a deadline; retries are bounded in count, back off exponentially with jitter, honour
 //! `Retry-After`, and are only used for requests that are safe to repeat.
 
-use crate::Env;
-use crate::config::HttpOptions;
+use crate::env::Env;
 use crate::redact::Log;
 use anyhow::{Context, Result, anyhow};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Certificate, Client, Method, Proxy, RequestBuilder, Response, StatusCode};
+use rustls::pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::path::Path;
@@ -31,7 +31,8 @@ pub struct HttpConfig {
     /// Largest API (JSON/text) answer we will hold in memory.
     pub max_body_bytes: usize,
     pub follow_redirects: bool,
-    /// Where the system CA store lives; Concourse bind-mounts worker certificates here.
+    /// Where the system CA store lives; Concourse bind-mounts worker certificates here. `SSL_CERT_FILE`
+    /// and `SSL_CERT_DIR` in the injected environment replace it, as they do for OpenSSL.
     pub system_ca_dir: String,
 }
 
@@ -53,23 +54,6 @@ impl Default for HttpConfig {
     }
 }
 
-impl HttpConfig {
-    /// Builds the settings from a source's TLS fields and optional `http` block.
-    pub fn from_source(ca_cert: Option<&str>, insecure: bool, opts: &HttpOptions) -> Self {
-        let d = HttpConfig::default();
-        HttpConfig {
-            ca_cert: ca_cert.map(str::to_string),
-            insecure_skip_tls_verify: insecure,
-            connect_timeout: opts.connect_timeout.map_or(d.connect_timeout, |x| x.0),
-            stall_timeout: opts.stall_timeout.map_or(d.stall_timeout, |x| x.0),
-            request_timeout: opts.request_timeout.map_or(d.request_timeout, |x| x.0),
-            attempts: opts.attempts.map_or(d.attempts, std::num::NonZeroU32::get),
-            max_backoff: opts.max_backoff.map_or(d.max_backoff, |x| x.0),
-            ..d
-        }
-    }
-}
-
 /// Whether a request may be sent again after a failure whose effect on the server is unknown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Retry {
@@ -81,17 +65,17 @@ pub enum Retry {
 
 /// One failed attempt, as judged by the retry loop.
 #[derive(Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub error: anyhow::Error,
     pub retryable: bool,
     pub retry_after: Option<Duration>,
 }
 
 impl Failure {
-    pub fn fatal(error: anyhow::Error) -> Self {
+    pub(crate) fn fatal(error: anyhow::Error) -> Self {
         Failure { error, retryable: false, retry_after: None }
     }
-    pub fn transient(error: anyhow::Error) -> Self {
+    pub(crate) fn transient(error: anyhow::Error) -> Self {
         Failure { error, retryable: true, retry_after: None }
     }
 }
@@ -116,7 +100,7 @@ impl HttpClient {
             } else {
                 reqwest::redirect::Policy::none()
             });
-        for cert in system_roots(Path::new(&config.system_ca_dir)) {
+        for cert in system_roots(Path::new(&config.system_ca_dir), env) {
             builder = builder.add_root_certificate(cert);
         }
         if let Some(pem) = &config.ca_cert {
@@ -137,21 +121,21 @@ impl HttpClient {
         Ok(HttpClient { client, config, log: log.clone() })
     }
 
-    pub fn config(&self) -> &HttpConfig {
+    pub(crate) fn config(&self) -> &HttpConfig {
         &self.config
     }
 
-    pub fn client(&self) -> &Client {
+    pub(crate) fn client(&self) -> &Client {
         &self.client
     }
 
-    pub fn log(&self) -> &Log {
+    pub(crate) fn log(&self) -> &Log {
         &self.log
     }
 
     /// Runs `op` until it succeeds, fails fatally, or the attempts are used up, sleeping with
     /// exponential backoff and jitter (or the server's `Retry-After`) in between.
-    pub async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
+    pub(crate) async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = std::result::Result<T, Failure>>,
@@ -181,7 +165,7 @@ impl HttpClient {
     /// The wait before attempt `attempt + 1`: the server's `Retry-After` (capped), else
     /// `initial * 2^(attempt-1)` capped at `max_backoff`, scaled by a random 50–100 % so that many
     /// clients retrying at once do not synchronise.
-    pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(wait) = retry_after {
             return wait.min(self.config.max_backoff);
         }
@@ -234,7 +218,7 @@ impl HttpClient {
 
 /// Reads a whole body, failing once it exceeds `limit` bytes (a hostile or broken server must not
 /// make us allocate without bound). Read errors are retryable: the connection broke mid-body.
-pub async fn read_capped(mut response: Response, limit: usize) -> std::result::Result<Vec<u8>, Failure> {
+pub(crate) async fn read_capped(mut response: Response, limit: usize) -> std::result::Result<Vec<u8>, Failure> {
     let url = response.url().to_string();
     let mut body = Vec::new();
     loop {
@@ -255,7 +239,7 @@ pub async fn read_capped(mut response: Response, limit: usize) -> std::result::R
 }
 
 /// An error for a non-success answer: status line plus the start of the body.
-pub async fn status_error(response: Response, body_limit: usize) -> anyhow::Error {
+pub(crate) async fn status_error(response: Response, body_limit: usize) -> anyhow::Error {
     let status = response.status();
     let body = read_capped(response, body_limit.max(1)).await.unwrap_or_default();
     let text = String::from_utf8_lossy(&body);
@@ -265,29 +249,61 @@ pub async fn status_error(response: Response, body_limit: usize) -> anyhow::Erro
 
 /// RFC 3986's unreserved characters stay and every other byte becomes `%XX`: safe in any path
 /// segment or query value, and exactly the URI encoding AWS signatures are computed over.
-pub const UNRESERVED: &percent_encoding::AsciiSet =
+pub(crate) const UNRESERVED: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// 429 and 5xx mean "try again later"; 501 (not implemented) never changes.
-pub fn is_retryable_status(status: StatusCode) -> bool {
+pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED)
 }
 
-/// Judges a transport error: connection failures are always safe to retry (nothing reached the
-/// server); timeouts and broken bodies only for idempotent requests; TLS trust errors never.
-pub fn classify(error: reqwest::Error, retry: Retry) -> Failure {
+/// Judges a transport error by its type: connection failures are always safe to retry (nothing
+/// reached the server); timeouts and broken bodies only for idempotent requests; a server certificate
+/// that rustls rejected never, with a hint that says which setting fixes it.
+pub(crate) fn classify(error: reqwest::Error, retry: Retry) -> Failure {
     let chain = error_chain(&error);
-    if chain.contains("certificate") || chain.contains("UnknownIssuer") {
-        let error = anyhow!(
-            "{chain}\nthe server's TLS certificate is not trusted: set `ca_cert` in source to the PEM of the CA that signed it (or, only for testing, `insecure_skip_tls_verify: true`)"
-        );
-        return Failure::fatal(error);
+    if let Some(problem) = certificate_problem(&error) {
+        return Failure::fatal(anyhow!("{chain}\n{}", trust_hint(problem)));
     }
     let retryable = error.is_connect()
         || (retry == Retry::Idempotent
             && (error.is_timeout() || error.is_request() || error.is_body() || error.is_decode()));
     let kind = if error.is_timeout() { "timed out: " } else { "" };
     Failure { error: anyhow!("{kind}{chain}"), retryable, retry_after: None }
+}
+
+/// The certificate error rustls raised somewhere among `error`'s causes. The TLS stack hands it up
+/// wrapped in an `io::Error`, whose `source()` skips to the wrapped error's own source, so the
+/// payload of every `io::Error` on the way is looked at as well.
+fn certificate_problem<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::CertificateError> {
+    let mut next = Some(error);
+    while let Some(cause) = next {
+        if let Some(rustls::Error::InvalidCertificate(problem)) = cause.downcast_ref::<rustls::Error>() {
+            return Some(problem);
+        }
+        let wrapped = cause.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref);
+        if let Some(found) = wrapped.and_then(|inner| certificate_problem(inner)) {
+            return Some(found);
+        }
+        next = cause.source();
+    }
+    None
+}
+
+/// What to do about a rejected server certificate.
+fn trust_hint(problem: &rustls::CertificateError) -> &'static str {
+    use rustls::CertificateError as E;
+    match problem {
+        E::NotValidForName | E::NotValidForNameContext { .. } => {
+            "the server's TLS certificate is not valid for this host name: use the URL with a name the certificate was issued for"
+        }
+        E::Expired | E::ExpiredContext { .. } | E::NotValidYet | E::NotValidYetContext { .. } => {
+            "the server's TLS certificate is outside its validity period (expired, or not valid yet): renew it, or check this machine's clock"
+        }
+        _ => {
+            "the server's TLS certificate is not trusted: set `ca_cert` in source to the PEM of the CA that signed it (or, only for testing, `insecure_skip_tls_verify: true`)"
+        }
+    }
 }
 
 /// reqwest's own Display hides the root cause (e.g. "connection reset"), so spell out the chain.
@@ -306,7 +322,7 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// `Retry-After` as delay-seconds or an HTTP date.
-pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -315,7 +331,7 @@ pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(when.duration_since(SystemTime::now()).unwrap_or_default())
 }
 
-pub fn describe(method: &Method, url: &str) -> String {
+pub(crate) fn describe(method: &Method, url: &str) -> String {
     format!("{method} {url}")
 }
 
@@ -330,31 +346,31 @@ fn truncate(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
-/// A random factor in [0.5, 1.0) without a `rand` dependency: std's `RandomState` is seeded from the
-/// OS per instance.
+/// A random factor in [0.5, 1.0).
 fn jitter() -> f64 {
-    use std::hash::BuildHasher;
-    let bits = std::collections::hash_map::RandomState::new().hash_one(SystemTime::now());
-    0.5 + (bits % 1_000_000) as f64 / 2_000_000.0
+    0.5 + fastrand::f64() / 2.0
 }
 
 /// Certificates from the system store. Concourse bind-mounts the worker's certificate directory at
-/// /etc/ssl/certs, so read it at run time: the Debian-style bundle if present, plus any standalone
-/// PEM files dropped there (corporate CAs). Unreadable files are skipped.
-fn system_roots(dir: &Path) -> Vec<Certificate> {
-    let bundle = dir.join("ca-certificates.crt");
-    let mut pems: Vec<Vec<u8>> = std::fs::read(&bundle).into_iter().collect();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let is_pem = matches!(path.extension().and_then(|e| e.to_str()), Some("pem" | "crt"));
-            let is_plain_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
-            if is_pem && is_plain_file && path != bundle {
-                pems.extend(std::fs::read(&path).ok());
-            }
-        }
+/// /etc/ssl/certs, so it is read at run time: every file in it — the Debian-style bundle, the `openssl
+/// rehash` links, and loose PEM files dropped there (corporate CAs) — each file once. As for OpenSSL,
+/// `SSL_CERT_FILE` and `SSL_CERT_DIR` (colon-separated) replace that directory when either is set;
+/// they are read from the injected `env`, never the process environment (`rustls-native-certs`'
+/// own `load_native_certs` would read the latter). Unreadable files and certificates rustls cannot
+/// use are skipped rather than failing every request.
+fn system_roots(default_dir: &Path, env: &Env) -> Vec<Certificate> {
+    let setting = |name: &str| env.get(name).filter(|v| !v.is_empty()).map(String::as_str);
+    let file = setting("SSL_CERT_FILE").map(Path::new);
+    let mut dirs: Vec<&Path> = setting("SSL_CERT_DIR").into_iter().flat_map(|v| v.split(':')).map(Path::new).collect();
+    if file.is_none() && dirs.is_empty() {
+        dirs.push(default_dir);
     }
-    pems.iter().filter_map(|pem| Certificate::from_pem_bundle(pem).ok()).flatten().collect()
+    let mut found = rustls_native_certs::load_certs_from_paths(file, None).certs;
+    for dir in dirs {
+        found.extend(rustls_native_certs::load_certs_from_paths(None, Some(dir)).certs);
+    }
+    let usable = |der: &CertificateDer<'static>| rustls::RootCertStore::empty().add(der.clone()).is_ok();
+    found.iter().filter(|der| usable(der)).filter_map(|der| Certificate::from_der(der).ok()).collect()
 }
 
 /// Honours `https_proxy`/`http_proxy`/`no_proxy` (lower case first, as Concourse workers set them,
@@ -413,6 +429,20 @@ mod tests {
         assert!(is_retryable_status(StatusCode::TOO_MANY_REQUESTS));
         assert!(!is_retryable_status(StatusCode::NOT_IMPLEMENTED));
         assert!(!is_retryable_status(StatusCode::NOT_FOUND));
+    }
+
+    #[test]
+    fn certificate_problems_are_found_by_type_not_by_text() {
+        use rustls::CertificateError;
+        let wrapped = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(CertificateError::Expired),
+        );
+        assert_eq!(certificate_problem(&wrapped), Some(&CertificateError::Expired));
+        assert!(trust_hint(&CertificateError::Expired).contains("validity period"));
+        assert!(trust_hint(&CertificateError::UnknownIssuer).contains("`ca_cert`"));
+        let just_words = std::io::Error::other("certificate UnknownIssuer");
+        assert_eq!(certificate_problem(&just_words), None);
     }
 
     #[test]

@@ -3,29 +3,37 @@
 //!
 //! The binaries are thin: each calls [`run`] with the real stdin, stdout, stderr, argv and environment.
 //! Everything below takes its I/O as arguments so tests can run a step in-process or as a process.
+//!
+//! This file is the dispatcher and nothing else: it reads the request, picks the kind, builds the
+//! step's context and hands the typed request down. Shared types live in their own modules below the
+//! kinds (`env`, `context`), so no module imports the crate root; ARCHITECTURE.md draws the layers.
 
+// The public surface is what the binaries, tests/ and repave-sim use; everything else is crate-only.
 pub mod clients;
 pub mod config;
+mod context;
+pub mod env;
 pub mod fleet;
 pub mod http;
-pub mod kubernetes;
+mod kubernetes;
 pub mod protocol;
 pub mod redact;
-pub mod rollout;
+mod rollout;
 pub mod sigv4;
-pub mod stemcell;
+mod stemcell;
+pub mod suggest;
+pub mod versions;
 pub mod window;
+
+pub use env::Env;
 
 use anyhow::{Context, Result};
 use config::Kind;
+use context::Ctx;
 use protocol::{Request, Step};
 use redact::Log;
-use std::collections::BTreeMap;
+use rollout::clock::{Clock, NOW_VARIABLE};
 use std::io::{Read, Write};
-use std::path::PathBuf;
-
-/// The process environment, passed down explicitly (nothing below the entry point reads it).
-pub type Env = BTreeMap<String, String>;
 
 /// The whole of a binary's `main`: run `step` with the real stdin, stdout, stderr, argv and
 /// environment, and exit with its status.
@@ -59,16 +67,6 @@ pub fn multicall_main() -> ! {
 /// panic on them).
 pub fn process_env() -> Env {
     std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
-}
-
-/// Everything a kind's step needs besides its typed config.
-pub struct Ctx {
-    pub log: Log,
-    pub env: Env,
-    /// The directory argument of `in` and `out`.
-    pub dir: Option<PathBuf>,
-    /// The wall clock (maintenance windows); see `rollout::clock` for why it is injected.
-    pub clock: rollout::clock::Clock,
 }
 
 /// Runs one step and returns the process exit status. On success exactly one JSON document is written
@@ -109,32 +107,44 @@ fn execute(step: Step, stdin: &mut dyn Read, args: &[String], env: Env, log: &Lo
         Step::Check => None,
         Step::In | Step::Out => Some(protocol::step_dir(step, args)?),
     };
-    let clock = rollout::clock::Clock::from_env(&env)?;
+    let clock = Clock::from_setting(env.get(NOW_VARIABLE).map(String::as_str))?;
+    let typed = parse(kind, step, &request)?;
     let ctx = Ctx { log: log.clone(), env, dir, clock };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(dispatch(kind, step, request, ctx))
+    runtime.block_on(dispatch(typed, ctx))
 }
 
 /// Parses a request's `source` and `params` for `step` with exactly the strict types the binaries use,
 /// without running anything. Pipeline checks use it so example pipelines can never drift from the code.
 pub fn validate_config(step: Step, request: &Request) -> Result<Kind> {
     let kind = Kind::from_source(&request.source)?;
-    match kind {
-        Kind::Stemcell => stemcell::validate(step, request).map(drop)?,
-        Kind::Fleet => fleet::validate(step, request)?,
-        Kind::Kubernetes => kubernetes::validate(step, request)?,
-    }
+    parse(kind, step, request)?;
     Ok(kind)
 }
 
-async fn dispatch(kind: Kind, step: Step, request: Request, ctx: Ctx) -> Result<String> {
-    match kind {
-        Kind::Stemcell => stemcell::run(step, request, ctx).await,
-        Kind::Fleet => fleet::run(step, request, ctx).await,
-        Kind::Kubernetes => kubernetes::run(step, request, ctx).await,
+/// One request, typed by its kind (boxed: the fleet's is much the largest).
+enum Parsed {
+    Stemcell(Box<stemcell::Parsed>),
+    Kubernetes(Box<kubernetes::Parsed>),
+    Fleet(Box<fleet::Parsed>),
+}
+
+fn parse(kind: Kind, step: Step, request: &Request) -> Result<Parsed> {
+    Ok(match kind {
+        Kind::Stemcell => Parsed::Stemcell(Box::new(stemcell::validate(step, request)?)),
+        Kind::Kubernetes => Parsed::Kubernetes(Box::new(kubernetes::validate(step, request)?)),
+        Kind::Fleet => Parsed::Fleet(Box::new(fleet::validate(step, request)?)),
+    })
+}
+
+async fn dispatch(parsed: Parsed, ctx: Ctx) -> Result<String> {
+    match parsed {
+        Parsed::Stemcell(request) => stemcell::run(*request, ctx).await,
+        Parsed::Kubernetes(request) => kubernetes::run(*request, ctx).await,
+        Parsed::Fleet(request) => fleet::run(*request, ctx).await,
     }
 }

@@ -1,7 +1,7 @@
 //! The Concourse resource protocol: request and response shapes, strict parsing, the step directory.
 //!
 //! This is the only module that knows the JSON shapes Concourse exchanges with `check`, `in` and
-//! `out` (see reference/concourse-protocol.md): one JSON object on stdin, one JSON document on stdout.
+//! `out` (see docs/facts/concourse.md): one JSON object on stdin, one JSON document on stdout.
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
@@ -59,20 +59,20 @@ pub struct Request {
 
 /// One `{name, value}` pair shown in the Concourse UI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MetadataField {
+pub(crate) struct MetadataField {
     pub name: String,
     pub value: String,
 }
 
 impl MetadataField {
-    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+    pub(crate) fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
         MetadataField { name: name.into(), value: value.into() }
     }
 }
 
 /// The answer of `in` and `out`.
 #[derive(Debug, Clone, Serialize)]
-pub struct StepResponse {
+pub(crate) struct StepResponse {
     pub version: Version,
     pub metadata: Vec<MetadataField>,
 }
@@ -111,7 +111,7 @@ pub fn parse_request(step: Step, json: Value) -> Result<Request> {
 }
 
 /// A version must be an object whose values are all strings.
-pub fn parse_version(value: &Value) -> Result<Version> {
+pub(crate) fn parse_version(value: &Value) -> Result<Version> {
     let Value::Object(map) = value else {
         bail!("expected an object of string values, got {}", type_name(value));
     };
@@ -135,7 +135,7 @@ fn object_or_empty(value: Option<Value>, field: &str) -> Result<Map<String, Valu
 }
 
 /// A short description of a JSON value's type for error messages (never its content).
-pub fn type_name(value: &Value) -> &'static str {
+pub(crate) fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -147,7 +147,7 @@ pub fn type_name(value: &Value) -> &'static str {
 }
 
 /// `in` and `out` get their working directory as the only argument; it must exist.
-pub fn step_dir(step: Step, args: &[String]) -> Result<PathBuf> {
+pub(crate) fn step_dir(step: Step, args: &[String]) -> Result<PathBuf> {
     let Some(dir) = args.get(1) else {
         bail!(
             "missing directory argument: Concourse runs `/opt/resource/{} DIR` (usage: {} DIR < request.json)",
@@ -163,12 +163,12 @@ pub fn step_dir(step: Step, args: &[String]) -> Result<PathBuf> {
 }
 
 /// Renders a check answer: versions oldest first.
-pub fn render_check(versions: &[Version]) -> Result<String> {
+pub(crate) fn render_check(versions: &[Version]) -> Result<String> {
     Ok(serde_json::to_string(versions)?)
 }
 
 /// Renders an in/out answer.
-pub fn render_step(response: &StepResponse) -> Result<String> {
+pub(crate) fn render_step(response: &StepResponse) -> Result<String> {
     Ok(serde_json::to_string(response)?)
 }
 

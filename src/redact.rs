@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 const SECRET_KEYS: &[&str] = &["password", "token", "private_key", "client_secret", "secret_key"];
 
 /// True when a key names a secret: the well-known names, or anything mentioning "secret".
-pub fn is_secret_key(key: &str) -> bool {
+pub(crate) fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     key.contains("secret") || SECRET_KEYS.iter().any(|k| key == *k || key.ends_with(&format!("_{k}")))
 }

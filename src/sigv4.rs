@@ -33,7 +33,7 @@ const SERVICE: &str = "s3";
 /// SHA-256 of the empty body.
 const PAYLOAD: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 /// The longest validity S3 accepts for a presigned URL: 7 days.
-pub const MAX_PRESIGN: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+pub(crate) const MAX_PRESIGN: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// The headers that sign `method url` at `now`: `x-amz-date`, `x-amz-content-sha256` and
 /// `authorization`. Other headers (such as `Range`) may be added unsigned.

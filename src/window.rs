@@ -15,7 +15,7 @@
 //!   wholly inside the skipped hour does not open that night); on a fall-back night a window
 //!   spanning the repeated hour is one hour longer, and never closes and reopens in the middle.
 
-use crate::config::suggestion;
+use crate::suggest::suggestion;
 use anyhow::{Result, anyhow, bail};
 use jiff::Timestamp;
 use jiff::civil::{Date, DateTime, Weekday};
@@ -63,13 +63,13 @@ impl Window {
     }
 
     /// True when `now` falls inside an occurrence of the window.
-    pub fn is_open(&self, now: Timestamp) -> bool {
+    pub(crate) fn is_open(&self, now: Timestamp) -> bool {
         self.occurrences_around(now).any(|(start, end)| start <= now && now < end)
     }
 
     /// When the window that is open at `now` closes (back-to-back occurrences, such as
     /// `Mon-Fri 00:00-24:00`, count as one); `None` when the window is closed at `now`.
-    pub fn closes_at(&self, now: Timestamp) -> Option<Timestamp> {
+    pub(crate) fn closes_at(&self, now: Timestamp) -> Option<Timestamp> {
         let mut occurrences = self.occurrences_around(now).skip_while(|(_, end)| *end <= now);
         let (start, mut end) = occurrences.next()?;
         if start > now {
@@ -85,7 +85,7 @@ impl Window {
     }
 
     /// The first instant at or after `now` when the window is open: `now` itself when it is open.
-    pub fn next_open(&self, now: Timestamp) -> Timestamp {
+    pub(crate) fn next_open(&self, now: Timestamp) -> Timestamp {
         self.occurrences_around(now)
             .find(|(_, end)| *end > now)
             .map(|(start, _)| start.max(now))
@@ -96,7 +96,7 @@ impl Window {
 
     /// One line for logs: `Sat,Sun 02:00-06:00 Europe/London is closed; next opens Sat 2026-11-28
     /// 02:00 GMT` or `… is open until Sun 2026-11-29 06:00 GMT`.
-    pub fn describe(&self, now: Timestamp) -> String {
+    pub(crate) fn describe(&self, now: Timestamp) -> String {
         match self.closes_at(now) {
             Some(end) => format!("window {self} is open until {}", self.local(end)),
             None => format!("window {self} is closed; next opens {}", self.local(self.next_open(now))),
@@ -109,7 +109,7 @@ impl Window {
     }
 
     /// An instant as the window's local time: `Sat 2026-11-28 02:00 GMT`.
-    pub fn local(&self, at: Timestamp) -> String {
+    pub(crate) fn local(&self, at: Timestamp) -> String {
         at.to_zoned_datetime(self.tz.clone()).strftime("%a %Y-%m-%d %H:%M %Z").to_string()
     }
 

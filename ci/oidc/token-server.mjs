@@ -1,7 +1,8 @@
 // A UAA-like token endpoint built on oidc-provider (a spec-compliant OAuth 2.0 server we did not write):
 // client_credentials with HTTP Basic client authentication at /oauth/token, JWT access tokens carrying
 // pks.clusters.admin. Configured by environment: PORT, KEY, CERT, CLIENT_ID, CLIENT_SECRET.
-// Prints one JSON line {"ready":true,"port":N} once listening. See reference/real-test-components.md §2.
+// Prints one JSON line {"ready":true,"port":N} once listening. oidc-provider: https://github.com/panva/node-oidc-provider;
+// how the tests use it: docs/development.md (Tests).
 import fs from 'node:fs';
 import https from 'node:https';
 import Provider from 'oidc-provider';

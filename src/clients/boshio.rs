@@ -1,5 +1,5 @@
 //! bosh.io stemcell API client: `GET {api_url}/api/v1/stemcells/{name}?all=1` and its record shape
-//! (reference/bosh-io-and-stemcells.md §1). No policy: filtering and ordering live in `stemcell`.
+//! (docs/facts/bosh-io.md). No policy: filtering and ordering live in `stemcell`.
 
 use crate::http::HttpClient;
 use anyhow::{Context, Result};
@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 /// One published stemcell version; each variant is optional (`omitempty` on bosh.io).
 #[derive(Clone, Debug, Deserialize)]
-pub struct Stemcell {
+pub(crate) struct Stemcell {
     #[serde(default)]
     pub name: String,
     pub version: String,
@@ -23,7 +23,7 @@ pub struct Stemcell {
 
 /// One tarball of a version. bosh.io always sends `md5`; `sha1` and `sha256` are optional.
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct Variant {
+pub(crate) struct Variant {
     pub url: String,
     #[serde(default)]
     pub size: u64,
@@ -36,18 +36,18 @@ pub struct Variant {
 }
 
 /// A bosh.io (or mirror) API endpoint.
-pub struct BoshIo {
+pub(crate) struct BoshIo {
     http: HttpClient,
     api_url: String,
 }
 
 impl BoshIo {
-    pub fn new(http: HttpClient, api_url: &str) -> Self {
+    pub(crate) fn new(http: HttpClient, api_url: &str) -> Self {
         BoshIo { http, api_url: api_url.trim_end_matches('/').to_string() }
     }
 
     /// The list URL for `name`, with the name encoded as one path segment (the peer pasted it raw).
-    pub fn list_url(&self, name: &str) -> Result<Url> {
+    pub(crate) fn list_url(&self, name: &str) -> Result<Url> {
         let mut url =
             Url::parse(&self.api_url).with_context(|| format!("source.api_url `{}` is not a URL", self.api_url))?;
         url.path_segments_mut()
@@ -60,7 +60,7 @@ impl BoshIo {
     }
 
     /// Every published version of `name`, in the server's order (newest first on bosh.io).
-    pub async fn stemcells(&self, name: &str) -> Result<Vec<Stemcell>> {
+    pub(crate) async fn stemcells(&self, name: &str) -> Result<Vec<Stemcell>> {
         let url = self.list_url(name)?;
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
@@ -79,7 +79,7 @@ mod tests {
 
     #[test]
     fn name_is_one_encoded_segment() {
-        let http = HttpClient::new(HttpConfig::default(), &crate::Env::new(), &Log::sink()).unwrap();
+        let http = HttpClient::new(HttpConfig::default(), &crate::env::Env::new(), &Log::sink()).unwrap();
         let api = BoshIo::new(http, "https://mirror.example/bosh/");
         let url = api.list_url("bosh-aws/../x y?z").unwrap();
         assert_eq!(url.as_str(), "https://mirror.example/bosh/api/v1/stemcells/bosh-aws%2F..%2Fx%20y%3Fz?all=1");

@@ -2,11 +2,10 @@
 //!
 //! `GET /info` is unauthenticated and says how to log in (`user_authentication.type` = `uaa` with the
 //! UAA URL, or `basic`). Async calls answer 302 with `Location: /tasks/{id}`; bosh-cli follows that
-//! itself, so this client never follows redirects (reference/platform-apis.md §2).
+//! itself, so this client never follows redirects (docs/facts/bosh-director.md).
 
-use crate::Env;
 use crate::clients::uaa::{Grant, Uaa};
-use crate::config::DirectorSource;
+use crate::env::Env;
 use crate::http::{HttpClient, HttpConfig, Retry, read_capped, status_error};
 use crate::redact::Log;
 use anyhow::{Context, Result, bail};
@@ -38,6 +37,19 @@ pub struct AuthOptions {
     pub url: Option<String>,
 }
 
+/// Where a director is and who logs in to it. The UAA URL is not here: the director's `/info` names it.
+#[derive(Clone, Debug)]
+pub struct Login {
+    /// e.g. `https://10.0.0.6:25555`
+    pub url: String,
+    /// UAA client (or basic-auth user) with `bosh.admin` or stemcell upload authority.
+    pub client: String,
+    pub client_secret: String,
+    /// PEM of the CA that signed the director's and its UAA's certificates; without it the
+    /// connection's own trust applies.
+    pub ca_cert: Option<String>,
+}
+
 enum Auth {
     Uaa(Box<Uaa>),
     Basic { user: String, password: String },
@@ -53,25 +65,25 @@ pub struct Director {
 
 impl Director {
     /// Reads `/info` and sets up the login it names.
-    pub async fn connect(source: &DirectorSource, base: &HttpConfig, env: &Env, log: &Log) -> Result<Director> {
+    pub async fn connect(login: &Login, base: &HttpConfig, env: &Env, log: &Log) -> Result<Director> {
         let config = HttpConfig {
-            ca_cert: source.ca_cert.clone().or_else(|| base.ca_cert.clone()),
+            ca_cert: login.ca_cert.clone().or_else(|| base.ca_cert.clone()),
             follow_redirects: false,
             ..base.clone()
         };
         let http = HttpClient::new(config, env, log)?;
-        let base_url = source.url.trim_end_matches('/').to_string();
+        let base_url = login.url.trim_end_matches('/').to_string();
         let info: Info = http.get_json(&format!("{base_url}/info"), HeaderMap::new()).await?;
         let auth = match (info.user_authentication.kind.as_str(), &info.user_authentication.options.url) {
             ("uaa", Some(uaa_url)) => {
                 let grant = Grant::ClientCredentials {
-                    client_id: source.client.clone(),
-                    client_secret: source.client_secret.clone(),
+                    client_id: login.client.clone(),
+                    client_secret: login.client_secret.clone(),
                 };
                 let origin = format!("the UAA URL {base_url}/info names");
                 Auth::Uaa(Box::new(Uaa::new(http.clone(), uaa_url, grant).with_origin(&origin)))
             }
-            ("basic", _) => Auth::Basic { user: source.client.clone(), password: source.client_secret.clone() },
+            ("basic", _) => Auth::Basic { user: login.client.clone(), password: login.client_secret.clone() },
             (kind, _) => bail!("director {base_url} uses authentication type `{kind}`, which repave does not support"),
         };
         Ok(Director { base_url, info, http, auth })
@@ -249,7 +261,7 @@ fn file_body(path: std::path::PathBuf) -> reqwest::Body {
 
 // --- deployments ---
 
-/// One entry of `GET /deployments` (reference/platform-apis.md §2). TKGI clusters are the deployments
+/// One entry of `GET /deployments` (docs/facts/bosh-director.md). TKGI clusters are the deployments
 /// named `service-instance_<cluster uuid>`.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Deployment {

@@ -1,5 +1,5 @@
 //! The Kubernetes release feeds: `{feed_url}/stable.txt`, `stable-1.N.txt`, `latest-1.N.txt`, each a
-//! one-line text file such as `v1.30.14` (reference/platform-apis.md §3).
+//! one-line text file such as `v1.30.14` (docs/facts/kubernetes.md).
 //!
 //! Knows the route and the answer's shape only. A 404 is an answer ("this file does not exist",
 //! e.g. a minor that was never released), not an error; what to make of it is the caller's policy.
@@ -12,28 +12,28 @@ use reqwest::StatusCode;
 const MAX_FEED_BYTES: usize = 4096;
 
 /// Reads release files from one feed.
-pub struct FeedClient {
+pub(crate) struct FeedClient {
     http: HttpClient,
     base: String,
 }
 
 /// One file's content: the URL it came from and its single trimmed line.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FeedLine {
+pub(crate) struct FeedLine {
     pub url: String,
     pub line: String,
 }
 
 impl FeedClient {
     /// `base` is the feed URL, e.g. `https://dl.k8s.io/release`.
-    pub fn new(http: HttpClient, base: &str) -> Self {
+    pub(crate) fn new(http: HttpClient, base: &str) -> Self {
         FeedClient { http, base: base.trim_end_matches('/').to_string() }
     }
 
     /// GETs `{base}/{file}` (following redirects) and returns its one line; `None` on 404. Transient
     /// failures are retried; a body that is not one short line of text is an error quoting its
     /// first 100 bytes.
-    pub async fn read(&self, file: &str) -> Result<Option<FeedLine>> {
+    pub(crate) async fn read(&self, file: &str) -> Result<Option<FeedLine>> {
         let url = format!("{}/{file}", self.base);
         let what = format!("reading the release feed {url}");
         let body = self

@@ -1,7 +1,7 @@
 //! A cluster's Kubernetes API, reached through a kubeconfig from TKGI's `binds`: `/version` and
-//! `/readyz` only — enough for a post-upgrade health gate (reference/platform-apis.md §3).
+//! `/readyz` only — enough for a post-upgrade health gate (docs/facts/kubernetes.md).
 
-use crate::Env;
+use crate::env::Env;
 use crate::http::{HttpClient, HttpConfig};
 use crate::redact::Log;
 use anyhow::{Context, Result, anyhow, bail};
@@ -12,7 +12,7 @@ use serde_json::Value;
 
 /// Where and how to reach one apiserver, from a kubeconfig's current context.
 #[derive(Clone, Debug)]
-pub struct KubeAccess {
+pub(crate) struct KubeAccess {
     pub server: String,
     pub ca_pem: Option<String>,
     pub token: Option<String>,
@@ -20,7 +20,7 @@ pub struct KubeAccess {
 
 impl KubeAccess {
     /// Reads the current context's cluster and user (the first ones when there is no current context).
-    pub fn from_kubeconfig(config: &Value) -> Result<KubeAccess> {
+    pub(crate) fn from_kubeconfig(config: &Value) -> Result<KubeAccess> {
         let context_name = config.get("current-context").and_then(Value::as_str);
         let context = named(config, "contexts", context_name).and_then(|c| c.get("context"));
         let cluster_name = context.and_then(|c| c.get("cluster")).and_then(Value::as_str);
@@ -61,20 +61,20 @@ fn decode_pem(b64: &str) -> Result<String> {
 
 /// The part of `GET /version` repave shows; every field is optional.
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct VersionInfo {
+pub(crate) struct VersionInfo {
     #[serde(default, rename = "gitVersion")]
     pub git_version: String,
 }
 
 impl VersionInfo {
     /// `v1.28.11+vmware.1` → `1.28.11`.
-    pub fn version(&self) -> &str {
+    pub(crate) fn version(&self) -> &str {
         let v = self.git_version.trim_start_matches('v');
         v.split('+').next().unwrap_or(v)
     }
 }
 
-pub struct Kube {
+pub(crate) struct Kube {
     http: HttpClient,
     server: String,
     headers: HeaderMap,
@@ -83,7 +83,7 @@ pub struct Kube {
 impl Kube {
     /// A client trusting the kubeconfig's CA (or, without one, `base`'s). The token is registered as a
     /// secret before any request can echo it.
-    pub fn new(access: &KubeAccess, base: &HttpConfig, env: &Env, log: &Log) -> Result<Kube> {
+    pub(crate) fn new(access: &KubeAccess, base: &HttpConfig, env: &Env, log: &Log) -> Result<Kube> {
         let config = HttpConfig { ca_cert: access.ca_pem.clone().or_else(|| base.ca_cert.clone()), ..base.clone() };
         let http = HttpClient::new(config, env, log)?;
         let mut headers = HeaderMap::new();
@@ -96,12 +96,12 @@ impl Kube {
         Ok(Kube { http, server: access.server.clone(), headers })
     }
 
-    pub async fn version(&self) -> Result<VersionInfo> {
+    pub(crate) async fn version(&self) -> Result<VersionInfo> {
         self.http.get_json(&format!("{}/version", self.server), self.headers.clone()).await
     }
 
     /// `GET /readyz` must answer 200 `ok`.
-    pub async fn readyz(&self) -> Result<()> {
+    pub(crate) async fn readyz(&self) -> Result<()> {
         let url = format!("{}/readyz", self.server);
         let body = self.http.get_bytes(&url, self.headers.clone()).await?;
         let text = String::from_utf8_lossy(&body);

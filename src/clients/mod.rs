@@ -1,9 +1,9 @@
 //! Thin typed API clients, one per platform API. They know routes and JSON shapes, never policy:
 //! what to do with the answers lives in the kind modules and the rollout engine.
 
-pub mod boshio;
-pub mod director;
-pub mod k8s_feed;
-pub mod kube;
-pub mod tkgi;
+pub(crate) mod boshio;
+pub(crate) mod director;
+pub(crate) mod k8s_feed;
+pub(crate) mod kube;
+pub(crate) mod tkgi;
 pub mod uaa;

@@ -1,13 +1,11 @@
 //! TKGI (PKS) API client: clusters (list, show, create, resize, delete), binds (kubeconfigs), the
 //! upgrade request and the platform's own version — routes and JSON shapes only, no policy
-//! (reference/platform-apis.md §1).
+//! (docs/facts/tkgi-api.md).
 //!
-//! Two routes are unpublished and come from configuration with labelled, assumed defaults: the
-//! upgrade request (`PATCH /v1/clusters/{name}` + `{"upgrade":true}`) and the platform version
-//! (`GET /actuator/info` → `/build/version`). See `config::fleet`.
+//! Two routes are unpublished, so they are values with labelled, assumed defaults ([`UpgradeRoute`],
+//! [`VersionRoute`]); the fleet's config converts the user's overrides into them.
 
 use crate::clients::uaa::Uaa;
-use crate::config::fleet::{PlatformVersionRoute, UpgradeRoute};
 use crate::http::{HttpClient, Retry, read_capped, status_error};
 use anyhow::{Context, Result, anyhow, bail};
 use reqwest::{Method, Response, StatusCode};
@@ -51,7 +49,7 @@ impl Cluster {
     }
 }
 
-/// What `POST /v1/clusters` needs (platform-apis.md §1.2; `kubernetes_master_host` is required).
+/// What `POST /v1/clusters` needs (docs/facts/tkgi-api.md; `kubernetes_master_host` is required).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewCluster {
     pub name: String,
@@ -70,22 +68,57 @@ pub enum ActionAnswer {
     Rejected(String),
 }
 
+/// The request that starts one cluster's upgrade.
+///
+/// ASSUMPTION: TKGI does not publish this route (docs/facts/tkgi-api.md). The default,
+/// `PATCH /v1/clusters/{name}` with `{"upgrade":true}`, is our guess; `source.upgrade` overrides it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpgradeRoute {
+    pub method: Method,
+    /// Path under the API URL; `{name}` is replaced by the URL-encoded cluster name.
+    pub path: String,
+    /// JSON body sent as is (`null` sends none).
+    pub body: Value,
+}
+
+impl Default for UpgradeRoute {
+    fn default() -> Self {
+        UpgradeRoute {
+            method: Method::PATCH,
+            path: "/v1/clusters/{name}".into(),
+            body: serde_json::json!({"upgrade": true}),
+        }
+    }
+}
+
+/// Where the platform reports its own TKGI version.
+///
+/// ASSUMPTION: the route is unpublished (the CLI prints "Upgrade is available to TKGI Version X", so
+/// one exists). The default reads `GET /actuator/info` (the API is a Spring Boot app; PKS-pwsh calls
+/// this route) and takes the JSON pointer `/build/version`; `source.platform_version` overrides it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionRoute {
+    pub path: String,
+    /// RFC 6901 pointer into the JSON answer, e.g. `/build/version`.
+    pub pointer: String,
+}
+
+impl Default for VersionRoute {
+    fn default() -> Self {
+        VersionRoute { path: "/actuator/info".into(), pointer: "/build/version".into() }
+    }
+}
+
 pub struct Tkgi {
     api_url: String,
     uaa: Uaa,
     upgrade: UpgradeRoute,
-    version_route: PlatformVersionRoute,
+    version_route: VersionRoute,
     http: HttpClient,
 }
 
 impl Tkgi {
-    pub fn new(
-        http: HttpClient,
-        api_url: &str,
-        uaa: Uaa,
-        upgrade: UpgradeRoute,
-        version_route: PlatformVersionRoute,
-    ) -> Self {
+    pub fn new(http: HttpClient, api_url: &str, uaa: Uaa, upgrade: UpgradeRoute, version_route: VersionRoute) -> Self {
         Tkgi { api_url: api_url.trim_end_matches('/').to_string(), uaa, upgrade, version_route, http }
     }
 
@@ -119,9 +152,8 @@ impl Tkgi {
     /// Sends the configured upgrade request. Not retried on its own when the outcome is unknown: the
     /// caller re-reads the cluster first, so an upgrade is never started twice.
     pub async fn start_upgrade(&self, name: &str) -> Result<ActionAnswer> {
-        let method = Method::from_bytes(self.upgrade.method.as_bytes()).context("upgrade method")?;
         let url = self.url(&self.upgrade.path.replace("{name}", &encode(name)));
-        self.start_action(method, url, self.upgrade.body.clone()).await
+        self.start_action(self.upgrade.method.clone(), url, self.upgrade.body.clone()).await
     }
 
     /// `POST /v1/clusters` → 202 with the cluster `CREATE in progress`.

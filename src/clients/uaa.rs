@@ -1,7 +1,7 @@
 //! UAA (OAuth2) access tokens for the TKGI API and the BOSH director.
 //!
 //! `POST {uaa}/oauth/token` with HTTP Basic client authentication, as the `tkgi` and `bosh` CLIs do
-//! (reference/platform-apis.md §1.1). The token is cached for the process and refreshed a minute
+//! (docs/facts/tkgi-api.md). The token is cached for the process and refreshed a minute
 //! before it expires, and once more when an API answers 401 (the token may have been revoked).
 
 use crate::http::{Failure, HttpClient, Retry, read_capped, status_error};
@@ -65,7 +65,7 @@ impl Uaa {
 
     /// Says where a UAA URL the user did not write came from, so a failure to reach it points at the
     /// setting that fixes it.
-    pub fn with_origin(mut self, origin: &str) -> Self {
+    pub(crate) fn with_origin(mut self, origin: &str) -> Self {
         self.origin = Some(origin.to_string());
         self
     }
@@ -83,7 +83,7 @@ impl Uaa {
     }
 
     /// Forgets the cached token (after a 401), so the next call fetches a new one.
-    pub fn invalidate(&self) {
+    pub(crate) fn invalidate(&self) {
         *self.cached.lock().expect("token lock") = None;
     }
 
@@ -176,7 +176,7 @@ impl Uaa {
 }
 
 /// Credentials and tokens travel only over TLS: anyone on the path could replay them.
-pub fn refuse_plain_http(url: &str, what: &str) -> Result<()> {
+pub(crate) fn refuse_plain_http(url: &str, what: &str) -> Result<()> {
     if url.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://")) {
         bail!("refusing to send {what} to {url} over plain http: use an https URL");
     }

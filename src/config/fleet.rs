@@ -6,74 +6,73 @@
 //! selector patterns, a stemcell target only with a director) lives in the `validate` methods, so
 //! `validate_config` catches it too.
 
-use super::{DirectorSource, DurationStr, HttpOptions};
+use super::{Connection, DirectorSource, DurationStr, HasConnection, at_least_one};
+use crate::clients::tkgi;
+use crate::rollout::executor::OnFailure;
+use crate::rollout::executor::Settings;
+use crate::rollout::plan::Canaries;
+use crate::versions::stemcell::is_stemcell_version;
 use crate::window::Window;
 use anyhow::{Result, bail};
 use serde::Deserialize;
 use serde_json::Value;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
-/// The HTTP request that starts one cluster's upgrade.
-///
-/// ASSUMPTION: TKGI does not publish this route (reference/platform-apis.md §1.5). The default,
-/// `PATCH /v1/clusters/{name}` with `{"upgrade":true}`, is our guess; capture what `tkgi upgrade-cluster`
-/// really sends on your platform and override it here.
+/// `source.upgrade`: the HTTP request that starts one cluster's upgrade. Unset fields keep the
+/// assumed defaults of [`tkgi::UpgradeRoute`] (TKGI does not publish this route); capture what
+/// `tkgi upgrade-cluster` really sends on your platform and override it here.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct UpgradeRoute {
-    #[serde(default = "default_upgrade_method")]
+#[serde(deny_unknown_fields, default)]
+pub struct UpgradeRouteOptions {
     pub method: String,
     /// Path under `api_url`; `{name}` is replaced by the URL-encoded cluster name.
-    #[serde(default = "default_upgrade_path")]
     pub path: String,
     /// JSON body sent as is (`null` sends none).
-    #[serde(default = "default_upgrade_body")]
     pub body: Value,
 }
 
-impl Default for UpgradeRoute {
+impl Default for UpgradeRouteOptions {
     fn default() -> Self {
-        UpgradeRoute { method: default_upgrade_method(), path: default_upgrade_path(), body: default_upgrade_body() }
+        let route = tkgi::UpgradeRoute::default();
+        UpgradeRouteOptions { method: route.method.to_string(), path: route.path, body: route.body }
     }
 }
 
-fn default_upgrade_method() -> String {
-    "PATCH".into()
-}
-fn default_upgrade_path() -> String {
-    "/v1/clusters/{name}".into()
-}
-fn default_upgrade_body() -> Value {
-    serde_json::json!({"upgrade": true})
+impl TryFrom<&UpgradeRouteOptions> for tkgi::UpgradeRoute {
+    type Error = anyhow::Error;
+    fn try_from(options: &UpgradeRouteOptions) -> Result<Self> {
+        if !options.path.starts_with('/') {
+            bail!("source.upgrade.path must start with `/`, got `{}`", options.path);
+        }
+        let method = reqwest::Method::from_bytes(options.method.as_bytes())
+            .map_err(|_| anyhow::anyhow!("source.upgrade.method `{}` is not an HTTP method", options.method))?;
+        Ok(tkgi::UpgradeRoute { method, path: options.path.clone(), body: options.body.clone() })
+    }
 }
 
-/// Where the platform reports its own TKGI version (the target clusters are upgraded to).
-///
-/// ASSUMPTION: the route is unpublished (the CLI prints "Upgrade is available to TKGI Version X", so
-/// one exists). The default reads `GET /actuator/info` (the API is a Spring Boot app; PKS-pwsh calls
-/// this route) and takes the JSON pointer `/build/version`. Override both, or set
-/// `params.target_version` / `target_version_file` on `out`.
+/// `source.platform_version`: where the platform reports its own TKGI version (the target clusters
+/// are upgraded to). Unset fields keep the assumed defaults of [`tkgi::VersionRoute`]; override
+/// both, or set `params.target_version` / `target_version_file` on `out`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PlatformVersionRoute {
-    #[serde(default = "default_version_path")]
+#[serde(deny_unknown_fields, default)]
+pub struct VersionRouteOptions {
     pub path: String,
     /// RFC 6901 pointer into the JSON answer, e.g. `/build/version`.
-    #[serde(default = "default_version_pointer")]
     pub pointer: String,
 }
 
-impl Default for PlatformVersionRoute {
+impl Default for VersionRouteOptions {
     fn default() -> Self {
-        PlatformVersionRoute { path: default_version_path(), pointer: default_version_pointer() }
+        let route = tkgi::VersionRoute::default();
+        VersionRouteOptions { path: route.path, pointer: route.pointer }
     }
 }
 
-fn default_version_path() -> String {
-    "/actuator/info".into()
-}
-fn default_version_pointer() -> String {
-    "/build/version".into()
+impl From<&VersionRouteOptions> for tkgi::VersionRoute {
+    fn from(options: &VersionRouteOptions) -> Self {
+        tkgi::VersionRoute { path: options.path.clone(), pointer: options.pointer.clone() }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -102,15 +101,18 @@ pub struct Source {
     #[serde(default)]
     pub director: Option<DirectorSource>,
     #[serde(default)]
-    pub upgrade: UpgradeRoute,
+    pub upgrade: UpgradeRouteOptions,
     #[serde(default)]
-    pub platform_version: PlatformVersionRoute,
-    #[serde(default)]
-    pub ca_cert: Option<String>,
-    #[serde(default)]
-    pub insecure_skip_tls_verify: bool,
-    #[serde(default)]
-    pub http: HttpOptions,
+    pub platform_version: VersionRouteOptions,
+    /// `ca_cert`, `insecure_skip_tls_verify`, `http`: parsed beside these fields by `parse_source`.
+    #[serde(skip)]
+    pub connection: Connection,
+}
+
+impl HasConnection for Source {
+    fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.connection
+    }
 }
 
 /// Which identity logs in to UAA.
@@ -124,11 +126,7 @@ impl Source {
     pub fn validate(&self) -> Result<()> {
         self.login()?;
         Selector::new(&self.clusters)?;
-        if !self.upgrade.path.starts_with('/') {
-            bail!("source.upgrade.path must start with `/`, got `{}`", self.upgrade.path);
-        }
-        reqwest::Method::from_bytes(self.upgrade.method.as_bytes())
-            .map_err(|_| anyhow::anyhow!("source.upgrade.method `{}` is not an HTTP method", self.upgrade.method))?;
+        tkgi::UpgradeRoute::try_from(&self.upgrade)?;
         Ok(())
     }
 
@@ -197,7 +195,7 @@ impl Selector {
 }
 
 /// `*` matches any run of characters, `?` exactly one.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
     let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
     while ti < t.len() {
@@ -221,67 +219,44 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GetParams {
+pub(crate) struct GetParams {
     /// Write one kubeconfig per cluster (`kubeconfigs/<name>.json`, mode 0600).
     #[serde(default)]
     pub kubeconfig: bool,
 }
 
-/// Canary clusters: explicit names or the first N of the plan.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
-pub enum Canaries {
-    Count(usize),
-    Names(Vec<String>),
-}
-
-impl Default for Canaries {
-    fn default() -> Self {
-        Canaries::Count(0)
-    }
-}
-
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum OnFailure {
-    /// Start nothing new after a failure; wait for clusters already upgrading.
-    #[default]
-    Stop,
-    /// Keep going; the put still fails at the end.
-    Continue,
-}
-
 /// What must hold after a cluster reports `succeeded`, before it counts as done.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Health {
+pub(crate) struct Health {
     /// Query the cluster's Kubernetes `/version` and `/readyz` through a kubeconfig from `binds`.
     #[serde(default)]
     pub kubernetes: bool,
     /// Wait this long after the checks, then re-read the cluster: it must still be healthy.
     #[serde(default)]
     pub soak: Option<DurationStr>,
-    /// How long the Kubernetes checks may keep failing before the cluster counts as failed (default 5m).
+    /// How long the Kubernetes checks may keep failing before the cluster counts as failed (default:
+    /// [`Settings`]' `health_timeout`).
     #[serde(default)]
     pub timeout: Option<DurationStr>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PutParams {
+pub(crate) struct PutParams {
     /// Overrides `source.clusters` for this put.
     #[serde(default)]
     pub clusters: Option<Vec<String>>,
     #[serde(default)]
     pub canaries: Canaries,
-    #[serde(default)]
-    pub max_in_flight: Option<usize>,
+    #[serde(default, deserialize_with = "at_least_one")]
+    pub max_in_flight: Option<NonZeroUsize>,
     #[serde(default)]
     pub on_failure: OnFailure,
-    /// Longest time one cluster's upgrade may take, from start (or adoption) to healthy (default 4h).
+    /// Longest time one cluster's upgrade may take, from start (or adoption) to healthy.
     #[serde(default)]
     pub cluster_timeout: Option<DurationStr>,
-    /// How often to re-read a cluster while it upgrades (default 15s).
+    /// How often to re-read a cluster while it upgrades.
     #[serde(default)]
     pub poll_interval: Option<DurationStr>,
     #[serde(default)]
@@ -320,21 +295,16 @@ pub struct PutParams {
     /// Delete clusters that the fleet file does not list (within the selector).
     #[serde(default)]
     pub prune: bool,
-    /// The most clusters one run may delete (default 1): a truncated fleet file must not wipe a fleet.
+    /// The most clusters one run may delete (default [`DEFAULT_MAX_PRUNES`]): a truncated fleet file
+    /// must not wipe a fleet.
     #[serde(default)]
     pub max_prunes: Option<usize>,
-}
-
-/// A stemcell version as bosh.io and the director spell them: digits and dots (`1.506`, `621.125`).
-pub fn is_stemcell_version(v: &str) -> bool {
-    let v = v.trim();
-    !v.is_empty() && v.split('.').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// What `out` does outside the maintenance window (or when it closes mid-run with work left).
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum OutsideWindow {
+pub(crate) enum OutsideWindow {
     /// Exit 1 with a message saying when the window opens next.
     #[default]
     Fail,
@@ -344,10 +314,7 @@ pub enum OutsideWindow {
 
 impl PutParams {
     /// Checks the params against the `source` they will run with (a stemcell target needs a director).
-    pub fn validate(&self, source: &Source) -> Result<()> {
-        if self.max_in_flight == Some(0) {
-            bail!("params.max_in_flight must be at least 1");
-        }
+    pub(crate) fn validate(&self, source: &Source) -> Result<()> {
         if let Some(patterns) = &self.clusters {
             Selector::new(patterns)?;
         }
@@ -382,33 +349,40 @@ impl PutParams {
         Ok(())
     }
 
-    pub fn max_in_flight(&self) -> usize {
-        self.max_in_flight.unwrap_or(1)
+    /// The executor's settings: what these params set, else what the fleet file sets
+    /// (`max_in_flight`, its wave `soak`), else the engine's own defaults ([`Settings::default`], the
+    /// one place they are written down).
+    pub(crate) fn settings(&self, file_max_in_flight: Option<NonZeroUsize>, wave_soak: Option<Duration>) -> Settings {
+        let d = Settings::default();
+        Settings {
+            max_in_flight: self.max_in_flight.or(file_max_in_flight).unwrap_or(d.max_in_flight),
+            on_failure: self.on_failure,
+            cluster_timeout: self.cluster_timeout.map_or(d.cluster_timeout, |x| x.0),
+            poll_interval: self.poll_interval.map_or(d.poll_interval, |x| x.0),
+            health_timeout: self.health.timeout.map_or(d.health_timeout, |x| x.0),
+            soak: self.health.soak.map(|x| x.0),
+            wave_soak,
+        }
     }
-    pub fn cluster_timeout(&self) -> Duration {
-        self.cluster_timeout.map_or(Duration::from_secs(4 * 3600), |d| d.0)
-    }
-    pub fn poll_interval(&self) -> Duration {
-        self.poll_interval.map_or(Duration::from_secs(15), |d| d.0)
-    }
-    pub fn max_prunes(&self) -> usize {
-        self.max_prunes.unwrap_or(1)
-    }
-    pub fn health_timeout(&self) -> Duration {
-        self.health.timeout.map_or(Duration::from_secs(300), |d| d.0)
+
+    pub(crate) fn max_prunes(&self) -> usize {
+        self.max_prunes.unwrap_or(DEFAULT_MAX_PRUNES)
     }
 }
+
+/// How many clusters one run deletes when `max_prunes` is not set.
+pub(crate) const DEFAULT_MAX_PRUNES: usize = 1;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse;
+    use crate::config::{parse, parse_source};
     use serde_json::json;
 
     fn source(extra: Value) -> Result<Source> {
         let mut map = json!({"kind": "fleet", "api_url": "https://api.tkgi.example.com:9021"});
         map.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-        let source: Source = parse(map.as_object().unwrap(), "source")?;
+        let source: Source = parse_source(map.as_object().unwrap())?;
         source.validate()?;
         Ok(source)
     }
@@ -427,9 +401,11 @@ mod tests {
     fn defaults_and_assumed_routes() {
         let s = source(json!({"username": "u", "password": "p"})).unwrap();
         assert_eq!(s.uaa_url().unwrap(), "https://api.tkgi.example.com:8443");
-        assert_eq!(s.upgrade, UpgradeRoute::default());
+        assert_eq!(tkgi::UpgradeRoute::try_from(&s.upgrade).unwrap(), tkgi::UpgradeRoute::default());
         assert_eq!(s.upgrade.body, json!({"upgrade": true}));
         assert_eq!(s.platform_version.path, "/actuator/info");
+        let null_body = source(json!({"client_id": "a", "client_secret": "b", "upgrade": {"body": null}})).unwrap();
+        assert_eq!(null_body.upgrade.body, Value::Null, "an explicit null sends no body");
         let s = source(json!({"client_id": "a", "client_secret": "b", "upgrade": {"method": "POST"}})).unwrap();
         assert_eq!((s.upgrade.method.as_str(), s.upgrade.path.as_str()), ("POST", "/v1/clusters/{name}"));
         let bad = json!({"client_id": "a", "client_secret": "b", "upgrade": {"path": "v1/x"}});
@@ -476,17 +452,34 @@ mod tests {
             Ok(p)
         };
         let p = parse_params(json!({})).unwrap();
-        assert_eq!((p.max_in_flight(), p.on_failure, p.canaries.clone()), (1, OnFailure::Stop, Canaries::Count(0)));
+        let defaults = p.settings(None, None);
+        assert_eq!(
+            (defaults.max_in_flight.get(), p.on_failure, p.canaries.clone()),
+            (1, OnFailure::Stop, Canaries::Count(0))
+        );
+        assert_eq!(
+            (defaults.cluster_timeout, defaults.poll_interval),
+            (Duration::from_secs(4 * 3600), Duration::from_secs(15))
+        );
+        assert_eq!(defaults.health_timeout, Duration::from_secs(300));
+        let file_says_three = NonZeroUsize::new(3);
+        assert_eq!(
+            p.settings(file_says_three, None).max_in_flight.get(),
+            3,
+            "the fleet file's when params say nothing"
+        );
         let p = parse_params(json!({"canaries": ["a", "b"], "on_failure": "continue", "max_in_flight": 4})).unwrap();
         assert_eq!(p.canaries, Canaries::Names(vec!["a".into(), "b".into()]));
         assert_eq!(parse_params(json!({"canaries": 2})).unwrap().canaries, Canaries::Count(2));
         assert!(parse_params(json!({"max_in_flight": 0})).unwrap_err().to_string().contains("at least 1"));
+        let p = parse_params(json!({"max_in_flight": 4})).unwrap();
+        assert_eq!(p.settings(NonZeroUsize::new(2), None).max_in_flight.get(), 4, "params win over the fleet file");
         let err = parse_params(json!({"on_failure": "contineu"})).unwrap_err().to_string();
         assert!(err.contains("did you mean `continue`"), "{err}");
         let both = json!({"target_version": "1", "target_version_file": "f"});
         assert!(parse_params(both).unwrap_err().to_string().contains("not both"));
         let p = parse_params(json!({"cluster_timeout": "30m", "health": {"kubernetes": true, "soak": "1m"}})).unwrap();
-        assert_eq!(p.cluster_timeout(), Duration::from_secs(1800));
+        assert_eq!(p.settings(None, None).cluster_timeout, Duration::from_secs(1800));
         assert_eq!(p.health.soak.unwrap().0, Duration::from_secs(60));
         let p = parse_params(json!({"desired": "repo/fleet.yml", "window": "Sat,Sun 02:00-06:00 Europe/London",
                                     "outside_window": "skip", "prune": true, "max_prunes": 3, "repair": true}))

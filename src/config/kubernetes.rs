@@ -1,13 +1,15 @@
 //! `source` and `params` for `kind: kubernetes`, and the validation serde cannot express: the shape
 //! of `channel`, the minor range, and which fields exclude each other.
 
-use super::HttpOptions;
+use super::{Connection, HasConnection};
 use anyhow::{Result, bail};
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Source {
+pub(crate) struct Source {
+    /// Read from the raw map by `Kind::from_source`; declared so serde accepts it.
+    #[allow(dead_code)]
     pub kind: String,
     /// Where the release files live; dl.k8s.io redirects to a CDN, which the client follows.
     #[serde(default = "default_feed_url")]
@@ -25,21 +27,24 @@ pub struct Source {
     /// Also report release candidates, betas and alphas (from `latest-1.N.txt`).
     #[serde(default)]
     pub include_prereleases: bool,
-    #[serde(default)]
-    pub ca_cert: Option<String>,
-    #[serde(default)]
-    pub insecure_skip_tls_verify: bool,
-    #[serde(default)]
-    pub http: HttpOptions,
+    /// `ca_cert`, `insecure_skip_tls_verify`, `http`: parsed beside these fields by `parse_source`.
+    #[serde(skip)]
+    pub connection: Connection,
 }
 
-pub fn default_feed_url() -> String {
+impl HasConnection for Source {
+    fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.connection
+    }
+}
+
+pub(crate) fn default_feed_url() -> String {
     "https://dl.k8s.io/release".to_string()
 }
 
 /// Which feed file a channel reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Track {
+pub(crate) enum Track {
     /// The latest GA release.
     Stable,
     /// The latest release including pre-releases.
@@ -48,7 +53,7 @@ pub enum Track {
 
 /// A validated `channel`: the track plus an optional major (`stable-1`) or minor (`stable-1.30`) line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Channel {
+pub(crate) struct Channel {
     pub track: Track,
     pub major: Option<u64>,
     pub minor: Option<u64>,
@@ -56,7 +61,7 @@ pub struct Channel {
 
 impl Channel {
     /// Parses `stable`, `latest`, `stable-1`, `stable-1.30`, `latest-1.31`.
-    pub fn parse(text: &str) -> Result<Channel> {
+    pub(crate) fn parse(text: &str) -> Result<Channel> {
         let bad = || {
             anyhow::anyhow!(
                 "source.channel `{text}` is not a channel: expected `stable`, `latest`, `stable-1`, or a minor line such as `stable-1.30` or `latest-1.31`"
@@ -82,7 +87,7 @@ impl Channel {
     }
 
     /// The feed file, e.g. `stable-1.30.txt`.
-    pub fn file(&self) -> String {
+    pub(crate) fn file(&self) -> String {
         format!("{self}.txt")
     }
 }
@@ -103,14 +108,14 @@ impl std::fmt::Display for Channel {
 
 /// What check follows: one channel file, or one version per minor across a range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Selection {
+pub(crate) enum Selection {
     Channel(Channel),
     Minors { major: u64, min: u64, max: Option<u64> },
 }
 
 impl Source {
     /// Checks the fields serde cannot and returns what to follow.
-    pub fn selection(&self) -> Result<Selection> {
+    pub(crate) fn selection(&self) -> Result<Selection> {
         if !(self.feed_url.starts_with("https://") || self.feed_url.starts_with("http://")) {
             bail!("source.feed_url `{}` must be an http(s) URL such as https://dl.k8s.io/release", self.feed_url);
         }
@@ -139,7 +144,7 @@ impl Source {
     }
 
     /// The feed URL without a trailing slash.
-    pub fn feed_base(&self) -> &str {
+    pub(crate) fn feed_base(&self) -> &str {
         self.feed_url.trim_end_matches('/')
     }
 }
@@ -179,7 +184,7 @@ fn minor_range(min: &str, max: Option<&str>) -> Result<Selection> {
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GetParams {
+pub(crate) struct GetParams {
     /// The version the cluster runs now (`1.28.11`, `v1.28.11+vmware.1`): `in` writes the upgrade
     /// path from it to the fetched version.
     /// (No file form: a get's directory starts empty in Concourse, so a pipeline passes the version in
@@ -196,7 +201,7 @@ mod tests {
     fn source(extra: serde_json::Value) -> Result<Source> {
         let mut map = json!({"kind": "kubernetes"}).as_object().unwrap().clone();
         map.extend(extra.as_object().unwrap().clone());
-        crate::config::parse(&map, "source")
+        crate::config::parse_source(&map)
     }
 
     #[test]

@@ -5,14 +5,19 @@
 //! the expected type. Per-kind types live in the submodules; the shared pieces (kinds, HTTP tuning,
 //! durations, the director block) live here.
 
-pub mod fleet;
-pub mod kubernetes;
-pub mod stemcell;
+pub(crate) mod fleet;
+pub(crate) mod kubernetes;
+pub(crate) mod stemcell;
 
+use crate::clients::director;
+use crate::http::HttpConfig;
+use crate::protocol::Version;
+use crate::suggest::suggestion;
 use anyhow::{Result, anyhow, bail};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 /// The kinds one resource can track (`source.kind`).
@@ -32,7 +37,7 @@ impl Kind {
     }
 
     /// Reads `source.kind`, listing the valid kinds when it is missing or wrong.
-    pub fn from_source(source: &Map<String, Value>) -> Result<Kind> {
+    pub(crate) fn from_source(source: &Map<String, Value>) -> Result<Kind> {
         let valid = KINDS.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>().join(", ");
         match source.get("kind") {
             None | Some(Value::Null) => bail!("source.kind is required: one of {valid}"),
@@ -47,26 +52,68 @@ impl Kind {
     }
 }
 
+/// A request with its `source` and `params` typed and checked for one step: what a kind's `validate`
+/// returns and its `run` takes, so each request is parsed exactly once. `S`, `G` and `P` are the
+/// kind's source, `in` params and `out` params.
+#[derive(Debug)]
+pub(crate) enum Typed<S, G, P> {
+    Check {
+        source: S,
+        version: Option<Version>,
+    },
+    /// `version` is `None` only when a pipeline check validates a config without running it.
+    In {
+        source: S,
+        params: G,
+        version: Option<Version>,
+    },
+    Out {
+        source: S,
+        params: P,
+    },
+}
+
 /// Deserializes `map` (the request's `source` or `params`, named `root` in errors) into `T`, turning
 /// serde's messages into ones that name the full field path and suggest fixes.
-pub fn parse<T: DeserializeOwned>(map: &Map<String, Value>, root: &str) -> Result<T> {
+pub(crate) fn parse<T: DeserializeOwned>(map: &Map<String, Value>, root: &str) -> Result<T> {
+    parse_with(map, root, &[])
+}
+
+/// A kind's `source`: its own fields into `T`, and the [`Connection`] fields every kind shares into
+/// `T`'s connection. serde's `flatten` would lose `deny_unknown_fields`, so the map is split by
+/// [`Connection::FIELDS`] first; an unknown key is still named with the nearest valid field of both
+/// parts, listed in the order the fields are documented (the kind's own, then the shared ones).
+pub(crate) fn parse_source<T: DeserializeOwned + HasConnection>(map: &Map<String, Value>) -> Result<T> {
+    let (shared, own): (Map<String, Value>, Map<String, Value>) =
+        map.clone().into_iter().partition(|(key, _)| Connection::FIELDS.contains(&key.as_str()));
+    let mut source: T = parse_with(&own, "source", Connection::FIELDS)?;
+    *source.connection_mut() = parse(&shared, "source")?;
+    Ok(source)
+}
+
+/// [`parse`], with `extra` fields that the top level also accepts (parsed elsewhere) counted as valid
+/// in unknown-field errors.
+fn parse_with<T: DeserializeOwned>(map: &Map<String, Value>, root: &str, extra: &[&str]) -> Result<T> {
     let value = Value::Object(map.clone());
     serde_path_to_error::deserialize::<_, T>(value).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner().to_string();
-        anyhow!(friendly(root, &path, &inner))
+        anyhow!(friendly(root, &path, &inner, extra))
     })
 }
 
 /// Rewrites one serde error. serde reports unknown keys with the path of the enclosing object and the
 /// valid names listed in the message; we add a "did you mean".
-fn friendly(root: &str, path: &str, message: &str) -> String {
+fn friendly(root: &str, path: &str, message: &str, extra: &[&str]) -> String {
     let at = |p: &str| {
         if p == "." || p.is_empty() { root.to_string() } else { format!("{root}.{p}") }
     };
-    if let Some((bad, valid)) = parse_unknown(message, "unknown field `") {
+    if let Some((bad, mut valid)) = parse_unknown(message, "unknown field `") {
         let parent = path.rsplit_once('.').map(|(p, _)| p).unwrap_or(".");
         let parent = if path == bad { "." } else { parent };
+        if parent == "." {
+            valid.extend(extra.iter().map(|f| f.to_string()));
+        }
         let hint = suggestion(&bad, valid.iter().map(String::as_str));
         return format!("unknown field `{bad}` in {}{hint} (valid fields: {})", at(parent), valid.join(", "));
     }
@@ -89,36 +136,6 @@ fn parse_unknown(message: &str, prefix: &str) -> Option<(String, Vec<String>)> {
     Some((bad.to_string(), valid))
 }
 
-/// ", did you mean `x`?" when a candidate is close enough to be a plausible typo, else "".
-pub fn suggestion<'a>(bad: &str, candidates: impl Iterator<Item = &'a str>) -> String {
-    candidates
-        .map(|c| (edit_distance(bad, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| format!(", did you mean `{c}`?"))
-        .unwrap_or_default()
-}
-
-/// Levenshtein distance, counting a swap of two neighbours as one edit (typos like `verison`).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    d[0] = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    d[a.len()][b.len()]
-}
-
 /// A duration written as Go/Concourse users write them: `300ms`, `30s`, `5m`, `1h30m`, `1.5h`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DurationStr(pub Duration);
@@ -135,6 +152,13 @@ impl<'de> Deserialize<'de> for DurationStr {
             d => Ok(DurationStr(d)),
         }
     }
+}
+
+/// For counts that must be at least 1 (`max_in_flight`): serde's own message for 0 ("expected a
+/// nonzero usize") says less than this one.
+pub(crate) fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<NonZeroUsize>, D::Error> {
+    let Some(n) = Option::<usize>::deserialize(d)? else { return Ok(None) };
+    NonZeroUsize::new(n).map(Some).ok_or_else(|| serde::de::Error::custom("must be at least 1, got 0"))
 }
 
 /// Parses a Go-style duration; the error says what a valid one looks like.
@@ -166,6 +190,41 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
+/// How every kind reaches its APIs: `ca_cert`, `insecure_skip_tls_verify` and the `http` tuning, the
+/// same three fields in every kind's `source`. Parsed by [`parse_source`] beside the kind's own fields.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connection {
+    /// Extra trusted CA certificates (PEM), on top of the system store.
+    #[serde(default)]
+    pub ca_cert: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_tls_verify: bool,
+    #[serde(default)]
+    pub http: HttpOptions,
+}
+
+impl Connection {
+    /// The field names above, as they appear in `source`.
+    pub(crate) const FIELDS: &[&str] = &["ca_cert", "insecure_skip_tls_verify", "http"];
+}
+
+/// A kind's `source` type, which holds the shared [`Connection`] (skipped by its own serde derive).
+pub(crate) trait HasConnection {
+    fn connection_mut(&mut self) -> &mut Connection;
+}
+
+/// The transport settings of a source: its trust and its `http` tuning.
+impl From<&Connection> for HttpConfig {
+    fn from(connection: &Connection) -> Self {
+        HttpConfig {
+            ca_cert: connection.ca_cert.clone(),
+            insecure_skip_tls_verify: connection.insecure_skip_tls_verify,
+            ..HttpConfig::from(&connection.http)
+        }
+    }
+}
+
 /// Optional `source.http` tuning shared by every kind. Unset fields take the defaults of
 /// [`crate::http::HttpConfig`].
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -183,8 +242,24 @@ pub struct HttpOptions {
     pub max_backoff: Option<DurationStr>,
 }
 
-/// A BOSH director to upload stemcells to or read deployments from. The UAA URL comes from the
-/// director's `/info`.
+/// The transport settings a source's `http` block asks for; unset fields keep [`HttpConfig`]'s
+/// defaults. Lives here, not in `http`, so the transport never depends on the user-facing config.
+impl From<&HttpOptions> for HttpConfig {
+    fn from(opts: &HttpOptions) -> Self {
+        let d = HttpConfig::default();
+        HttpConfig {
+            connect_timeout: opts.connect_timeout.map_or(d.connect_timeout, |x| x.0),
+            stall_timeout: opts.stall_timeout.map_or(d.stall_timeout, |x| x.0),
+            request_timeout: opts.request_timeout.map_or(d.request_timeout, |x| x.0),
+            attempts: opts.attempts.map_or(d.attempts, std::num::NonZeroU32::get),
+            max_backoff: opts.max_backoff.map_or(d.max_backoff, |x| x.0),
+            ..d
+        }
+    }
+}
+
+/// A BOSH director to upload stemcells to or read deployments from (`source.director`); the client
+/// takes it as a [`director::Login`]. The UAA URL comes from the director's `/info`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectorSource {
@@ -195,6 +270,17 @@ pub struct DirectorSource {
     pub client_secret: String,
     /// PEM of the CA that signed the director's and its UAA's certificates.
     pub ca_cert: Option<String>,
+}
+
+impl From<&DirectorSource> for director::Login {
+    fn from(source: &DirectorSource) -> Self {
+        director::Login {
+            url: source.url.clone(),
+            client: source.client.clone(),
+            client_secret: source.client_secret.clone(),
+            ca_cert: source.ca_cert.clone(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -213,11 +299,10 @@ mod tests {
     }
 
     #[test]
-    fn suggestions() {
-        let fields = ["name", "version_family", "force_regular"];
-        assert_eq!(suggestion("nmae", fields.into_iter()), ", did you mean `name`?");
-        assert_eq!(suggestion("verison_family", fields.into_iter()), ", did you mean `version_family`?");
-        assert_eq!(suggestion("zzzzzz", fields.into_iter()), "");
+    fn connection_fields_are_listed_as_serde_sees_them() {
+        let unknown = Map::from_iter([("nope".to_string(), Value::Null)]);
+        let err = parse::<Connection>(&unknown, "source").unwrap_err().to_string();
+        assert!(err.ends_with(&format!("(valid fields: {})", Connection::FIELDS.join(", "))), "{err}");
     }
 
     #[test]

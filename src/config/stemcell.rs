@@ -4,13 +4,13 @@
 //! `force_regular`, params `tarball`, `preserve_filename`) so a pipeline switches type by changing one
 //! line; everything else is additive.
 
-use super::{DirectorSource, DurationStr, HttpOptions};
+use super::{Connection, DirectorSource, DurationStr, HasConnection};
 use serde::Deserialize;
 
 /// Which tarball variant of a stemcell version to track and fetch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Flavor {
+pub(crate) enum Flavor {
     /// Light when the line publishes light stemcells (waiting for late ones), else regular.
     #[default]
     Auto,
@@ -21,7 +21,9 @@ pub enum Flavor {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Source {
+pub(crate) struct Source {
+    /// Read from the raw map by `Kind::from_source`; declared so serde accepts it.
+    #[allow(dead_code)]
     pub kind: String,
     /// The stemcell name, e.g. `bosh-vsphere-esxi-ubuntu-jammy-go_agent`.
     pub name: String,
@@ -45,18 +47,21 @@ pub struct Source {
     /// Where `out` uploads the stemcell.
     #[serde(default)]
     pub director: Option<DirectorSource>,
-    #[serde(default)]
-    pub ca_cert: Option<String>,
-    #[serde(default)]
-    pub insecure_skip_tls_verify: bool,
-    #[serde(default)]
-    pub http: HttpOptions,
+    /// `ca_cert`, `insecure_skip_tls_verify`, `http`: parsed beside these fields by `parse_source`.
+    #[serde(skip)]
+    pub connection: Connection,
+}
+
+impl HasConnection for Source {
+    fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.connection
+    }
 }
 
 /// `source.auth`: the peer's `access_key`/`secret_key`, plus the region the keys sign for.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct S3Auth {
+pub(crate) struct S3Auth {
     pub access_key: String,
     pub secret_key: String,
     /// ASSUMPTION: `us-east-1` by default. The peer (minio-go) asks the bucket for its region first;
@@ -71,7 +76,7 @@ fn default_region() -> String {
 
 impl S3Auth {
     /// The keys [`crate::sigv4`] signs with.
-    pub fn keys(&self) -> crate::sigv4::Keys {
+    pub(crate) fn keys(&self) -> crate::sigv4::Keys {
         crate::sigv4::Keys {
             access_key: self.access_key.clone(),
             secret_key: self.secret_key.clone(),
@@ -80,13 +85,13 @@ impl S3Auth {
     }
 }
 
-pub fn default_api_url() -> String {
+pub(crate) fn default_api_url() -> String {
     "https://bosh.io".to_string()
 }
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GetParams {
+pub(crate) struct GetParams {
     /// Download the tarball (default); `false` writes only the metadata files.
     #[serde(default = "yes")]
     pub tarball: bool,
@@ -100,7 +105,7 @@ pub struct GetParams {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PutParams {
+pub(crate) struct PutParams {
     /// Directory of a previous `get` of this resource (holds `version`, `url`, `sha1`, …).
     pub from: String,
     /// Send the local tarball instead of letting the director fetch it from its URL.

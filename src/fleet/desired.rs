@@ -6,8 +6,9 @@
 //! column: YAML and type errors take their location from `serde_yaml_ng`; rules serde cannot express
 //! (unique names, known waves, …) point at the offending cluster's `name:` line, found in the text.
 
-use crate::config::fleet::Canaries;
-use crate::config::{DurationStr, suggestion};
+use crate::config::DurationStr;
+use crate::rollout::plan::Canaries;
+use crate::suggest::suggestion;
 use crate::window::Window;
 use anyhow::{Result, anyhow};
 use serde::Deserialize;
@@ -20,14 +21,14 @@ pub struct FleetFile {
     /// Wave names in the order they run, e.g. `[canary, dev, staging, prod]`. When set, every
     /// cluster names its `wave`; when absent, all clusters form one wave.
     #[serde(default)]
-    pub waves: Vec<String>,
+    pub(crate) waves: Vec<String>,
     /// At most this many clusters change at once inside a wave (default 1).
     #[serde(default)]
-    pub max_in_flight: Option<usize>,
+    pub(crate) max_in_flight: Option<usize>,
     /// Clusters upgraded alone before anything else: a count (the first N upgrades of the first wave
     /// with upgrades) or names.
     #[serde(default)]
-    pub canaries: Option<Canaries>,
+    pub(crate) canaries: Option<Canaries>,
     /// The recurring maintenance window `out` must run in, e.g. `Sat,Sun 02:00-06:00 Europe/London`.
     /// Read as text and parsed in `validate`, so its errors point at the `window:` line (serde_yaml_ng
     /// gives custom errors no location).
@@ -42,7 +43,7 @@ pub struct FleetFile {
     pub soak: Option<DurationStr>,
     /// `kubernetes_master_host` of created clusters; `{name}` is replaced by the cluster name.
     #[serde(default)]
-    pub master_host: Option<String>,
+    pub(crate) master_host: Option<String>,
     pub clusters: Vec<DesiredCluster>,
 }
 
@@ -72,22 +73,22 @@ pub struct DesiredCluster {
 
 impl FleetFile {
     /// Wave names in order; `all` when the file declares none.
-    pub fn wave_order(&self) -> Vec<String> {
+    pub(crate) fn wave_order(&self) -> Vec<String> {
         if self.waves.is_empty() { vec!["all".into()] } else { self.waves.clone() }
     }
 
     /// The wave a cluster belongs to.
-    pub fn wave_of(&self, cluster: &DesiredCluster) -> String {
+    pub(crate) fn wave_of(&self, cluster: &DesiredCluster) -> String {
         cluster.wave.clone().unwrap_or_else(|| "all".into())
     }
 
     /// The master host a created cluster gets, if one is configured.
-    pub fn master_host_for(&self, cluster: &DesiredCluster) -> Option<String> {
+    pub(crate) fn master_host_for(&self, cluster: &DesiredCluster) -> Option<String> {
         let template = cluster.master_host.as_ref().or(self.master_host.as_ref())?;
         Some(template.replace("{name}", &cluster.name))
     }
 
-    pub fn cluster(&self, name: &str) -> Option<&DesiredCluster> {
+    pub(crate) fn cluster(&self, name: &str) -> Option<&DesiredCluster> {
         self.clusters.iter().find(|c| c.name == name)
     }
 }

@@ -7,22 +7,20 @@
 use super::report::fleet_markdown;
 use super::version::{newest_tkgi, version};
 use super::{Observed, connect, observe};
-use crate::Ctx;
 use crate::config::fleet::{GetParams, Selector, Source};
-use crate::config::{self};
-use crate::protocol::{MetadataField, Request, StepResponse, render_step};
+use crate::context::Ctx;
+use crate::protocol::{MetadataField, StepResponse, Version, render_step};
 use anyhow::{Context, Result};
 use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
 
-pub async fn run(source: &Source, request: &Request, ctx: &Ctx) -> Result<String> {
-    let params: GetParams = config::parse(&request.params, "params")?;
+pub(super) async fn run(source: &Source, params: &GetParams, requested: Option<Version>, ctx: &Ctx) -> Result<String> {
     let dir = ctx.dir.as_deref().context("in needs a directory")?;
     let conn = connect(source, ctx).await?;
     let fleet = observe(&conn, &Selector::new(&source.clusters)?).await?;
     let current = version(&fleet);
-    if let Some(requested) = &request.version
+    if let Some(requested) = &requested
         && requested.get("digest") != current.get("digest")
     {
         ctx.log.line(format!(
@@ -43,7 +41,7 @@ pub async fn run(source: &Source, request: &Request, ctx: &Ctx) -> Result<String
         MetadataField::new("newest_tkgi", newest),
         MetadataField::new("digest", current["digest"].clone()),
     ];
-    render_step(&StepResponse { version: request.version.clone().unwrap_or(current), metadata })
+    render_step(&StepResponse { version: requested.unwrap_or(current), metadata })
 }
 
 /// The clusters as the API returned them, each with a `repave` object of derived fields.

@@ -6,16 +6,16 @@ pub mod desired;
 mod get;
 mod platform;
 mod put;
-pub mod reconcile;
-pub mod report;
-pub mod version;
+mod reconcile;
+mod report;
+mod version;
 
-use crate::Ctx;
 use crate::clients::director::Director;
 use crate::clients::tkgi::{Cluster, Tkgi};
 use crate::clients::uaa::{Grant, Uaa};
-use crate::config::fleet::{Login, Selector, Source};
-use crate::config::{self};
+use crate::config::fleet::{GetParams, Login, PutParams, Selector, Source};
+use crate::config::{self, Typed};
+use crate::context::Ctx;
 use crate::http::{HttpClient, HttpConfig};
 use crate::protocol::{Request, Step};
 use anyhow::{Context, Result, bail};
@@ -42,44 +42,47 @@ pub fn stemcell_version(stemcells: &str) -> Option<String> {
         .split(',')
         .filter_map(|s| s.rsplit_once('/').map(|(_, v)| v.trim()))
         .filter(|v| !v.is_empty())
-        .min_by(|a, b| crate::rollout::plan::compare_versions(a, b))
+        .min_by(|a, b| crate::versions::compare(a, b))
         .map(str::to_string)
 }
 
-/// Parses and checks `source` and `params` for `step` as [`run`] and the step modules do, without I/O.
-pub fn validate(step: Step, request: &Request) -> Result<()> {
-    let source = config::parse::<Source>(&request.source, "source")?;
+/// A fleet request, typed and checked: [`validate`] makes it, [`run`] takes it.
+pub(crate) type Parsed = Typed<Source, GetParams, PutParams>;
+
+/// Parses and checks `source` and `params` for `step` once, without I/O.
+pub(crate) fn validate(step: Step, request: &Request) -> Result<Parsed> {
+    let source = config::parse_source::<Source>(&request.source)?;
     source.validate()?;
-    match step {
-        Step::Check => {}
-        Step::In => {
-            config::parse::<config::fleet::GetParams>(&request.params, "params")?;
+    let version = request.version.clone();
+    Ok(match step {
+        Step::Check => Typed::Check { source, version },
+        Step::In => Typed::In { source, params: config::parse(&request.params, "params")?, version },
+        Step::Out => {
+            let params: PutParams = config::parse(&request.params, "params")?;
+            params.validate(&source)?;
+            Typed::Out { source, params }
         }
-        Step::Out => config::parse::<config::fleet::PutParams>(&request.params, "params")?.validate(&source)?,
-    }
-    Ok(())
+    })
 }
 
 /// Runs one step of the fleet kind and returns the JSON answer.
-pub async fn run(step: Step, request: Request, ctx: Ctx) -> Result<String> {
-    let source: Source = config::parse(&request.source, "source")?;
-    source.validate()?;
-    match step {
-        Step::Check => check::run(&source, &ctx).await,
-        Step::In => get::run(&source, &request, &ctx).await,
-        Step::Out => put::run(&source, &request, &ctx).await,
+pub(crate) async fn run(request: Parsed, ctx: Ctx) -> Result<String> {
+    match request {
+        Typed::Check { source, .. } => check::run(&source, &ctx).await,
+        Typed::In { source, params, version } => get::run(&source, &params, version, &ctx).await,
+        Typed::Out { source, params } => put::run(&source, &params, &ctx).await,
     }
 }
 
-/// Open connections to the TKGI API (and the director, when configured).
-pub struct Connection {
+/// Open clients of the TKGI API (and the director, when configured).
+pub struct Clients {
     pub tkgi: Tkgi,
     pub director: Option<Director>,
     pub http_config: HttpConfig,
 }
 
-pub async fn connect(source: &Source, ctx: &Ctx) -> Result<Connection> {
-    let http_config = HttpConfig::from_source(source.ca_cert.as_deref(), source.insecure_skip_tls_verify, &source.http);
+pub async fn connect(source: &Source, ctx: &Ctx) -> Result<Clients> {
+    let http_config = HttpConfig::from(&source.connection);
     let http = HttpClient::new(http_config.clone(), &ctx.env, &ctx.log)?;
     let grant = match source.login()? {
         Login::Client { id, secret } => Grant::ClientCredentials { client_id: id, client_secret: secret },
@@ -90,21 +93,22 @@ pub async fn connect(source: &Source, ctx: &Ctx) -> Result<Connection> {
     if source.uaa_url.is_none() {
         uaa = uaa.with_origin("the api_url host on port 8443, as TKGI deploys it; set source.uaa_url if yours differs");
     }
-    let tkgi = Tkgi::new(http, &source.api_url, uaa, source.upgrade.clone(), source.platform_version.clone());
+    let upgrade = (&source.upgrade).try_into()?;
+    let tkgi = Tkgi::new(http, &source.api_url, uaa, upgrade, (&source.platform_version).into());
     let director = match &source.director {
         Some(d) => Some(
-            Director::connect(d, &http_config, &ctx.env, &ctx.log)
+            Director::connect(&d.into(), &http_config, &ctx.env, &ctx.log)
                 .await
                 .with_context(|| format!("connecting to the BOSH director {}", d.url))?,
         ),
         None => None,
     };
-    Ok(Connection { tkgi, director, http_config })
+    Ok(Clients { tkgi, director, http_config })
 }
 
 /// Reads the selected clusters, sorted by name, joined with their stemcells. A name without wildcards
 /// in the selector must exist: a typo must not silently shrink the fleet.
-pub async fn observe(conn: &Connection, selector: &Selector) -> Result<Vec<Observed>> {
+pub async fn observe(conn: &Clients, selector: &Selector) -> Result<Vec<Observed>> {
     let all = conn.tkgi.clusters().await.context("listing the TKGI clusters")?;
     if let Some(missing) = selector.exact_names().find(|n| !all.iter().any(|c| c.name == *n)) {
         bail!("cluster `{missing}` is selected by name but the TKGI API does not list it");

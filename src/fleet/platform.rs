@@ -4,17 +4,18 @@
 //! one): TKGI's own `succeeded` says nothing about which stemcell the redeploy used.
 
 use super::{Observed, stemcell_version, stemcells_by_uuid};
-use crate::Env;
 use crate::clients::director::Director;
 use crate::clients::kube::{Kube, KubeAccess};
 use crate::clients::tkgi::{ActionAnswer, NewCluster, Tkgi};
+use crate::env::Env;
 use crate::http::HttpConfig;
 use crate::redact::Log;
 use crate::rollout::executor::{Platform, Start};
-use crate::rollout::plan::{Change, ClusterState, compare_versions};
+use crate::rollout::plan::{Change, ClusterState};
+use crate::versions::compare;
 use anyhow::{Context, Result, bail};
 
-pub struct TkgiPlatform<'a> {
+pub(super) struct TkgiPlatform<'a> {
     pub tkgi: &'a Tkgi,
     /// Query each cluster's `/version` and `/readyz` after it reports success.
     pub kubernetes_health: bool,
@@ -26,7 +27,7 @@ pub struct TkgiPlatform<'a> {
     pub target_stemcell: Option<&'a str>,
 }
 
-pub fn state_of(cluster: &crate::clients::tkgi::Cluster) -> ClusterState {
+pub(super) fn state_of(cluster: &crate::clients::tkgi::Cluster) -> ClusterState {
     ClusterState {
         name: cluster.name.clone(),
         version: cluster.pks_version.clone(),
@@ -39,7 +40,7 @@ pub fn state_of(cluster: &crate::clients::tkgi::Cluster) -> ClusterState {
 }
 
 /// [`state_of`] plus the stemcell of the cluster's deployment, for planning.
-pub fn observed_state(observed: &Observed) -> ClusterState {
+pub(super) fn observed_state(observed: &Observed) -> ClusterState {
     ClusterState { stemcell: observed.stemcell_version(), ..state_of(&observed.cluster) }
 }
 
@@ -99,7 +100,7 @@ impl Platform for TkgiPlatform<'_> {
             bail!("the upgrade reports success, but the director lists no deployment {deployment}");
         };
         match stemcell_version(listed) {
-            Some(v) if compare_versions(&v, target).is_ge() => Ok(()),
+            Some(v) if compare(&v, target).is_ge() => Ok(()),
             Some(v) => bail!(
                 "the upgrade reports success, but deployment {deployment} ended on stemcell {v}, not the target {target} (is {target} uploaded to the director and used by the TKGI tile?)"
             ),

@@ -9,23 +9,22 @@ use super::platform::{TkgiPlatform, observed_state};
 use super::reconcile::{Current, Options, Reconciled, reconcile};
 use super::report::{plan_json, plan_text, summary_text};
 use super::version::version;
-use super::{Connection, Observed, connect, observe};
-use crate::Ctx;
-use crate::config::fleet::{Canaries, OnFailure, OutsideWindow, PutParams, Selector, Source};
-use crate::config::{self};
-use crate::protocol::{MetadataField, Request, StepResponse, render_step};
-use crate::rollout::executor::{self, Executor, Outcome, Settings, StartGate};
-use crate::rollout::plan::{CanarySpec, Plan, plan};
+use super::{Clients, Observed, connect, observe};
+use crate::config::fleet::{OutsideWindow, PutParams, Selector, Source};
+use crate::context::Ctx;
+use crate::protocol::{MetadataField, StepResponse, render_step};
+use crate::rollout::executor::{self, Executor, Halt, Outcome, StartGate};
+use crate::rollout::plan::{Plan, plan};
+use crate::versions::stemcell::is_stemcell_version;
 use crate::window::Window;
 use anyhow::{Context, Result, bail};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
-/// How the start gate's reason begins, so the result can tell a closed window from a failure.
+/// The start gate's reason; the gate is this rollout's only one, so `Halt::GateClosed` means it.
 const WINDOW_CLOSED: &str = "the maintenance window closed";
 
-pub async fn run(source: &Source, request: &Request, ctx: &Ctx) -> Result<String> {
-    let params: PutParams = config::parse(&request.params, "params")?;
-    params.validate(source)?;
+pub(super) async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Result<String> {
     let file = match &params.desired {
         Some(path) => Some(load_desired(path, ctx)?),
         None => None,
@@ -42,13 +41,13 @@ pub async fn run(source: &Source, request: &Request, ctx: &Ctx) -> Result<String
         bail!("refusing to start: {closed} (set params.outside_window: skip to succeed without changes outside it)");
     }
     let fleet = observe(&conn, &selector).await?;
-    let target = target_version(&params, &conn, ctx).await?;
-    let stemcell = target_stemcell(&params, ctx)?;
+    let target = target_version(params, &conn, ctx).await?;
+    let stemcell = target_stemcell(params, ctx)?;
     let plan = match &file {
-        Some(file) => desired_plan(file, &fleet, &selector, &target, stemcell.as_deref(), &params, ctx)?,
+        Some(file) => desired_plan(file, &fleet, &selector, &target, stemcell.as_deref(), params, ctx)?,
         None => {
             let states: Vec<_> = fleet.iter().map(observed_state).collect();
-            plan(&states, &target, stemcell.as_deref(), params.repair, &canary_spec(&params.canaries))?
+            plan(&states, &target, stemcell.as_deref(), params.repair, &params.canaries)?
         }
     };
     ctx.log.line(plan_text(&plan));
@@ -59,9 +58,9 @@ pub async fn run(source: &Source, request: &Request, ctx: &Ctx) -> Result<String
         metadata.push(MetadataField::new("dry_run", "true"));
         return render_step(&StepResponse { version: fleet_version(&conn, source).await?, metadata });
     }
-    let report = execute(&params, file.as_ref(), window, &conn, &plan, ctx).await;
+    let report = execute(params, file.as_ref(), window, &conn, &plan, ctx).await;
     ctx.log.line(summary_text(&report));
-    let deferred = check_outcome(&report, &plan, &params)?;
+    let deferred = check_outcome(&report, &plan, params)?;
     let mut metadata = plan_metadata(&plan);
     metadata.push(MetadataField::new("changed", report.names(|o| *o == Outcome::Succeeded).len().to_string()));
     metadata.push(MetadataField::new("failed", "none"));
@@ -73,7 +72,7 @@ pub async fn run(source: &Source, request: &Request, ctx: &Ctx) -> Result<String
 }
 
 /// The fleet version over `source.clusters` — what `check` reports — whatever `params.clusters` says.
-async fn fleet_version(conn: &Connection, source: &Source) -> Result<crate::protocol::Version> {
+async fn fleet_version(conn: &Clients, source: &Source) -> Result<crate::protocol::Version> {
     Ok(version(&observe(conn, &Selector::new(&source.clusters)?).await?))
 }
 
@@ -94,12 +93,12 @@ fn window_closed(window: Option<&Window>, ctx: &Ctx) -> Option<String> {
 fn check_outcome(report: &executor::Report, plan: &Plan, params: &PutParams) -> Result<Vec<String>> {
     let failed = report.names(|o| matches!(o, Outcome::Failed(_)));
     let not_started = report.names(|o| matches!(o, Outcome::NotStarted(_)));
-    let window_closed = report.halted.as_deref().is_some_and(|h| h.starts_with(WINDOW_CLOSED));
+    let window_closed = matches!(report.halted, Some(Halt::GateClosed(_)));
     if failed.is_empty() && window_closed && params.outside_window == OutsideWindow::Skip {
         return Ok(not_started);
     }
     if !failed.is_empty() || !not_started.is_empty() {
-        let why = report.halted.as_deref().unwrap_or("a cluster failed");
+        let why = report.halted.as_ref().map_or_else(|| "a cluster failed".to_string(), Halt::to_string);
         let target = match &plan.target_stemcell {
             Some(stemcell) => format!("TKGI {}, stemcell {stemcell}", plan.target),
             None => format!("TKGI {}", plan.target),
@@ -171,22 +170,12 @@ async fn execute(
     params: &PutParams,
     file: Option<&FleetFile>,
     window: Option<Window>,
-    conn: &Connection,
+    conn: &Clients,
     plan: &Plan,
     ctx: &Ctx,
 ) -> executor::Report {
-    let settings = Settings {
-        max_in_flight: params.max_in_flight.or(file.and_then(|f| f.max_in_flight)).unwrap_or(1),
-        on_failure: match params.on_failure {
-            OnFailure::Stop => executor::OnFailure::Stop,
-            OnFailure::Continue => executor::OnFailure::Continue,
-        },
-        cluster_timeout: params.cluster_timeout(),
-        poll_interval: params.poll_interval(),
-        health_timeout: params.health_timeout(),
-        soak: params.health.soak.map(|d| d.0),
-        wave_soak: file.and_then(|f| f.soak).map(|d| d.0),
-    };
+    let file_max_in_flight = file.and_then(|f| f.max_in_flight).and_then(NonZeroUsize::new);
+    let settings = params.settings(file_max_in_flight, file.and_then(|f| f.soak).map(|d| d.0));
     let platform = TkgiPlatform {
         tkgi: &conn.tkgi,
         kubernetes_health: params.health.kubernetes,
@@ -213,7 +202,7 @@ fn window_gate(window: Window, ctx: &Ctx) -> StartGate<'_> {
 
 /// `target_version`, else `target_version_file` (relative to the put's directory), else the platform's
 /// own version. Never a guess: if none can be read, the put fails and says how to set one.
-async fn target_version(params: &PutParams, conn: &Connection, ctx: &Ctx) -> Result<String> {
+async fn target_version(params: &PutParams, conn: &Clients, ctx: &Ctx) -> Result<String> {
     if let Some(v) = &params.target_version {
         return Ok(v.trim().to_string());
     }
@@ -245,7 +234,7 @@ fn target_stemcell(params: &PutParams, ctx: &Ctx) -> Result<Option<String>> {
                 format!("reading params.target_stemcell_file {} (relative to the put's directory)", path.display())
             })?;
             let v = text.trim().to_string();
-            if !config::fleet::is_stemcell_version(&v) {
+            if !is_stemcell_version(&v) {
                 bail!(
                     "params.target_stemcell_file {} holds `{v}`, not a stemcell version such as `1.506`",
                     path.display()
@@ -257,13 +246,6 @@ fn target_stemcell(params: &PutParams, ctx: &Ctx) -> Result<Option<String>> {
     };
     ctx.log.line(format!("target: stemcell {version}; clusters on an older stemcell are upgraded too"));
     Ok(Some(version))
-}
-
-fn canary_spec(canaries: &Canaries) -> CanarySpec {
-    match canaries {
-        Canaries::Count(n) => CanarySpec::Count(*n),
-        Canaries::Names(names) => CanarySpec::Names(names.clone()),
-    }
 }
 
 fn plan_metadata(plan: &Plan) -> Vec<MetadataField> {

@@ -15,21 +15,21 @@
 //! pinned to another TKGI version, because that call would also move its TKGI version.
 
 use super::desired::{DesiredCluster, FleetFile};
-use crate::config::fleet::Canaries;
-use crate::kubernetes::skew::check_skew;
-use crate::kubernetes::versions::KubeVersion;
+use crate::rollout::plan::Canaries;
 use crate::rollout::plan::{Action, Change, ClusterState, Phase, Plan, Planned, SkipReason, StemcellStep, Wave};
+use crate::versions::kubernetes::KubeVersion;
+use crate::versions::skew::check_skew;
 use anyhow::{Result, bail};
 
 /// One selected cluster as the platform reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Current {
+pub(super) struct Current {
     pub state: ClusterState,
     pub plan: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Options {
+pub(super) struct Options {
     /// The platform's TKGI version: what an upgrade reaches.
     pub target: String,
     /// The stemcell version upgraded clusters must end on (`params.target_stemcell`).
@@ -41,7 +41,7 @@ pub struct Options {
 
 /// The plan plus what a human should know but no job does.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Reconciled {
+pub(super) struct Reconciled {
     pub plan: Plan,
     /// e.g. "prod-1: plan is medium on the platform, large in the file; TKGI cannot change it".
     pub notes: Vec<String>,
@@ -50,9 +50,9 @@ pub struct Reconciled {
 }
 
 /// The name of the last wave, which deletes pruned clusters after every other wave succeeded.
-pub const PRUNE_WAVE: &str = "prune";
+pub(super) const PRUNE_WAVE: &str = "prune";
 
-pub fn reconcile(file: &FleetFile, current: &[Current], options: &Options) -> Result<Reconciled> {
+pub(super) fn reconcile(file: &FleetFile, current: &[Current], options: &Options) -> Result<Reconciled> {
     let mut out = Reconciled {
         plan: Plan {
             target: options.target.clone(),

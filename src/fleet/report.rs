@@ -8,7 +8,7 @@ use crate::rollout::plan::{Action, Change, Plan, Planned};
 use serde_json::{Value, json};
 
 /// A Markdown table with columns padded to their widest cell.
-pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let clean = |s: &str| s.replace('|', "\\|").replace('\n', " ");
     let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| clean(c)).collect()).collect();
     let widths: Vec<usize> = (0..headers.len())
@@ -27,7 +27,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// `fleet.md`: one row per cluster; "behind" is relative to `target`.
-pub fn fleet_markdown(fleet: &[Observed], target: &str) -> String {
+pub(super) fn fleet_markdown(fleet: &[Observed], target: &str) -> String {
     let rows: Vec<Vec<String>> = fleet
         .iter()
         .map(|o| {
@@ -49,7 +49,7 @@ pub fn fleet_markdown(fleet: &[Observed], target: &str) -> String {
 }
 
 /// The plan as printed before anything changes: one row per job in execution order, with its wave.
-pub fn plan_text(plan: &Plan) -> String {
+pub(super) fn plan_text(plan: &Plan) -> String {
     let mut rows = Vec::new();
     for wave in &plan.waves {
         for p in wave.all() {
@@ -101,7 +101,7 @@ fn versions(p: &Planned, target: &str) -> String {
 }
 
 /// The plan as data (`plan.json` of a dry run), for a step that comments on a pull request.
-pub fn plan_json(plan: &Plan) -> Value {
+pub(super) fn plan_json(plan: &Plan) -> Value {
     let change = |c: &Change| match c {
         Change::Upgrade => json!({"change": "upgrade"}),
         Change::Create { plan, master_host, workers } => {
@@ -139,7 +139,7 @@ pub fn plan_json(plan: &Plan) -> Value {
 }
 
 /// The end-of-rollout summary.
-pub fn summary_text(report: &Report) -> String {
+pub(super) fn summary_text(report: &Report) -> String {
     let rows: Vec<Vec<String>> = report
         .clusters
         .iter()
@@ -173,7 +173,7 @@ pub fn summary_text(report: &Report) -> String {
 mod tests {
     use super::*;
     use crate::rollout::executor::ClusterReport;
-    use crate::rollout::plan::{CanarySpec, ClusterState, plan};
+    use crate::rollout::plan::{Canaries, ClusterState, plan};
     use std::time::Duration;
 
     #[test]
@@ -198,7 +198,7 @@ mod tests {
             cs("b", "1", "UPDATE", "in progress"),
             cs("c", "2", "UPGRADE", "succeeded"),
         ];
-        let text = plan_text(&plan(&clusters, "2", None, false, &CanarySpec::Count(1)).unwrap());
+        let text = plan_text(&plan(&clusters, "2", None, false, &Canaries::Count(1)).unwrap());
         assert!(text.contains("| 1   | a       | canary upgrade | 1 → 2   | all  |"), "{text}");
         assert!(text.contains("held by another action in progress (UPDATE)"), "{text}");
         assert!(text.contains("already at the target version"), "{text}");
@@ -206,11 +206,11 @@ mod tests {
             ClusterState { stemcell: Some("1.445".into()), ..cs("a", "2", "UPGRADE", "succeeded") },
             ClusterState { stemcell: Some("1.445".into()), ..cs("b", "1", "UPGRADE", "succeeded") },
         ];
-        let text = plan_text(&plan(&with_stemcell, "2", Some("1.506"), false, &CanarySpec::Count(0)).unwrap());
+        let text = plan_text(&plan(&with_stemcell, "2", Some("1.506"), false, &Canaries::Count(0)).unwrap());
         assert!(text.starts_with("Rollout plan to TKGI 2, stemcell 1.506:"), "{text}");
         assert!(text.contains("| a       | upgrade | stemcell 1.445 → 1.506 "), "{text}");
         assert!(text.contains("| b       | upgrade | 1 → 2; stemcell 1.445 → 1.506 "), "{text}");
-        let json = plan_json(&plan(&with_stemcell, "2", Some("1.506"), false, &CanarySpec::Count(0)).unwrap());
+        let json = plan_json(&plan(&with_stemcell, "2", Some("1.506"), false, &Canaries::Count(0)).unwrap());
         assert_eq!(
             (&json["target_stemcell"], &json["waves"][0]["jobs"][0]["stemcell"]["from"]),
             (&json!("1.506"), &json!("1.445"))

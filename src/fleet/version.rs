@@ -5,11 +5,11 @@
 
 use super::Observed;
 use crate::protocol::Version;
-pub use crate::rollout::plan::compare_versions;
+use crate::versions::compare;
 use sha2::{Digest, Sha256};
 
 /// `{digest, clusters, newest_tkgi, behind}` for the selected clusters.
-pub fn version(fleet: &[Observed]) -> Version {
+pub(super) fn version(fleet: &[Observed]) -> Version {
     let newest = newest_tkgi(fleet).unwrap_or_default();
     let behind = fleet.iter().filter(|o| o.cluster.pks_version != newest).count();
     Version::from([
@@ -23,7 +23,7 @@ pub fn version(fleet: &[Observed]) -> Version {
 /// sha256 (first 16 hex digits) over name, TKGI version, Kubernetes version, last action and state,
 /// and stemcell of every cluster, sorted by name; fields are tab-separated, clusters newline-separated,
 /// so no two different states can produce the same input.
-pub fn digest(fleet: &[Observed]) -> String {
+pub(super) fn digest(fleet: &[Observed]) -> String {
     let mut sorted: Vec<&Observed> = fleet.iter().collect();
     sorted.sort_by(|a, b| a.cluster.name.cmp(&b.cluster.name));
     let mut hasher = Sha256::new();
@@ -43,12 +43,12 @@ pub fn digest(fleet: &[Observed]) -> String {
 
 /// The newest `pks_version` among the clusters, comparing numeric parts (`1.19.2-build.10` →
 /// 1, 19, 2, 10) so `1.10` sorts after `1.9`.
-pub fn newest_tkgi(fleet: &[Observed]) -> Option<String> {
+pub(super) fn newest_tkgi(fleet: &[Observed]) -> Option<String> {
     fleet
         .iter()
         .map(|o| o.cluster.pks_version.as_str())
         .filter(|v| !v.is_empty())
-        .max_by(|a, b| compare_versions(a, b))
+        .max_by(|a, b| compare(a, b))
         .map(str::to_string)
 }
 
@@ -95,6 +95,6 @@ mod tests {
         assert_eq!(v["newest_tkgi"], "1.10.1-build.2");
         assert_eq!((v["clusters"].as_str(), v["behind"].as_str()), ("3", "1"));
         assert_eq!(version(&[])["clusters"], "0");
-        assert_eq!(compare_versions("1.19.2-build.10", "1.19.2-build.9"), Ordering::Greater);
+        assert_eq!(compare("1.19.2-build.10", "1.19.2-build.9"), Ordering::Greater);
     }
 }

@@ -1,20 +1,20 @@
 //! `check` for `kind: kubernetes`: read the channel's feed file, or each minor's files across the
 //! range, and answer the versions Concourse should know about, oldest first.
 
-use super::versions::KubeVersion;
 use crate::clients::k8s_feed::FeedClient;
 use crate::config::kubernetes::{Channel, Selection, Source};
 use crate::protocol::Version;
 use crate::redact::Log;
+use crate::versions::kubernetes::KubeVersion;
 use anyhow::{Context, Result, bail};
 
 /// Without `minor_max`, probe at most this many minors upward before giving up: keeps a check
 /// bounded even against a feed that answers every file.
-pub const MAX_PROBED_MINORS: u64 = 16;
+pub(crate) const MAX_PROBED_MINORS: u64 = 16;
 
 /// Reads the feeds and returns the versions to report: only the latest on a first check; otherwise
 /// the given version (when it still fits the selection) and everything newer, oldest first.
-pub async fn check(
+pub(crate) async fn check(
     feed: &FeedClient,
     source: &Source,
     selection: Selection,
@@ -36,7 +36,7 @@ pub async fn check(
 /// The Concourse rule on a sorted, de-duplicated list: no `given` → the newest only; `given` → it
 /// and everything newer. A given version newer than anything the feeds show (a feed that moved
 /// back) is dropped in favour of the current one.
-pub fn select(mut found: Vec<KubeVersion>, given: Option<KubeVersion>) -> Vec<KubeVersion> {
+pub(crate) fn select(mut found: Vec<KubeVersion>, given: Option<KubeVersion>) -> Vec<KubeVersion> {
     found.sort();
     found.dedup();
     let Some(given) = given else {
@@ -124,7 +124,7 @@ async fn read_minor_file(feed: &FeedClient, track: &str, major: u64, minor: u64)
 }
 
 /// One feed file as a version; `None` on 404.
-pub async fn read_version(feed: &FeedClient, file: &str) -> Result<Option<KubeVersion>> {
+pub(crate) async fn read_version(feed: &FeedClient, file: &str) -> Result<Option<KubeVersion>> {
     let Some(answer) = feed.read(file).await? else {
         return Ok(None);
     };

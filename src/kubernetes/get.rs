@@ -10,12 +10,12 @@
 //!   `steps` is empty when `from` already is `to`.
 
 use super::check::read_version;
-use super::skew::{self, SkewError};
-use super::versions::KubeVersion;
 use crate::clients::k8s_feed::FeedClient;
 use crate::config::kubernetes::{GetParams, Selection};
 use crate::protocol::{MetadataField, StepResponse, Version};
 use crate::redact::Log;
+use crate::versions::kubernetes::KubeVersion;
+use crate::versions::skew::{self, SkewError};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -26,14 +26,14 @@ const MAX_PATH_MINORS: u64 = 40;
 
 /// The content of `path.json`.
 #[derive(Debug, Serialize)]
-pub struct PathFile {
+pub(crate) struct PathFile {
     pub from: String,
     pub to: String,
     pub steps: Vec<String>,
 }
 
 /// Writes the files for `version` into `dir` and answers the same version with metadata.
-pub async fn get(
+pub(crate) async fn get(
     feed: &FeedClient,
     selection: Selection,
     params: &GetParams,

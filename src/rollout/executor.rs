@@ -16,13 +16,16 @@ use crate::redact::Log;
 use anyhow::{Result, bail};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
+use serde::Deserialize;
+use std::fmt;
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 use tokio::time::{Instant, sleep, timeout};
 
 /// The answer to a start request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Start {
+pub(crate) enum Start {
     Accepted,
     /// Another action holds the cluster (409): wait and ask again.
     Busy(String),
@@ -33,7 +36,7 @@ pub enum Start {
 /// The platform operations a rollout needs. An `Err` from `start` means "outcome unknown" (the
 /// request may or may not have reached the platform); the executor re-reads the cluster before trying
 /// again. Futures need not be `Send`: the executor never spawns.
-pub trait Platform {
+pub(crate) trait Platform {
     /// Sends the request that starts `change` on cluster `name`.
     fn start(&self, name: &str, change: &Change) -> impl Future<Output = Result<Start>>;
     /// The cluster as the platform reports it now; `None` when it does not exist (not created yet, or
@@ -51,16 +54,22 @@ pub trait Platform {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum OnFailure {
+/// What the rollout does after a cluster fails (`params.on_failure`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum OnFailure {
+    /// Start nothing new after a failure; wait for clusters already upgrading.
     #[default]
     Stop,
+    /// Keep going; the put still fails at the end.
     Continue,
 }
 
+/// How the executor runs a plan. [`Settings::default`] is the one place the rollout defaults are
+/// written down; `params` and fleet files only override them.
 #[derive(Clone, Debug)]
-pub struct Settings {
-    pub max_in_flight: usize,
+pub(crate) struct Settings {
+    pub max_in_flight: NonZeroUsize,
     pub on_failure: OnFailure,
     pub cluster_timeout: Duration,
     pub poll_interval: Duration,
@@ -73,7 +82,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            max_in_flight: 1,
+            max_in_flight: NonZeroUsize::MIN,
             on_failure: OnFailure::Stop,
             cluster_timeout: Duration::from_secs(4 * 3600),
             poll_interval: Duration::from_secs(15),
@@ -85,14 +94,14 @@ impl Default for Settings {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Succeeded,
     Failed(String),
     NotStarted(String),
 }
 
 #[derive(Clone, Debug)]
-pub struct ClusterReport {
+pub(crate) struct ClusterReport {
     pub name: String,
     /// What the job was to do (`upgrade`, `create (small)`, …).
     pub what: String,
@@ -103,35 +112,61 @@ pub struct ClusterReport {
 }
 
 impl ClusterReport {
-    pub fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         matches!(self.outcome, Outcome::Failed(_))
+    }
+}
+
+/// Why a rollout stopped starting clusters before its plan was done. Callers decide on the variant
+/// (a closed window is not a failure); the text is for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Halt {
+    /// A canary failed: nothing else starts, whatever `on_failure` says.
+    CanaryFailed { cluster: String },
+    /// A cluster failed under `on_failure: stop`.
+    Failed { cluster: String },
+    /// A wave ended with a failure (under `on_failure: continue`): later waves do not start.
+    WaveFailed { wave: String, cluster: String },
+    /// The start gate refused, e.g. because the maintenance window closed; its reason.
+    GateClosed(String),
+}
+
+impl fmt::Display for Halt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Halt::CanaryFailed { cluster } => write!(f, "canary {cluster} failed"),
+            Halt::Failed { cluster } => write!(f, "{cluster} failed and on_failure is stop"),
+            Halt::WaveFailed { wave, cluster } => write!(f, "wave `{wave}` had a failure ({cluster})"),
+            Halt::GateClosed(reason) => f.write_str(reason),
+        }
     }
 }
 
 /// What happened to every planned cluster, in completion order.
 #[derive(Clone, Debug, Default)]
-pub struct Report {
+pub(crate) struct Report {
     pub clusters: Vec<ClusterReport>,
     /// Why the rollout stopped early, if it did.
-    pub halted: Option<String>,
+    pub halted: Option<Halt>,
 }
 
 impl Report {
     /// True only if every planned cluster succeeded.
+    #[cfg(test)]
     pub fn succeeded(&self) -> bool {
         self.clusters.iter().all(|c| c.outcome == Outcome::Succeeded)
     }
 
-    pub fn names(&self, pick: impl Fn(&Outcome) -> bool) -> Vec<String> {
+    pub(crate) fn names(&self, pick: impl Fn(&Outcome) -> bool) -> Vec<String> {
         self.clusters.iter().filter(|c| pick(&c.outcome)).map(|c| c.name.clone()).collect()
     }
 }
 
 /// Decides before every new start whether starting is still allowed (`Err(reason)` stops new starts);
 /// a maintenance window closing mid-run is the intended use.
-pub type StartGate<'a> = Box<dyn Fn() -> std::result::Result<(), String> + 'a>;
+pub(crate) type StartGate<'a> = Box<dyn Fn() -> std::result::Result<(), String> + 'a>;
 
-pub struct Executor<'a, P> {
+pub(crate) struct Executor<'a, P> {
     platform: &'a P,
     settings: Settings,
     target: String,
@@ -141,22 +176,23 @@ pub struct Executor<'a, P> {
 }
 
 impl<'a, P: Platform> Executor<'a, P> {
-    pub fn new(platform: &'a P, settings: Settings, target: &str, log: Log) -> Self {
+    pub(crate) fn new(platform: &'a P, settings: Settings, target: &str, log: Log) -> Self {
         Executor { platform, settings, target: target.to_string(), log, began: Instant::now(), gate: None }
     }
 
-    pub fn with_start_gate(mut self, gate: StartGate<'a>) -> Self {
+    pub(crate) fn with_start_gate(mut self, gate: StartGate<'a>) -> Self {
         self.gate = Some(gate);
         self
     }
 
     /// Runs the waves in order, with the wave soak between waves that have work; a failed wave stops
     /// the later ones.
-    pub async fn run(&self, plan: &Plan) -> Report {
+    pub(crate) async fn run(&self, plan: &Plan) -> Report {
         let mut report = Report::default();
         let mut previous: Option<&str> = None;
         for wave in plan.waves.iter().filter(|w| w.all().next().is_some()) {
-            if let Some(reason) = report.halted.clone() {
+            if let Some(halt) = &report.halted {
+                let reason = halt.to_string();
                 report.clusters.extend(wave.all().map(|p| self.not_started(p, &reason)));
                 continue;
             }
@@ -173,11 +209,11 @@ impl<'a, P: Platform> Executor<'a, P> {
             // Adopted upgrades are already running: awaiting them starts nothing, so no limit or gate applies.
             self.run_parallel(&wave.adopted, usize::MAX, false, &mut report).await;
             self.run_canaries(&wave.canaries, &mut report).await;
-            self.run_parallel(&wave.clusters, self.settings.max_in_flight.max(1), true, &mut report).await;
+            self.run_parallel(&wave.clusters, self.settings.max_in_flight.get(), true, &mut report).await;
             if report.halted.is_none()
                 && let Some(failed) = report.clusters.iter().find(|c| c.failed())
             {
-                report.halted = Some(format!("wave `{}` had a failure ({})", wave.name, failed.name));
+                report.halted = Some(Halt::WaveFailed { wave: wave.name.clone(), cluster: failed.name.clone() });
             }
         }
         report
@@ -188,15 +224,15 @@ impl<'a, P: Platform> Executor<'a, P> {
             if report.halted.is_none() {
                 report.halted = self.start_refused();
             }
-            if let Some(reason) = &report.halted {
-                report.clusters.push(self.not_started(canary, reason));
+            if let Some(halt) = &report.halted {
+                report.clusters.push(self.not_started(canary, &halt.to_string()));
                 continue;
             }
             let result = self.job(canary).await;
             if result.failed() {
-                let reason = format!("canary {} failed", canary.name);
-                self.progress("rollout", &format!("{reason}: stopping, no other cluster will start"));
-                report.halted = Some(reason);
+                let halt = Halt::CanaryFailed { cluster: canary.name.clone() };
+                self.progress("rollout", &format!("{halt}: stopping, no other cluster will start"));
+                report.halted = Some(halt);
             }
             report.clusters.push(result);
         }
@@ -229,24 +265,24 @@ impl<'a, P: Platform> Executor<'a, P> {
                 self.record(result, report);
             }
         }
-        let reason = report.halted.clone().unwrap_or_default();
+        let reason = report.halted.as_ref().map(Halt::to_string).unwrap_or_default();
         report.clusters.extend(queue.map(|p| self.not_started(p, &reason)));
     }
 
     /// Files one finished cluster; a failure under `on_failure: stop` halts new starts.
     fn record(&self, result: ClusterReport, report: &mut Report) {
         if result.failed() && self.settings.on_failure == OnFailure::Stop && report.halted.is_none() {
-            let reason = format!("{} failed and on_failure is stop", result.name);
-            self.progress("rollout", &format!("{reason}: no new cluster will start; waiting for running ones"));
-            report.halted = Some(reason);
+            let halt = Halt::Failed { cluster: result.name.clone() };
+            self.progress("rollout", &format!("{halt}: no new cluster will start; waiting for running ones"));
+            report.halted = Some(halt);
         }
         report.clusters.push(result);
     }
 
-    fn start_refused(&self) -> Option<String> {
+    fn start_refused(&self) -> Option<Halt> {
         let reason = self.gate.as_ref()?().err()?;
         self.progress("rollout", &format!("no new cluster starts: {reason}"));
-        Some(reason)
+        Some(Halt::GateClosed(reason))
     }
 
     fn not_started(&self, planned: &Planned, reason: &str) -> ClusterReport {
@@ -421,7 +457,7 @@ impl<'a, P: Platform> Executor<'a, P> {
 
 /// Whether a change whose start request had an unknown outcome (or met a 409) is in fact running or
 /// done, so the job adopts it instead of sending it again.
-pub fn already_started(change: &Change, state: Option<&ClusterState>, target: &str) -> bool {
+pub(crate) fn already_started(change: &Change, state: Option<&ClusterState>, target: &str) -> bool {
     let Some(s) = state else { return *change == Change::Delete };
     let same_action = s.last_action.eq_ignore_ascii_case(change.action_name());
     match change {
@@ -434,7 +470,7 @@ pub fn already_started(change: &Change, state: Option<&ClusterState>, target: &s
 }
 
 /// Whether `change` has completed: `Ok(true)` done, `Ok(false)` keep waiting, `Err` it failed.
-pub fn finished(change: &Change, state: Option<&ClusterState>, target: &str) -> Result<bool> {
+pub(crate) fn finished(change: &Change, state: Option<&ClusterState>, target: &str) -> Result<bool> {
     let Some(s) = state else {
         // Gone is success for a delete; for anything else the cluster may not be listed yet (create) or
         // be briefly invisible: keep waiting, bounded by the cluster timeout.
@@ -457,7 +493,7 @@ pub fn finished(change: &Change, state: Option<&ClusterState>, target: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::plan::{CanarySpec, plan};
+    use crate::rollout::plan::{Canaries, plan};
     use std::collections::BTreeMap;
     use std::sync::Mutex;
 
@@ -611,7 +647,7 @@ mod tests {
 
     fn settings(max_in_flight: usize, on_failure: OnFailure) -> Settings {
         Settings {
-            max_in_flight,
+            max_in_flight: NonZeroUsize::new(max_in_flight).expect("tests ask for at least 1"),
             on_failure,
             cluster_timeout: Duration::from_secs(3600),
             poll_interval: Duration::from_secs(10),
@@ -621,7 +657,7 @@ mod tests {
         }
     }
 
-    async fn roll(fake: &Fake, settings: Settings, canaries: CanarySpec) -> Report {
+    async fn roll(fake: &Fake, settings: Settings, canaries: Canaries) -> Report {
         let plan = plan(&fake.states(), TARGET, None, false, &canaries).unwrap();
         Executor::new(fake, settings, TARGET, Log::sink()).run(&plan).await
     }
@@ -631,7 +667,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn max_in_flight_is_reached_never_exceeded() {
         let fake = Fake::new(&NAMES, Duration::from_secs(600));
-        let report = roll(&fake, settings(3, OnFailure::Stop), CanarySpec::Count(1)).await;
+        let report = roll(&fake, settings(3, OnFailure::Stop), Canaries::Count(1)).await;
         assert!(report.succeeded(), "{report:?}");
         let (starts, high_water) = fake.snapshot();
         assert_eq!(high_water, 3);
@@ -643,18 +679,24 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn canary_failure_stops_everything_even_with_continue() {
         let fake = Fake::new(&NAMES, Duration::from_secs(60)).with(|s| s.fail.push("c00".into()));
-        let report = roll(&fake, settings(4, OnFailure::Continue), CanarySpec::Count(2)).await;
+        let report = roll(&fake, settings(4, OnFailure::Continue), Canaries::Count(2)).await;
         assert!(!report.succeeded());
         assert_eq!(fake.snapshot().0.keys().collect::<Vec<_>>(), ["c00"]);
         assert_eq!(report.names(|o| matches!(o, Outcome::NotStarted(_))).len(), 9);
-        assert!(report.halted.unwrap().contains("canary c00 failed"));
+        assert_eq!(report.halted, Some(Halt::CanaryFailed { cluster: "c00".into() }));
+        assert!(
+            report
+                .clusters
+                .iter()
+                .all(|c| c.name == "c00" || c.outcome == Outcome::NotStarted("canary c00 failed".into()))
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn stop_awaits_running_and_starts_nothing_new() {
         // c01 fails fast while c00 is still running: c00 is awaited and succeeds; c02.. never start.
         let fake = Fake::new(&NAMES, Duration::from_secs(60)).with(|s| s.fail.push("c01".into()));
-        let report = roll(&fake, settings(2, OnFailure::Stop), CanarySpec::Count(0)).await;
+        let report = roll(&fake, settings(2, OnFailure::Stop), Canaries::Count(0)).await;
         assert_eq!(report.names(|o| *o == Outcome::Succeeded), ["c00"]);
         assert_eq!(report.names(|o| matches!(o, Outcome::Failed(_))), ["c01"]);
         assert_eq!(fake.snapshot().0.len(), 2);
@@ -667,7 +709,7 @@ mod tests {
             s.fail.push("c01".into());
             s.fail_late = true;
         });
-        let report = roll(&fake, settings(2, OnFailure::Stop), CanarySpec::Count(0)).await;
+        let report = roll(&fake, settings(2, OnFailure::Stop), Canaries::Count(0)).await;
         assert_eq!(report.names(|o| matches!(o, Outcome::Failed(_))), ["c01"]);
         assert_eq!(fake.snapshot().0.len(), 2, "{report:?}");
     }
@@ -675,7 +717,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn continue_finishes_the_rest_and_reports_failure() {
         let fake = Fake::new(&NAMES, Duration::from_secs(60)).with(|s| s.fail.push("c03".into()));
-        let report = roll(&fake, settings(2, OnFailure::Continue), CanarySpec::Count(1)).await;
+        let report = roll(&fake, settings(2, OnFailure::Continue), Canaries::Count(1)).await;
         assert!(!report.succeeded());
         assert_eq!(report.names(|o| matches!(o, Outcome::Failed(_))), ["c03"]);
         assert_eq!(report.names(|o| *o == Outcome::Succeeded).len(), 9);
@@ -690,7 +732,7 @@ mod tests {
             entry.1 = Some(Instant::now() + Duration::from_secs(30));
             s.in_flight = 1;
         });
-        let report = roll(&fake, settings(1, OnFailure::Stop), CanarySpec::Count(1)).await;
+        let report = roll(&fake, settings(1, OnFailure::Stop), Canaries::Count(1)).await;
         assert!(report.succeeded(), "{report:?}");
         let (starts, high_water) = fake.snapshot();
         assert_eq!(starts.get("c01"), None, "never started twice");
@@ -704,7 +746,7 @@ mod tests {
             s.busy_answers.insert("c00".into(), 3);
             s.lose_start_answer.push("c01".into());
         });
-        let report = roll(&fake, settings(2, OnFailure::Stop), CanarySpec::Count(0)).await;
+        let report = roll(&fake, settings(2, OnFailure::Stop), Canaries::Count(0)).await;
         assert!(report.succeeded(), "{report:?}");
         assert_eq!(fake.snapshot().0.values().copied().collect::<Vec<_>>(), [1, 1]);
     }
@@ -712,7 +754,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn per_cluster_timeout_fails_the_cluster() {
         let fake = Fake::new(&NAMES[..1], Duration::from_secs(7200));
-        let report = roll(&fake, settings(1, OnFailure::Stop), CanarySpec::Count(0)).await;
+        let report = roll(&fake, settings(1, OnFailure::Stop), Canaries::Count(0)).await;
         let Outcome::Failed(why) = &report.clusters[0].outcome else { panic!("{report:?}") };
         assert!(why.contains("timed out after 1h"), "{why}");
     }
@@ -722,7 +764,7 @@ mod tests {
         let fake = Fake::new(&NAMES[..2], Duration::from_secs(60)).with(|s| s.unhealthy.push("c00".into()));
         let mut s = settings(1, OnFailure::Continue);
         s.soak = Some(Duration::from_secs(120));
-        let report = roll(&fake, s, CanarySpec::Count(0)).await;
+        let report = roll(&fake, s, Canaries::Count(0)).await;
         assert_eq!(report.names(|o| *o == Outcome::Succeeded), ["c01"]);
         let Outcome::Failed(why) = &report.clusters[0].outcome else { panic!("{report:?}") };
         assert!(why.contains("health checks still failing") && why.contains("readyz"), "{why}");
@@ -732,7 +774,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn start_gate_stops_new_starts() {
         let fake = Fake::new(&NAMES[..4], Duration::from_secs(60));
-        let plan = plan(&fake.states(), TARGET, None, false, &CanarySpec::Count(0)).unwrap();
+        let plan = plan(&fake.states(), TARGET, None, false, &Canaries::Count(0)).unwrap();
         let calls = std::cell::Cell::new(0);
         let gate: StartGate = Box::new(|| {
             calls.set(calls.get() + 1);
@@ -743,7 +785,7 @@ mod tests {
             .run(&plan)
             .await;
         assert_eq!(report.names(|o| *o == Outcome::Succeeded).len(), 2);
-        assert_eq!(report.halted.as_deref(), Some("window closed"));
+        assert_eq!(report.halted, Some(Halt::GateClosed("window closed".into())));
     }
 
     #[tokio::test(start_paused = true)]
@@ -757,7 +799,7 @@ mod tests {
         });
         let states: Vec<ClusterState> =
             fake.states().into_iter().map(|c| ClusterState { stemcell: Some("1.445".into()), ..c }).collect();
-        let plan = plan(&states, TARGET, Some("1.506"), false, &CanarySpec::Count(0)).unwrap();
+        let plan = plan(&states, TARGET, Some("1.506"), false, &Canaries::Count(0)).unwrap();
         let report = Executor::new(&fake, settings(1, OnFailure::Stop), TARGET, Log::sink()).run(&plan).await;
         assert!(report.succeeded(), "{report:?}");
         assert!(report.clusters[0].elapsed >= Duration::from_secs(600), "waited for the real upgrade");
@@ -770,7 +812,7 @@ mod tests {
             s.verify_upgrades = true;
             s.wrong_stemcell.push("c00".into());
         });
-        let report = roll(&fake, settings(1, OnFailure::Continue), CanarySpec::Count(0)).await;
+        let report = roll(&fake, settings(1, OnFailure::Continue), Canaries::Count(0)).await;
         assert_eq!(report.names(|o| *o == Outcome::Succeeded), ["c01"], "{report:?}");
         let Outcome::Failed(why) = &report.clusters[0].outcome else { panic!("{report:?}") };
         assert!(why.contains("ended on stemcell 1.445"), "{why}");

@@ -2,9 +2,9 @@
 //! [`executor`] does it against a [`executor::Platform`] with waves, canaries, `max_in_flight`, gates
 //! and timeouts; [`clock`] is the injectable wall clock maintenance windows are judged by.
 
-pub mod clock;
-pub mod executor;
-pub mod plan;
+pub(crate) mod clock;
+pub(crate) mod executor;
+pub(crate) mod plan;
 
 use std::time::Duration;
 

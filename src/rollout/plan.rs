@@ -12,7 +12,9 @@
 //! target stemcell. Versions compare numerically (`1.10` > `1.9`); a newer stemcell is never
 //! "upgraded" back down.
 
+use crate::versions;
 use anyhow::{Result, bail};
+use serde::Deserialize;
 use std::fmt;
 
 /// What the planner and the executor need to know about one cluster, independent of the platform's
@@ -244,16 +246,25 @@ impl Plan {
         self.waves.iter().flat_map(Wave::all)
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.planned().next().is_none()
     }
 }
 
-/// Canary choice as the user wrote it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CanarySpec {
+/// Canary clusters as the user writes them (`params.canaries`, a fleet file's `canaries`): the
+/// first N of the plan, or explicit names.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Canaries {
     Count(usize),
     Names(Vec<String>),
+}
+
+impl Default for Canaries {
+    fn default() -> Self {
+        Canaries::Count(0)
+    }
 }
 
 /// Where a cluster's stemcell stands against the target stemcell.
@@ -275,7 +286,7 @@ impl StemcellStep {
         let Some(version) = cluster.stemcell.as_deref().filter(|v| !v.is_empty()) else {
             return StemcellStep::Unknown;
         };
-        match compare_versions(version, target) {
+        match versions::compare(version, target) {
             std::cmp::Ordering::Less => StemcellStep::Behind(version.to_string()),
             std::cmp::Ordering::Equal => StemcellStep::Current,
             std::cmp::Ordering::Greater => StemcellStep::Newer(version.to_string()),
@@ -302,14 +313,6 @@ impl StemcellStep {
             _ => None,
         }
     }
-}
-
-/// Compares versions by their numeric parts (`1.19.2-build.10` → 1, 19, 2, 10), so `1.10` sorts after
-/// `1.9`; equal numbers fall back to the text so the order is total.
-pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
-    let parts =
-        |v: &str| -> Vec<u64> { v.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok()).collect() };
-    parts(a).cmp(&parts(b)).then_with(|| a.cmp(b))
 }
 
 /// What the planner decides for one cluster. `target_stemcell` only matters for a cluster already at
@@ -341,11 +344,11 @@ pub fn plan(
     target: &str,
     target_stemcell: Option<&str>,
     repair: bool,
-    canaries: &CanarySpec,
+    canaries: &Canaries,
 ) -> Result<Plan> {
     let mut sorted: Vec<&ClusterState> = clusters.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    if let CanarySpec::Names(names) = canaries
+    if let Canaries::Names(names) = canaries
         && let Some(missing) = names.iter().find(|n| !sorted.iter().any(|c| &c.name == *n))
     {
         bail!("canary `{missing}` is not one of the selected clusters");
@@ -365,14 +368,14 @@ pub fn plan(
         }
     }
     let is_canary = |p: &Planned, index: usize| match canaries {
-        CanarySpec::Count(n) => index < *n,
-        CanarySpec::Names(names) => names.contains(&p.name),
+        Canaries::Count(n) => index < *n,
+        Canaries::Names(names) => names.contains(&p.name),
     };
     for (index, mut p) in to_start.into_iter().enumerate() {
         p.canary = is_canary(&p, index);
         if p.canary { wave.canaries.push(p) } else { wave.clusters.push(p) }
     }
-    if let CanarySpec::Names(names) = canaries {
+    if let Canaries::Names(names) = canaries {
         wave.canaries.sort_by_key(|p| names.iter().position(|n| n == &p.name));
     }
     Ok(Plan {
@@ -436,7 +439,7 @@ mod tests {
             c("dev-3", "1.18", "UPGRADE", "failed"),
             c("dev-4", "1.18", "CREATE", "succeeded"),
         ];
-        let p = plan(&clusters, "1.19", None, false, &CanarySpec::Count(1)).unwrap();
+        let p = plan(&clusters, "1.19", None, false, &Canaries::Count(1)).unwrap();
         let w = &p.waves[0];
         assert_eq!(names(&w.adopted), ["stage-1"]);
         assert_eq!(names(&w.canaries), ["dev-1"]);
@@ -446,7 +449,7 @@ mod tests {
         assert_eq!(skipped, ["dev-2", "dev-3", "prod-1"]);
         assert_eq!(p.planned().count(), 4);
 
-        let p = plan(&clusters, "1.19", None, true, &CanarySpec::Names(vec!["prod-2".into(), "dev-3".into()])).unwrap();
+        let p = plan(&clusters, "1.19", None, true, &Canaries::Names(vec!["prod-2".into(), "dev-3".into()])).unwrap();
         assert_eq!(names(&p.waves[0].canaries), ["prod-2", "dev-3"], "named canaries keep the given order");
         assert_eq!(names(&p.waves[0].clusters), ["dev-1", "dev-4"]);
     }
@@ -454,11 +457,11 @@ mod tests {
     #[test]
     fn canaries_must_be_selected_and_count_may_exceed_plan() {
         let clusters = [c("a", "1", "CREATE", "succeeded")];
-        let err = plan(&clusters, "2", None, false, &CanarySpec::Names(vec!["zz".into()])).unwrap_err();
+        let err = plan(&clusters, "2", None, false, &Canaries::Names(vec!["zz".into()])).unwrap_err();
         assert!(err.to_string().contains("canary `zz`"), "{err}");
-        let p = plan(&clusters, "2", None, false, &CanarySpec::Count(5)).unwrap();
+        let p = plan(&clusters, "2", None, false, &Canaries::Count(5)).unwrap();
         assert_eq!(names(&p.waves[0].canaries), ["a"]);
-        assert!(plan(&clusters, "1", None, false, &CanarySpec::Count(0)).unwrap().is_empty());
+        assert!(plan(&clusters, "1", None, false, &Canaries::Count(0)).unwrap().is_empty());
     }
 
     fn on(stemcell: Option<&str>, version: &str) -> ClusterState {
@@ -493,7 +496,7 @@ mod tests {
             ClusterState { name: "newer".into(), ..on(Some("1.510"), "1.19") },
             ClusterState { name: "tkgi-only".into(), ..on(Some("1.510"), "1.18") },
         ];
-        let p = plan(&clusters, "1.19", Some("1.506"), false, &CanarySpec::Count(0)).unwrap();
+        let p = plan(&clusters, "1.19", Some("1.506"), false, &Canaries::Count(0)).unwrap();
         let jobs: Vec<(&str, Option<(String, String)>)> =
             p.planned().map(|j| (j.name.as_str(), j.stemcell.clone())).collect();
         let moved = Some(("1.445".to_string(), "1.506".to_string()));

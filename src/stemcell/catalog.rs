@@ -2,21 +2,21 @@
 //! "wait for the light stemcell" rule, `version_family` and `constraint` filters, and skipping
 //! versions we cannot order.
 
-use super::versions::{Constraint, Family, StemcellVersion};
 use crate::clients::boshio::{Stemcell, Variant};
 use crate::config::stemcell::{Flavor, Source};
+use crate::versions::stemcell::{Constraint, Family, StemcellVersion};
 use anyhow::{Result, bail};
 
 /// A concrete tarball variant of a version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VariantKind {
+pub(crate) enum VariantKind {
     Regular,
     Light,
     LightChina,
 }
 
 impl VariantKind {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             VariantKind::Regular => "regular",
             VariantKind::Light => "light",
@@ -24,7 +24,7 @@ impl VariantKind {
         }
     }
 
-    pub fn of(self, stemcell: &Stemcell) -> Option<&Variant> {
+    pub(crate) fn of(self, stemcell: &Stemcell) -> Option<&Variant> {
         match self {
             VariantKind::Regular => stemcell.regular.as_ref(),
             VariantKind::Light => stemcell.light.as_ref(),
@@ -34,7 +34,7 @@ impl VariantKind {
 }
 
 /// The flavor after folding in the peer's `force_regular`.
-pub fn flavor(source: &Source) -> Result<Flavor> {
+pub(crate) fn flavor(source: &Source) -> Result<Flavor> {
     match (source.force_regular, source.flavor) {
         (false, f) => Ok(f),
         (true, Flavor::Auto | Flavor::Regular) => Ok(Flavor::Regular),
@@ -51,7 +51,7 @@ pub fn flavor(source: &Source) -> Result<Flavor> {
 /// The variant `check` requires every emitted version to have. With `auto`, a line that publishes
 /// light stemcells at all is tracked by its light ones: bosh.io adds them later than the regular
 /// tarball, and the peer waits for them, so pipelines that switch type see the same versions.
-pub fn tracked_kind(flavor: Flavor, stemcells: &[Stemcell]) -> VariantKind {
+pub(crate) fn tracked_kind(flavor: Flavor, stemcells: &[Stemcell]) -> VariantKind {
     match flavor {
         Flavor::Regular => VariantKind::Regular,
         Flavor::Light => VariantKind::Light,
@@ -63,7 +63,7 @@ pub fn tracked_kind(flavor: Flavor, stemcells: &[Stemcell]) -> VariantKind {
 
 /// The versions that pass every filter, plus what was left out and why (for the log).
 #[derive(Debug, Default)]
-pub struct Selection {
+pub(crate) struct Selection {
     pub versions: Vec<StemcellVersion>,
     /// Versions with a regular tarball whose light one is not published yet (auto flavor only).
     pub held_back: Vec<StemcellVersion>,
@@ -72,7 +72,12 @@ pub struct Selection {
 }
 
 /// Filters `stemcells` by flavor, family and constraint.
-pub fn select(stemcells: &[Stemcell], flavor: Flavor, family: &Family, constraint: Option<&Constraint>) -> Selection {
+pub(crate) fn select(
+    stemcells: &[Stemcell],
+    flavor: Flavor,
+    family: &Family,
+    constraint: Option<&Constraint>,
+) -> Selection {
     let kind = tracked_kind(flavor, stemcells);
     let mut selection = Selection::default();
     for stemcell in stemcells {
@@ -94,7 +99,7 @@ pub fn select(stemcells: &[Stemcell], flavor: Flavor, family: &Family, constrain
 
 /// The variant `in` fetches for one version. `auto` prefers light and falls back to regular (a
 /// version pinned by hand may predate the line's light stemcells); an explicit flavor must exist.
-pub fn pick(stemcell: &Stemcell, flavor: Flavor) -> Result<(VariantKind, &Variant)> {
+pub(crate) fn pick(stemcell: &Stemcell, flavor: Flavor) -> Result<(VariantKind, &Variant)> {
     let wanted: &[VariantKind] = match flavor {
         Flavor::Auto => &[VariantKind::Light, VariantKind::Regular],
         Flavor::Light => &[VariantKind::Light],

@@ -2,15 +2,20 @@
 //! window Concourse asks for.
 
 use super::catalog::{self, Selection};
-use super::versions::{self, Constraint, Family, StemcellVersion};
 use crate::clients::boshio::BoshIo;
 use crate::config::stemcell::Source;
 use crate::protocol::Version;
 use crate::redact::Log;
+use crate::versions::stemcell::{self as versions, Constraint, Family, StemcellVersion};
 use anyhow::{Result, bail};
 
 /// The versions to emit, oldest first, as `{"version": "1.506"}` (the peer's shape, byte for byte).
-pub async fn check(source: &Source, current: Option<&Version>, boshio: &BoshIo, log: &Log) -> Result<Vec<Version>> {
+pub(crate) async fn check(
+    source: &Source,
+    current: Option<&Version>,
+    boshio: &BoshIo,
+    log: &Log,
+) -> Result<Vec<Version>> {
     let flavor = catalog::flavor(source)?;
     let family = Family::parse(source.version_family.as_deref().unwrap_or("latest"))?;
     let constraint = source.constraint.as_deref().map(Constraint::parse).transpose()?;
@@ -33,7 +38,7 @@ pub async fn check(source: &Source, current: Option<&Version>, boshio: &BoshIo, 
 }
 
 /// The Concourse version map for a stemcell version.
-pub fn to_version(raw: &str) -> Version {
+pub(crate) fn to_version(raw: &str) -> Version {
     Version::from([("version".to_string(), raw.to_string())])
 }
 

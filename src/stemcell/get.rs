@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use std::path::Path;
 
 /// Fetches `version` into `dir`.
-pub async fn get(
+pub(crate) async fn get(
     source: &Source,
     params: &GetParams,
     version: &Version,
@@ -72,7 +72,7 @@ fn metadata(stemcell: &Stemcell, kind: VariantKind, variant: &Variant) -> Vec<Me
 
 /// `stemcell.tgz`, or the URL's last path segment (percent-decoded) when it is a plain file name:
 /// a published URL must never make us write outside the destination directory.
-pub fn tarball_name(url: &str, preserve_filename: bool) -> Result<String> {
+pub(crate) fn tarball_name(url: &str, preserve_filename: bool) -> Result<String> {
     if !preserve_filename {
         return Ok("stemcell.tgz".to_string());
     }

@@ -30,7 +30,7 @@ const FIRST_POLL: Duration = Duration::from_millis(250);
 const MAX_POLL: Duration = Duration::from_secs(5);
 
 /// Uploads the stemcell in `dir/params.from` to `director` unless it is already there.
-pub async fn put(
+pub(crate) async fn put(
     source: &Source,
     params: &PutParams,
     dir: &Path,

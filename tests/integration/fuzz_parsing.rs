@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use repave::protocol::{self, Request, Step};
 use repave::redact::Secrets;
-use repave::stemcell::versions::{Constraint, Family, StemcellVersion, window};
+use repave::versions::stemcell::{Constraint, Family, StemcellVersion, window};
 use serde_json::{Map, Value, json};
 
 /// Arbitrary JSON values, biased towards the keys repave knows so parsing reaches deep code paths.
@@ -80,7 +80,7 @@ proptest! {
 
     #[test]
     fn suggestions_never_panic(bad in ".{0,30}", candidates in prop::collection::vec(".{0,30}", 0..8)) {
-        let _ = repave::config::suggestion(&bad, candidates.iter().map(String::as_str));
+        let _ = repave::suggest::suggestion(&bad, candidates.iter().map(String::as_str));
     }
 
     #[test]

@@ -177,6 +177,27 @@ async fn untrusted_certificates_are_rejected_with_a_hint() {
     assert!(!text.contains("gave up"), "trust errors are not retried: {text}");
 }
 
+/// Concourse bind-mounts the worker's /etc/ssl/certs; a corporate CA dropped there as a loose `*.pem`
+/// (no bundle, no `openssl rehash` link) must be trusted, and `SSL_CERT_FILE`/`SSL_CERT_DIR` come from
+/// the injected environment.
+#[tokio::test]
+async fn the_system_store_trusts_loose_pem_files_and_ssl_cert_settings() {
+    let sim = RunningSim::start("");
+    let url = format!("{}/_sim/json", sim.url());
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::copy(sim.ca_cert_path(), certs.path().join("corporate-ca.pem")).unwrap();
+    let store = certs.path().to_str().unwrap().to_string();
+    let (http, _) = client(HttpConfig { ca_cert: None, system_ca_dir: store.clone(), ..config(&sim) }, &Env::new());
+    http.get_bytes(&url, HeaderMap::new()).await.unwrap();
+
+    let file = certs.path().join("corporate-ca.pem").to_str().unwrap().to_string();
+    for (name, value) in [("SSL_CERT_FILE", file), ("SSL_CERT_DIR", format!("/nonexistent:{store}"))] {
+        let env: Env = [(name.to_string(), value)].into();
+        let (http, _) = client(HttpConfig { ca_cert: None, ..config(&sim) }, &env);
+        http.get_bytes(&url, HeaderMap::new()).await.unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    }
+}
+
 #[tokio::test]
 async fn insecure_skip_tls_verify_works_and_warns() {
     let sim = RunningSim::start("");

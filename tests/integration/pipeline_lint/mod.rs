@@ -67,7 +67,7 @@ impl Sink {
         for key in map.keys() {
             let name = key_text(key);
             if !allowed.contains(&name.as_str()) {
-                let hint = repave::config::suggestion(&name, allowed.iter().copied());
+                let hint = repave::suggest::suggestion(&name, allowed.iter().copied());
                 self.err(at, "unknown-field", format!("unknown field `{name}`{hint}"));
             }
         }

@@ -1,11 +1,12 @@
-//! Stemcell version numbers and the filters `check` applies to them: numeric dotted parsing,
-//! `version_family`, `constraint` ranges, ordering and the check window.
+//! Stemcell version numbers and the filters `kind: stemcell`'s `check` applies to them: numeric
+//! dotted parsing, `version_family`, `constraint` ranges, ordering and the check window.
 //!
 //! Stemcell versions are not semver (`621.125`, `3586.100`, `1.506`; `1.10` is newer than `1.9`), so
 //! they are compared part by part as numbers, missing parts counting as 0. Anything else (a suffix,
 //! an empty part) is not a version we can order: callers skip it with a warning instead of panicking
 //! as the peer does.
 
+use super::compare_parts as cmp_parts;
 use anyhow::{Result, anyhow, bail};
 use std::cmp::Ordering;
 
@@ -39,15 +40,16 @@ fn parse_parts(raw: &str) -> Option<Vec<u64>> {
         .collect()
 }
 
-fn cmp_parts(a: &[u64], b: &[u64]) -> Ordering {
-    let len = a.len().max(b.len());
-    (0..len).map(|i| a.get(i).unwrap_or(&0).cmp(b.get(i).unwrap_or(&0))).find(|o| o.is_ne()).unwrap_or(Ordering::Equal)
+/// A stemcell version as bosh.io and the director spell them: digits and dots (`1.506`, `621.125`).
+pub(crate) fn is_stemcell_version(text: &str) -> bool {
+    StemcellVersion::parse(text.trim()).is_some()
 }
 
 impl Ord for StemcellVersion {
+    /// [`super::compare`]'s order: `1.0` and `1` are the same number, and the string breaks the tie
+    /// so sorting is deterministic.
     fn cmp(&self, other: &Self) -> Ordering {
-        // `1.0` and `1` are the same number; the string breaks the tie so sorting is deterministic.
-        cmp_parts(&self.parts, &other.parts).then_with(|| self.raw.cmp(&other.raw))
+        super::compare(&self.raw, &other.raw)
     }
 }
 
@@ -245,6 +247,10 @@ mod tests {
         assert_eq!(cmp_parts(&[1, 0], &[1]), Ordering::Equal);
         for odd in ["", "1.", ".1", "1..2", "1.2-rc", "v1", "latest", "1.2 ", "-1", "99999999999999999999999"] {
             assert!(StemcellVersion::parse(odd).is_none(), "{odd:?}");
+        }
+        assert!(is_stemcell_version(" 621.125\n") && !is_stemcell_version("1..2") && !is_stemcell_version(""));
+        for (a, b) in [("1.10", "1.9"), ("1.0", "1"), ("621.125", "621.99")] {
+            assert_eq!(v(a).cmp(&v(b)), super::super::compare(a, b), "{a} vs {b}");
         }
     }
 

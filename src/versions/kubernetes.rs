@@ -1,99 +1,68 @@
 //! Kubernetes version numbers: parsing the forms the feeds, the apiserver and TKGI print
 //! (`v1.30.14`, `1.28.11+vmware.1`, `v1.31.0-rc.1`), ordering them, and printing them back.
 //!
-//! Hand-written rather than `semver` because Kubernetes versions are a narrow, stable shape and the
-//! errors here must name what was expected; ordering still follows SemVer 2.0 (a pre-release sorts
-//! before its release, build metadata is ignored).
+//! The grammar and the order are SemVer 2.0's, so the `semver` crate does the parsing; this type adds
+//! what Kubernetes needs on top: an optional leading `v`, errors that say what was expected, and
+//! equality that ignores build metadata (a distribution's `1.28.11+vmware.1` is Kubernetes 1.28.11
+//! as far as skew goes).
 
 use anyhow::Result;
 use std::cmp::Ordering;
 use std::fmt;
 
-/// One Kubernetes version. Build metadata (`+vmware.1`) is kept for display but ignored by
-/// comparisons: a distribution's build of 1.28.11 is Kubernetes 1.28.11 as far as skew goes.
+/// One Kubernetes version. Derefs to [`semver::Version`] for `major`, `minor`, `patch`, `pre` and
+/// `build`; comparisons use SemVer precedence, which ignores build metadata.
 #[derive(Clone, Debug)]
-pub struct KubeVersion {
-    pub major: u64,
-    pub minor: u64,
-    pub patch: u64,
-    /// `rc.1`, `beta.0`, `alpha.3` — without the leading `-`.
-    pub pre: Option<String>,
-    /// `vmware.1` — without the leading `+`.
-    pub build: Option<String>,
+pub(crate) struct KubeVersion(semver::Version);
+
+impl std::ops::Deref for KubeVersion {
+    type Target = semver::Version;
+    fn deref(&self) -> &semver::Version {
+        &self.0
+    }
 }
 
 impl KubeVersion {
+    #[cfg(test)]
     pub fn new(major: u64, minor: u64, patch: u64) -> Self {
-        KubeVersion { major, minor, patch, pre: None, build: None }
+        KubeVersion(semver::Version::new(major, minor, patch))
     }
 
     /// Parses `v1.30.14`, `1.30.14`, `1.28.11+vmware.1` or `v1.31.0-rc.1`; surrounding whitespace is
-    /// allowed, anything else is an error quoting the input.
-    pub fn parse(text: &str) -> Result<KubeVersion> {
+    /// allowed, anything else is an error quoting the input and saying what is wrong with it.
+    pub(crate) fn parse(text: &str) -> Result<KubeVersion> {
         let trimmed = text.trim();
-        let bad = |why: &str| {
+        let body = trimmed.strip_prefix('v').unwrap_or(trimmed);
+        semver::Version::parse(body).map(KubeVersion).map_err(|why| {
             anyhow::anyhow!(
-                "`{}` is not a Kubernetes version ({why}): expected MAJOR.MINOR.PATCH such as `1.30.14` or `v1.30.14`",
+                "`{}` is not a Kubernetes version ({why}): expected MAJOR.MINOR.PATCH such as `v1.30.14`",
                 quote(trimmed)
             )
-        };
-        let body = trimmed.strip_prefix('v').unwrap_or(trimmed);
-        let (body, build) = match body.split_once('+') {
-            Some((b, meta)) => (b, Some(identifiers(meta).ok_or_else(|| bad("empty or invalid build metadata"))?)),
-            None => (body, None),
-        };
-        let (core, pre) = match body.split_once('-') {
-            Some((c, p)) => (c, Some(identifiers(p).ok_or_else(|| bad("empty or invalid pre-release"))?)),
-            None => (body, None),
-        };
-        let parts: Vec<&str> = core.split('.').collect();
-        if parts.len() != 3 {
-            return Err(bad("needs exactly three numbers"));
-        }
-        let mut numbers = [0u64; 3];
-        for (slot, part) in numbers.iter_mut().zip(&parts) {
-            *slot = number(part).ok_or_else(|| bad("each part must be a number without leading zeros"))?;
-        }
-        Ok(KubeVersion { major: numbers[0], minor: numbers[1], patch: numbers[2], pre, build })
+        })
     }
 
     /// The release tag: `v1.30.14` (with pre-release, without build metadata).
-    pub fn tag(&self) -> String {
+    pub(crate) fn tag(&self) -> String {
         format!("v{}", self.plain())
     }
 
     /// `1.30.14` or `1.31.0-rc.1`, without build metadata: the form check emits.
-    pub fn plain(&self) -> String {
-        match &self.pre {
-            Some(pre) => format!("{}.{}.{}-{pre}", self.major, self.minor, self.patch),
-            None => format!("{}.{}.{}", self.major, self.minor, self.patch),
+    pub(crate) fn plain(&self) -> String {
+        let v = &self.0;
+        match v.pre.is_empty() {
+            true => format!("{}.{}.{}", v.major, v.minor, v.patch),
+            false => format!("{}.{}.{}-{}", v.major, v.minor, v.patch, v.pre),
         }
     }
 
     /// `1.30`
-    pub fn minor_str(&self) -> String {
+    pub(crate) fn minor_str(&self) -> String {
         format!("{}.{}", self.major, self.minor)
     }
 
-    pub fn is_prerelease(&self) -> bool {
-        self.pre.is_some()
+    pub(crate) fn is_prerelease(&self) -> bool {
+        !self.pre.is_empty()
     }
-}
-
-/// Validates dot-separated SemVer identifiers (`rc.1`, `vmware.1`).
-fn identifiers(text: &str) -> Option<String> {
-    let ok = !text.is_empty()
-        && text.split('.').all(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-    ok.then(|| text.to_string())
-}
-
-/// A decimal number without a sign or leading zeros (`0` itself is fine).
-fn number(text: &str) -> Option<u64> {
-    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-    if !digits || (text.len() > 1 && text.starts_with('0')) {
-        return None;
-    }
-    text.parse().ok()
 }
 
 /// At most 100 bytes of untrusted input, for error messages.
@@ -105,41 +74,9 @@ fn quote(text: &str) -> String {
     if end < text.len() { format!("{}…", &text[..end]) } else { text.to_string() }
 }
 
-/// SemVer pre-release precedence: numeric identifiers compare as numbers and sort before
-/// alphanumeric ones; a shorter list that is a prefix of a longer one sorts first.
-fn compare_pre(a: &str, b: &str) -> Ordering {
-    let mut left = a.split('.');
-    let mut right = b.split('.');
-    loop {
-        match (left.next(), right.next()) {
-            (None, None) => return Ordering::Equal,
-            (None, Some(_)) => return Ordering::Less,
-            (Some(_), None) => return Ordering::Greater,
-            (Some(x), Some(y)) => {
-                let order = match (x.parse::<u64>(), y.parse::<u64>()) {
-                    (Ok(m), Ok(n)) => m.cmp(&n),
-                    (Ok(_), Err(_)) => Ordering::Less,
-                    (Err(_), Ok(_)) => Ordering::Greater,
-                    (Err(_), Err(_)) => x.cmp(y),
-                };
-                if order != Ordering::Equal {
-                    return order;
-                }
-            }
-        }
-    }
-}
-
 impl Ord for KubeVersion {
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.major, self.minor, self.patch).cmp(&(other.major, other.minor, other.patch)).then_with(|| {
-            match (&self.pre, &other.pre) {
-                (None, None) => Ordering::Equal,
-                (None, Some(_)) => Ordering::Greater,
-                (Some(_), None) => Ordering::Less,
-                (Some(a), Some(b)) => compare_pre(a, b),
-            }
-        })
+        self.0.cmp_precedence(&other.0)
     }
 }
 
@@ -160,11 +97,7 @@ impl Eq for KubeVersion {}
 /// Displays like [`KubeVersion::plain`] plus build metadata when present (`1.28.11+vmware.1`).
 impl fmt::Display for KubeVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.plain())?;
-        if let Some(build) = &self.build {
-            write!(f, "+{build}")?;
-        }
-        Ok(())
+        self.0.fmt(f)
     }
 }
 
@@ -215,8 +148,8 @@ mod tests {
         for (text, (major, minor, patch), pre, build) in cases {
             let parsed = v(text);
             assert_eq!((parsed.major, parsed.minor, parsed.patch), (*major, *minor, *patch), "{text}");
-            assert_eq!(parsed.pre.as_deref(), *pre, "{text}");
-            assert_eq!(parsed.build.as_deref(), *build, "{text}");
+            assert_eq!(parsed.pre.as_str(), pre.unwrap_or_default(), "{text}");
+            assert_eq!(parsed.build.as_str(), build.unwrap_or_default(), "{text}");
         }
     }
 

@@ -1,18 +1,18 @@
 //! The Kubernetes version-skew rule for control-plane upgrades, as pure functions: which jumps are
 //! allowed and the chained path that gets from one version to another without skipping a minor.
 //!
-//! Policy (kubernetes.io/releases/version-skew-policy): "kube-apiserver [must] not skip minor
-//! versions when upgrading, even in single-instance clusters". Downgrades are not supported by
-//! Kubernetes either. Used by `kind: kubernetes` (`in` writes the path) and by the fleet planner
+//! Policy (Kubernetes' version skew policy; docs/facts/kubernetes.md): "kube-apiserver [must] not
+//! skip minor versions when upgrading, even in single-instance clusters". Downgrades are not
+//! supported by Kubernetes either. Used by `kind: kubernetes` (`in` writes the path) and by the fleet planner
 //! (a pin or target more than one minor ahead is refused with the chained path suggested).
 
-use super::versions::KubeVersion;
+use super::kubernetes::KubeVersion;
 use std::fmt;
 
 /// Why a jump from one version to another is not allowed as a single step. Versions are boxed to
 /// keep the `Err` side of results small.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SkewError {
+pub(crate) enum SkewError {
     /// `to` is older than `from`.
     Downgrade { from: Box<KubeVersion>, to: Box<KubeVersion> },
     /// Different major versions: Kubernetes has never published a supported path across majors.
@@ -66,7 +66,7 @@ impl std::error::Error for SkewError {}
 
 /// Whether `from → to` is allowed as ONE control-plane upgrade: same major, not a downgrade, at most
 /// one minor ahead. Equal versions are allowed (nothing to do).
-pub fn check_skew(from: &KubeVersion, to: &KubeVersion) -> Result<(), SkewError> {
+pub(crate) fn check_skew(from: &KubeVersion, to: &KubeVersion) -> Result<(), SkewError> {
     if to < from {
         return Err(SkewError::Downgrade { from: Box::new(from.clone()), to: Box::new(to.clone()) });
     }
@@ -84,7 +84,7 @@ pub fn check_skew(from: &KubeVersion, to: &KubeVersion) -> Result<(), SkewError>
 /// each intermediate minor's latest patch (from `latest_patch_of_minor`, called with the minor number
 /// of `from`'s major line) and then `to` itself. Empty when `from == to`; a downgrade or a change of
 /// major is an error. Every consecutive pair of the result passes [`check_skew`].
-pub fn upgrade_path(
+pub(crate) fn upgrade_path(
     from: &KubeVersion,
     to: &KubeVersion,
     latest_patch_of_minor: impl Fn(u64) -> Option<KubeVersion>,
@@ -116,7 +116,7 @@ pub fn upgrade_path(
 }
 
 /// One readable line for logs: `1.28.11 → 1.29.15 → 1.30.14 (2 steps)`, or `already at 1.30.14`.
-pub fn describe_path(from: &KubeVersion, steps: &[KubeVersion]) -> String {
+pub(crate) fn describe_path(from: &KubeVersion, steps: &[KubeVersion]) -> String {
     if steps.is_empty() {
         return format!("already at {from}: no upgrade needed");
     }

@@ -8,6 +8,7 @@
 mod common;
 mod pipeline_lint;
 
+mod architecture;
 mod bad_input;
 mod demo;
 mod fleet_blackbox;

@@ -370,7 +370,7 @@ impl Demo<'_> {
              pipelines/gitops-fleet.yml        a fleet file in git, as here: dry run on change, apply, nightly repair\n  \
              pipelines/promotion.yml           dev → staging → prod, one Kubernetes minor at a time\n  \
              pipelines/self-updating.yml       a pipeline that sets itself and one pipeline per environment\n\
-             Reference for every source field and param: README.md.\n"
+             Reference for every source field and param: docs/stemcell.md, docs/kubernetes.md, docs/fleet.md.\n"
         )?;
         if self.surprises.is_empty() {
             writeln!(self.out, "demo: everything behaved as the scenario predicts (the failed put included).")?;
@@ -687,9 +687,12 @@ fn mask(secrets: &[String], text: &str) -> String {
     secrets.iter().fold(text.to_owned(), |t, s| t.replace(s.as_str(), "***"))
 }
 
-/// repave's own rule for secret-like fields (README "Secrets").
+/// repave's own rule for secret-like fields (docs/common.md, "Secrets"): anything mentioning "secret", and
+/// `password`, `token`, `private_key`, alone or as a `_`-suffix, in any case.
 fn is_secret_key(key: &str) -> bool {
-    matches!(key, "client_secret" | "password" | "token" | "private_key") || key.contains("secret")
+    let key = key.to_ascii_lowercase();
+    key.contains("secret")
+        || ["password", "token", "private_key"].iter().any(|k| key == *k || key.ends_with(&format!("_{k}")))
 }
 
 fn versions_of(answer: &Value) -> Vec<String> {
@@ -765,5 +768,7 @@ mod tests {
                 "ca_cert": "<PEM: the simulator's CA, 3 bytes>", "name": "n"}})
         );
         assert_eq!(mask(&["hunter2".into()], "token hunter2 here"), "token *** here");
+        assert!(["api_token", "SSH_PRIVATE_KEY", "db_password", "Secret"].iter().all(|k| is_secret_key(k)));
+        assert!(!["tokens_url", "name", "password_hint"].iter().any(|k| is_secret_key(k)));
     }
 }

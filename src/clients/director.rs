@@ -42,7 +42,7 @@ pub struct AuthOptions {
 pub struct Login {
     /// e.g. `https://10.0.0.6:25555`
     pub url: String,
-    /// UAA client (or basic-auth user) with `bosh.admin` or stemcell upload authority.
+    /// UAA client (or basic-auth user) with `bosh.admin`, or `bosh.stemcells.upload` with `bosh.read`.
     pub client: String,
     pub client_secret: String,
     /// PEM of the CA that signed the director's and its UAA's certificates; without it the

@@ -265,7 +265,7 @@ impl From<&HttpOptions> for HttpConfig {
 pub struct DirectorSource {
     /// e.g. `https://10.0.0.6:25555`
     pub url: String,
-    /// UAA client with `bosh.admin` (or stemcell upload) authority.
+    /// UAA client with `bosh.admin`, or `bosh.stemcells.upload` with `bosh.read` (docs/stemcell.md).
     pub client: String,
     pub client_secret: String,
     /// PEM of the CA that signed the director's and its UAA's certificates.

@@ -122,29 +122,38 @@ fn from_must_name_a_get_directory() {
     put(&sim, work.path(), json!({"from": "nope"})).assert_fails_with(&["params.from", "nope"]);
 }
 
-/// BOSH's own integration suite uploads with a client holding only `bosh.stemcells.upload` (list,
-/// upload, follow the task). A read-only client may list but not upload, and the error names the scope.
+/// Least privilege, as a real director judges it: uploading takes `bosh.stemcells.upload`, but listing
+/// stemcells and tasks and following the task take `bosh.read`, so the two together are enough, and
+/// each alone is refused with the director's error naming the scope that is missing.
 #[test]
-fn least_privilege_upload_scope_is_enough_and_read_only_is_named() {
+fn least_privilege_is_upload_plus_read_and_each_missing_scope_is_named() {
     let admin_only = format!("clients: [{{id: repave, secret: {SENTINEL}, scopes: [bosh.admin]}}]");
     let clients = format!(
-        "clients: [{{id: repave, secret: {SENTINEL}, scopes: [bosh.stemcells.upload]}}, \
+        "clients: [{{id: repave, secret: {SENTINEL}, scopes: [bosh.stemcells.upload, bosh.read]}}, \
+         {{id: uploader, secret: {SENTINEL}, scopes: [bosh.stemcells.upload]}}, \
          {{id: reader, secret: {SENTINEL}, scopes: [bosh.read]}}]"
     );
     let sim = RunningSim::start(&scenario().replace(&admin_only, &clients));
     let work = tempfile::tempdir().unwrap();
     fetch(&sim, work.path(), "1.506", false);
+    let as_client = |client: &str| {
+        let mut source = source(&sim);
+        source["director"]["client"] = client.into();
+        let request = json!({"source": source, "params": {"from": "stemcell"}});
+        run_step("out", &request.to_string(), Some(work.path()), &[])
+    };
 
-    let mut reader = source(&sim);
-    reader["director"]["client"] = "reader".into();
-    let request = json!({"source": reader, "params": {"from": "stemcell"}});
-    let refused = run_step("out", &request.to_string(), Some(work.path()), &[]);
-    refused.assert_fails_with(&["401", "Require one of the scopes", "bosh.stemcells.upload"]);
+    let upload_only = as_client("uploader");
+    upload_only.assert_fails_with(&["listing stemcells", "401", "Require one of the scopes", "bosh.read"]);
+    assert_eq!(posts(&sim), 0, "an upload-only client cannot even list, so nothing was uploaded");
+
+    let read_only = as_client("reader");
+    read_only.assert_fails_with(&["401", "Require one of the scopes", "bosh.stemcells.upload"]);
     // Listing worked; the upload was refused, retried once with a fresh token (any 401 may be an
     // expired token), and refused again.
     assert_eq!(posts(&sim), 2, "the reader listed, then was refused at the upload");
 
-    let out = put(&sim, work.path(), json!({"from": "stemcell"}));
+    let out = as_client("repave");
     assert_eq!(out.json()["version"], json!({"version": "1.506"}), "{}", out.stderr);
     assert!(on_director(&sim, "1.506"));
 }

@@ -1,9 +1,10 @@
 //! The BOSH director: `/info`, `/stemcells` (POST answers 302 to `/tasks/{id}`), `/tasks/{id}` and task output.
 //!
 //! Shapes follow docs/facts/bosh-director.md. `/info` is open and names the simulator itself as the UAA; every
-//! other route needs a bearer token from the simulated UAA: reading (stemcells, tasks) takes `bosh.admin`,
-//! `bosh.read` or `bosh.stemcells.upload`; uploading takes `bosh.admin` or `bosh.stemcells.upload` (BOSH's
-//! `read_stemcells`/`upload_stemcells` permissions). A stemcell upload creates a task that stays `processing`
+//! other route needs a bearer token from the simulated UAA: reading (stemcells, tasks) takes `bosh.admin` or
+//! `bosh.read`; uploading takes `bosh.admin` or `bosh.stemcells.upload` (BOSH's `read_stemcells`/
+//! `upload_stemcells` permissions). As on a real director, an upload-only client cannot list stemcells or
+//! follow its own task: `bosh upload-stemcell` needs `bosh.read` as well. A stemcell upload creates a task that stays `processing`
 //! for `task_polls` polls of `GET /tasks/{id}`, then ends `done` (the stemcell is added) or `error`. The
 //! director "fetches" a location by resolving it against the simulated bosh.io tarballs and identifies an
 //! uploaded tarball by its size and sha1, so no bytes are stored.
@@ -133,7 +134,7 @@ pub(crate) fn routes(director: Arc<Director>) -> Router {
 }
 
 const UUID: &str = "5d6e1f2a-0000-4000-8000-000000000001";
-const READ_SCOPES: &[&str] = &["bosh.admin", "bosh.read", "bosh.stemcells.upload"];
+const READ_SCOPES: &[&str] = &["bosh.admin", "bosh.read"];
 const UPLOAD_SCOPES: &[&str] = &["bosh.admin", "bosh.stemcells.upload"];
 
 /// A live token without the scope a route needs gets BOSH's 401 with error code 600000 and the

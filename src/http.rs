@@ -4,13 +4,21 @@
 //! timeout and buffers whole bodies. Here every request has a connect timeout, a stall (per-read)
 //! timeout and a deadline; retries are bounded in count, back off exponentially with jitter, honour
 //! `Retry-After`, and are only used for requests that are safe to repeat.
+//!
+//! Redirects are judged here too, for every client at once: none ever leads from https to plain
+//! http (what follows could be read or changed on the path, checksums included), and a request
+//! that carries credentials (an `Authorization` header, a password in the URL) follows none out of
+//! its origin, because a 307/308 would resend its body (a password grant) to wherever it points.
+//! TLS trust lives in [`tls`].
+
+pub(crate) mod tls;
 
 use crate::env::Env;
 use crate::redact::Log;
 use anyhow::{Context, Result, anyhow};
-use reqwest::header::{HeaderMap, RETRY_AFTER};
-use reqwest::{Certificate, Client, Method, Proxy, RequestBuilder, Response, StatusCode};
-use rustls::pki_types::CertificateDer;
+use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
+use reqwest::redirect::Policy;
+use reqwest::{Client, Method, Proxy, Request, RequestBuilder, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::path::Path;
@@ -24,7 +32,11 @@ pub struct HttpConfig {
     pub insecure_skip_tls_verify: bool,
     pub connect_timeout: Duration,
     pub stall_timeout: Duration,
+    /// Deadline of one API request, headers and body. Streamed tarballs get [`HttpConfig::transfer_deadline`].
     pub request_timeout: Duration,
+    /// The slowest average rate (bytes per second) a tarball transfer may keep up: with its size it
+    /// sets the transfer's deadline, so a server trickling a byte a second cannot hold a step for ever.
+    pub min_transfer_rate: u64,
     pub attempts: u32,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
@@ -44,6 +56,7 @@ impl Default for HttpConfig {
             connect_timeout: Duration::from_secs(15),
             stall_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(120),
+            min_transfer_rate: 256 << 10,
             attempts: 5,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
@@ -51,6 +64,15 @@ impl Default for HttpConfig {
             follow_redirects: true,
             system_ca_dir: "/etc/ssl/certs".to_string(),
         }
+    }
+}
+
+impl HttpConfig {
+    /// The deadline of a streamed tarball of `bytes` bytes: the API deadline for getting started,
+    /// plus the time the transfer takes at `min_transfer_rate`.
+    pub(crate) fn transfer_deadline(&self, bytes: u64) -> Duration {
+        let rate = self.min_transfer_rate.max(1);
+        self.request_timeout.saturating_add(Duration::from_secs(bytes.div_ceil(rate)))
     }
 }
 
@@ -80,53 +102,65 @@ impl Failure {
     }
 }
 
+/// At most this many redirects per request.
+const MAX_REDIRECTS: usize = 5;
+
 /// A configured client plus the log retries are reported to.
 #[derive(Clone)]
 pub struct HttpClient {
+    /// For requests without credentials: redirects anywhere but down to plain http.
     client: Client,
+    /// For requests with credentials: redirects only within the origin they were sent to.
+    credentialed: Client,
     config: HttpConfig,
     log: Log,
 }
 
 impl HttpClient {
     pub fn new(config: HttpConfig, env: &Env, log: &Log) -> Result<Self> {
-        let mut builder = Client::builder()
-            .use_rustls_tls()
-            .user_agent(concat!("repave/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(config.connect_timeout)
-            .read_timeout(config.stall_timeout)
-            .redirect(if config.follow_redirects {
-                reqwest::redirect::Policy::limited(5)
-            } else {
-                reqwest::redirect::Policy::none()
-            });
-        for cert in system_roots(Path::new(&config.system_ca_dir), env) {
-            builder = builder.add_root_certificate(cert);
-        }
-        if let Some(pem) = &config.ca_cert {
-            let certs = Certificate::from_pem_bundle(pem.as_bytes()).context("`ca_cert` is not valid PEM")?;
-            if certs.is_empty() {
-                anyhow::bail!("`ca_cert` contains no PEM certificate (expected -----BEGIN CERTIFICATE-----)");
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
+        let setting = |name: &str| env.get(name).map(String::as_str);
+        let trust = tls::Trust {
+            ca_cert: config.ca_cert.as_deref(),
+            insecure_skip_tls_verify: config.insecure_skip_tls_verify,
+            system_ca_dir: Path::new(&config.system_ca_dir),
+            ssl_cert_file: setting("SSL_CERT_FILE"),
+            ssl_cert_dir: setting("SSL_CERT_DIR"),
+        };
+        let tls = tls::client_config(&trust)?;
         if config.insecure_skip_tls_verify {
             log.warn("insecure_skip_tls_verify is set: TLS certificates are NOT verified; anyone on the path can impersonate the server");
-            builder = builder.danger_accept_invalid_certs(true);
         }
-        builder = with_proxies(builder, env, log)?;
-        let client = builder.build().context("building the HTTP client")?;
-        Ok(HttpClient { client, config, log: log.clone() })
+        let build = |credentials: bool| -> Result<Client> {
+            let builder = Client::builder()
+                .use_preconfigured_tls(tls.clone())
+                .user_agent(concat!("repave/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(config.connect_timeout)
+                .read_timeout(config.stall_timeout)
+                .redirect(redirect_policy(config.follow_redirects, credentials));
+            with_proxies(builder, env, log)?.build().context("building the HTTP client")
+        };
+        Ok(HttpClient { client: build(false)?, credentialed: build(true)?, config, log: log.clone() })
     }
 
     pub(crate) fn config(&self) -> &HttpConfig {
         &self.config
     }
 
+    /// The client for requests that carry no credentials (tarballs, public APIs).
     pub(crate) fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// The client for requests that carry credentials: it never follows a redirect out of the origin.
+    pub(crate) fn credentialed(&self) -> &Client {
+        &self.credentialed
+    }
+
+    /// The client `request` must go through: [`Self::credentialed`] when it carries credentials.
+    fn client_for(&self, request: &Request) -> &Client {
+        let url = request.url();
+        let credentials = request.headers().contains_key(AUTHORIZATION) || url.password().is_some();
+        if credentials { &self.credentialed } else { &self.client }
     }
 
     pub(crate) fn log(&self) -> &Log {
@@ -173,13 +207,17 @@ impl HttpClient {
         exp.min(self.config.max_backoff).mul_f64(jitter())
     }
 
-    /// Sends a request built fresh for every attempt. Retryable statuses (429, 5xx) are retried for
-    /// idempotent requests; any other status is returned for the caller to judge.
+    /// Sends a request built fresh for every attempt, under `request_timeout` unless the builder set
+    /// its own deadline (a streamed upload sets [`HttpConfig::transfer_deadline`]). Retryable statuses
+    /// (429, 5xx) are retried for idempotent requests; any other status is returned for the caller to judge.
     pub async fn send(&self, retry: Retry, build: impl Fn(&Client) -> RequestBuilder) -> Result<Response> {
         let probe = build(&self.client).build().context("building request")?;
         let what = describe(probe.method(), probe.url().as_str());
+        let client = self.client_for(&probe);
         self.retry(&what, || async {
-            let response = build(&self.client).send().await.map_err(|e| classify(e, retry))?;
+            let mut request = build(client).build().map_err(|e| Failure::fatal(anyhow!("building request: {e}")))?;
+            request.timeout_mut().get_or_insert(self.config.request_timeout);
+            let response = client.execute(request).await.map_err(|e| classify(e, retry))?;
             let status = response.status();
             if retry == Retry::Idempotent && is_retryable_status(status) {
                 let retry_after = parse_retry_after(response.headers());
@@ -201,8 +239,10 @@ impl HttpClient {
     /// GETs `url` and returns its body (capped at `max_body_bytes`), retrying transient failures.
     pub async fn get_bytes(&self, url: &str, headers: HeaderMap) -> Result<Vec<u8>> {
         let what = describe(&Method::GET, url);
+        let credentials = headers.contains_key(AUTHORIZATION) || Url::parse(url).is_ok_and(|u| u.password().is_some());
+        let client = if credentials { &self.credentialed } else { &self.client };
         self.retry(&what, || async {
-            let request = self.client.get(url).headers(headers.clone()).timeout(self.config.request_timeout);
+            let request = client.get(url).headers(headers.clone()).timeout(self.config.request_timeout);
             let response = request.send().await.map_err(|e| classify(e, Retry::Idempotent))?;
             let status = response.status();
             if !status.is_success() {
@@ -258,12 +298,15 @@ pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
 }
 
 /// Judges a transport error by its type: connection failures are always safe to retry (nothing
-/// reached the server); timeouts and broken bodies only for idempotent requests; a server certificate
-/// that rustls rejected never, with a hint that says which setting fixes it.
+/// reached the server); timeouts and broken bodies only for idempotent requests; a failed TLS
+/// handshake or a refused redirect never, with a line that says what is wrong and what fixes it.
 pub(crate) fn classify(error: reqwest::Error, retry: Retry) -> Failure {
     let chain = error_chain(&error);
-    if let Some(problem) = certificate_problem(&error) {
-        return Failure::fatal(anyhow!("{chain}\n{}", trust_hint(problem)));
+    if let Some(problem) = tls::tls_error(&error) {
+        return Failure::fatal(anyhow!("{chain}\n{}", tls::explain(problem)));
+    }
+    if error.is_redirect() {
+        return Failure::fatal(anyhow!("{chain}"));
     }
     let retryable = error.is_connect()
         || (retry == Retry::Idempotent
@@ -272,38 +315,39 @@ pub(crate) fn classify(error: reqwest::Error, retry: Retry) -> Failure {
     Failure { error: anyhow!("{kind}{chain}"), retryable, retry_after: None }
 }
 
-/// The certificate error rustls raised somewhere among `error`'s causes. The TLS stack hands it up
-/// wrapped in an `io::Error`, whose `source()` skips to the wrapped error's own source, so the
-/// payload of every `io::Error` on the way is looked at as well.
-fn certificate_problem<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::CertificateError> {
-    let mut next = Some(error);
-    while let Some(cause) = next {
-        if let Some(rustls::Error::InvalidCertificate(problem)) = cause.downcast_ref::<rustls::Error>() {
-            return Some(problem);
-        }
-        let wrapped = cause.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref);
-        if let Some(found) = wrapped.and_then(|inner| certificate_problem(inner)) {
-            return Some(found);
-        }
-        next = cause.source();
+/// The redirect policy of a client: none at all when the caller follows redirects itself (the
+/// director's 302 to its task); otherwise at most [`MAX_REDIRECTS`], judged by [`refuse_redirect`].
+fn redirect_policy(follow: bool, credentials: bool) -> Policy {
+    if !follow {
+        return Policy::none();
     }
-    None
+    Policy::custom(move |attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS {
+            return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+        }
+        let refusal = attempt.previous().last().and_then(|from| refuse_redirect(from, attempt.url(), credentials));
+        match refusal {
+            Some(why) => attempt.error(why),
+            None => attempt.follow(),
+        }
+    })
 }
 
-/// What to do about a rejected server certificate.
-fn trust_hint(problem: &rustls::CertificateError) -> &'static str {
-    use rustls::CertificateError as E;
-    match problem {
-        E::NotValidForName | E::NotValidForNameContext { .. } => {
-            "the server's TLS certificate is not valid for this host name: use the URL with a name the certificate was issued for"
-        }
-        E::Expired | E::ExpiredContext { .. } | E::NotValidYet | E::NotValidYetContext { .. } => {
-            "the server's TLS certificate is outside its validity period (expired, or not valid yet): renew it, or check this machine's clock"
-        }
-        _ => {
-            "the server's TLS certificate is not trusted: set `ca_cert` in source to the PEM of the CA that signed it (or, only for testing, `insecure_skip_tls_verify: true`)"
-        }
+/// Why a redirect from `from` to `to` must not be followed, or `None` when it may be.
+pub(crate) fn refuse_redirect(from: &Url, to: &Url, credentials: bool) -> Option<String> {
+    if from.scheme() == "https" && to.scheme() != "https" {
+        return Some(format!(
+            "refusing to follow a redirect from {from} to {to}: it leaves https, and anyone on the path could read \
+             or change what plain http carries"
+        ));
     }
+    if credentials && from.origin() != to.origin() {
+        return Some(format!(
+            "refusing to follow a redirect from {from} to {to}: the request carries credentials, which repave sends \
+             only to the server they were configured for"
+        ));
+    }
+    None
 }
 
 /// reqwest's own Display hides the root cause (e.g. "connection reset"), so spell out the chain.
@@ -349,28 +393,6 @@ fn truncate(text: &str, max: usize) -> String {
 /// A random factor in [0.5, 1.0).
 fn jitter() -> f64 {
     0.5 + fastrand::f64() / 2.0
-}
-
-/// Certificates from the system store. Concourse bind-mounts the worker's certificate directory at
-/// /etc/ssl/certs, so it is read at run time: every file in it — the Debian-style bundle, the `openssl
-/// rehash` links, and loose PEM files dropped there (corporate CAs) — each file once. As for OpenSSL,
-/// `SSL_CERT_FILE` and `SSL_CERT_DIR` (colon-separated) replace that directory when either is set;
-/// they are read from the injected `env`, never the process environment (`rustls-native-certs`'
-/// own `load_native_certs` would read the latter). Unreadable files and certificates rustls cannot
-/// use are skipped rather than failing every request.
-fn system_roots(default_dir: &Path, env: &Env) -> Vec<Certificate> {
-    let setting = |name: &str| env.get(name).filter(|v| !v.is_empty()).map(String::as_str);
-    let file = setting("SSL_CERT_FILE").map(Path::new);
-    let mut dirs: Vec<&Path> = setting("SSL_CERT_DIR").into_iter().flat_map(|v| v.split(':')).map(Path::new).collect();
-    if file.is_none() && dirs.is_empty() {
-        dirs.push(default_dir);
-    }
-    let mut found = rustls_native_certs::load_certs_from_paths(file, None).certs;
-    for dir in dirs {
-        found.extend(rustls_native_certs::load_certs_from_paths(None, Some(dir)).certs);
-    }
-    let usable = |der: &CertificateDer<'static>| rustls::RootCertStore::empty().add(der.clone()).is_ok();
-    found.iter().filter(|der| usable(der)).filter_map(|der| Certificate::from_der(der).ok()).collect()
 }
 
 /// Honours `https_proxy`/`http_proxy`/`no_proxy` (lower case first, as Concourse workers set them,
@@ -432,17 +454,30 @@ mod tests {
     }
 
     #[test]
-    fn certificate_problems_are_found_by_type_not_by_text() {
-        use rustls::CertificateError;
-        let wrapped = std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            rustls::Error::InvalidCertificate(CertificateError::Expired),
+    fn redirects_never_leave_https_and_credentials_never_leave_their_origin() {
+        let url = |u: &str| Url::parse(u).unwrap();
+        let https = url("https://uaa.example.com:8443/oauth/token");
+        let plain = url("http://uaa.example.com:8443/oauth/token");
+        assert!(refuse_redirect(&https, &plain, false).unwrap().contains("leaves https"));
+        assert!(refuse_redirect(&https, &plain, true).unwrap().contains("leaves https"));
+        let cdn = url("https://cdn.example.net/x.tgz");
+        assert_eq!(refuse_redirect(&https, &cdn, false), None, "public downloads may move to a CDN");
+        assert!(refuse_redirect(&https, &cdn, true).unwrap().contains("carries credentials"));
+        let other_port = url("https://uaa.example.com:9443/oauth/token");
+        assert!(refuse_redirect(&https, &other_port, true).is_some(), "another port is another origin");
+        assert_eq!(refuse_redirect(&https, &url("https://uaa.example.com:8443/v2"), true), None);
+        assert_eq!(refuse_redirect(&plain, &https, false), None, "an upgrade to https is fine");
+    }
+
+    #[test]
+    fn transfer_deadlines_grow_with_the_size() {
+        let cfg = HttpConfig { min_transfer_rate: 1 << 20, ..Default::default() };
+        assert_eq!(cfg.transfer_deadline(0), cfg.request_timeout);
+        assert_eq!(cfg.transfer_deadline(10 << 20), cfg.request_timeout + Duration::from_secs(10));
+        assert_eq!(
+            HttpConfig { min_transfer_rate: 0, ..cfg }.transfer_deadline(3),
+            cfg.request_timeout + Duration::from_secs(3)
         );
-        assert_eq!(certificate_problem(&wrapped), Some(&CertificateError::Expired));
-        assert!(trust_hint(&CertificateError::Expired).contains("validity period"));
-        assert!(trust_hint(&CertificateError::UnknownIssuer).contains("`ca_cert`"));
-        let just_words = std::io::Error::other("certificate UnknownIssuer");
-        assert_eq!(certificate_problem(&just_words), None);
     }
 
     #[test]

@@ -167,9 +167,12 @@ impl Director {
     pub async fn upload_stemcell_file(&self, path: &std::path::Path, context: &str) -> Result<u64> {
         let url = self.url("/stemcells");
         let len = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+        // A streamed body gets a deadline from its size, not the API deadline.
+        let deadline = self.http.config().transfer_deadline(len);
         let response = self
             .send(Retry::NotIdempotent, |c| {
                 c.post(&url)
+                    .timeout(deadline)
                     .header(CONTEXT_ID, context)
                     .header(reqwest::header::CONTENT_TYPE, "application/x-compressed")
                     .header(reqwest::header::CONTENT_LENGTH, len)

@@ -116,9 +116,10 @@ impl Uaa {
         let answer: TokenAnswer = self
             .http
             .retry(&what, || async {
+                // The credentialed client: a redirect never takes the password grant anywhere else.
                 let request = self
                     .http
-                    .client()
+                    .credentialed()
                     .post(&self.token_url)
                     .basic_auth(&client_id, Some(&client_secret))
                     .header("Accept", "application/json")

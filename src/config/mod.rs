@@ -154,6 +154,44 @@ impl<'de> Deserialize<'de> for DurationStr {
     }
 }
 
+/// A transfer rate as people write it: `256KiB/s`, `1MiB/s`, `2MB/s`, `500B/s`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateStr(pub u64);
+
+impl<'de> Deserialize<'de> for RateStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_rate(&text).map(RateStr).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses a rate in bytes per second; zero is refused (it would mean "no deadline", which is what the
+/// setting exists to prevent).
+pub fn parse_rate(text: &str) -> std::result::Result<u64, String> {
+    let bad = || {
+        format!("`{text}` is not a transfer rate: expected a number of bytes per second such as `256KiB/s` or `1MB/s`")
+    };
+    let body = text.trim().strip_suffix("/s").ok_or_else(bad)?;
+    let split = body.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(body.len());
+    let (number, unit) = (&body[..split], body[split..].trim());
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let scale: f64 = match unit {
+        "B" => 1.0,
+        "KB" | "kB" => 1e3,
+        "KiB" => 1024.0,
+        "MB" => 1e6,
+        "MiB" => 1048576.0,
+        "GB" => 1e9,
+        "GiB" => 1073741824.0,
+        _ => return Err(bad()),
+    };
+    let rate = value * scale;
+    if !(1.0..=1e15).contains(&rate) {
+        return Err(format!("`{text}` is out of range: expected at least `1B/s`"));
+    }
+    Ok(rate as u64)
+}
+
 /// For counts that must be at least 1 (`max_in_flight`): serde's own message for 0 ("expected a
 /// nonzero usize") says less than this one.
 pub(crate) fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<NonZeroUsize>, D::Error> {
@@ -234,8 +272,11 @@ pub struct HttpOptions {
     pub connect_timeout: Option<DurationStr>,
     /// Longest pause allowed between two reads of a response before it counts as stalled.
     pub stall_timeout: Option<DurationStr>,
-    /// Deadline for one API request, headers and body (not for tarball downloads).
+    /// Deadline for one API request, headers and body (not for tarball transfers).
     pub request_timeout: Option<DurationStr>,
+    /// The slowest average rate a tarball transfer (download, or upload to a director) may keep up;
+    /// with the tarball's size it sets the transfer's deadline.
+    pub min_transfer_rate: Option<RateStr>,
     /// Total tries of a retryable request (1 = no retries).
     pub attempts: Option<std::num::NonZeroU32>,
     /// Longest wait between two tries (also caps a server's `Retry-After`).
@@ -251,6 +292,7 @@ impl From<&HttpOptions> for HttpConfig {
             connect_timeout: opts.connect_timeout.map_or(d.connect_timeout, |x| x.0),
             stall_timeout: opts.stall_timeout.map_or(d.stall_timeout, |x| x.0),
             request_timeout: opts.request_timeout.map_or(d.request_timeout, |x| x.0),
+            min_transfer_rate: opts.min_transfer_rate.map_or(d.min_transfer_rate, |x| x.0),
             attempts: opts.attempts.map_or(d.attempts, std::num::NonZeroU32::get),
             max_backoff: opts.max_backoff.map_or(d.max_backoff, |x| x.0),
             ..d
@@ -295,6 +337,16 @@ mod tests {
         assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
         for bad in ["", "30", "5 minutes", "m", "1x", "-1s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("256KiB/s").unwrap(), 256 << 10);
+        assert_eq!(parse_rate("1.5MB/s").unwrap(), 1_500_000);
+        assert_eq!(parse_rate("1B/s").unwrap(), 1);
+        for bad in ["", "256KiB", "0B/s", "fast/s", "1TB/s", "-1B/s", "0.5B/s"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
         }
     }
 

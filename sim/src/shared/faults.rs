@@ -65,6 +65,13 @@ pub enum FaultAction {
     /// Answer as a server without range support would: the `Range` header is dropped, so a ranged GET
     /// gets the whole body with 200 (a server that stops honouring ranges mid-download).
     IgnoreRange,
+    /// Answer `code` (301, 302, 303, 307 or 308) with `Location: location`, e.g. to plain http or to another
+    /// server: what a hostile or misconfigured server, or one on the path, does to lure credentials away.
+    Redirect { code: u16, location: String },
+    /// Answer `code` with the request itself as the body (method, URL, every header, the body): an error page
+    /// that echoes what it got, as some servers do, so every credential the client sent comes back in the
+    /// forms it was sent in (URL-encoded in a form, base64 in `Authorization: Basic`, JSON-escaped in JSON).
+    Echo { code: u16 },
 }
 
 impl FaultAction {
@@ -77,6 +84,8 @@ impl FaultAction {
             Self::RateLimit { .. } => "rate_limit",
             Self::Truncate { .. } => "truncate",
             Self::IgnoreRange => "ignore_range",
+            Self::Redirect { .. } => "redirect",
+            Self::Echo { .. } => "echo",
         }
     }
 }
@@ -113,6 +122,12 @@ impl FaultRule {
             }
             FaultAction::RateLimit { bytes_per_sec: 0 } => {
                 bail!("fault rule rate_limit needs bytes_per_sec > 0")
+            }
+            FaultAction::Redirect { code, .. } if !matches!(code, 301 | 302 | 303 | 307 | 308) => {
+                bail!("fault rule redirect needs a redirect status (301, 302, 303, 307, 308), got {code}")
+            }
+            FaultAction::Echo { code } if StatusCode::from_u16(code).is_err() => {
+                bail!("fault rule echo status code {code} is not a valid HTTP status")
             }
             _ => Ok(()),
         }
@@ -233,6 +248,8 @@ async fn apply(action: FaultAction, mut req: Request, next: Next) -> Response {
             return next.run(req).await;
         }
         FaultAction::Status { code, retry_after, body } => return status_response(code, retry_after, body),
+        FaultAction::Redirect { code, location } => return redirect_response(code, &location),
+        FaultAction::Echo { code } => return echo_response(code, req).await,
         FaultAction::Stall { after_bytes: None, ms } => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             return next.run(req).await;
@@ -243,6 +260,29 @@ async fn apply(action: FaultAction, mut req: Request, next: Next) -> Response {
         FaultAction::RateLimit { bytes_per_sec } => BodyFault::Rate { bytes_per_sec },
     };
     shape_body(next.run(req).await, body_fault)
+}
+
+fn redirect_response(code: u16, location: &str) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND);
+    let mut response = (status, Body::empty()).into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// The request line, every header and the body (up to 1 MiB), as a server's error page might show them.
+async fn echo_response(code: u16, req: Request) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+    let (parts, body) = req.into_parts();
+    let mut text = format!("{} {}\n", parts.method, parts.uri);
+    for (name, value) in &parts.headers {
+        text.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())));
+    }
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    text.push('\n');
+    text.push_str(&String::from_utf8_lossy(&body));
+    (status, text).into_response()
 }
 
 fn status_response(code: u16, retry_after: Option<u64>, body: Option<String>) -> Response {

@@ -120,3 +120,40 @@ pub fn self_signed_cert(dir: &Path) -> String {
     std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
     cert.cert.pem()
 }
+
+/// A plain-http listener on 127.0.0.1 that must never be reached: hostile servers redirect to it, and
+/// a test asserts that nothing (no connection, so no credential) ever arrived.
+pub struct Trap {
+    port: u16,
+    hits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Trap {
+    pub fn start() -> Trap {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = hits.clone();
+        // Detached: it blocks in accept until the test process ends. Each connection's first bytes are kept.
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().take(64).flatten() {
+                use std::io::Read;
+                let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                let mut head = [0u8; 4096];
+                let n = stream.read(&mut head).unwrap_or(0);
+                record.lock().unwrap().push(String::from_utf8_lossy(&head[..n]).into_owned());
+            }
+        });
+        Trap { port, hits }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// What reached it: one entry per connection, its first bytes.
+    pub fn hits(&self) -> Vec<String> {
+        self.hits.lock().unwrap().clone()
+    }
+}

@@ -379,6 +379,9 @@ pub(crate) fn describe(method: &Method, url: &str) -> String {
     format!("{method} {url}")
 }
 
+/// The start of `text`, cut at whitespace: an error page that echoes a credential (a base64 header, a
+/// URL-encoded form, neither with spaces) shows it whole or not at all, never a fragment that
+/// redaction could not recognise.
 fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
@@ -387,7 +390,8 @@ fn truncate(text: &str, max: usize) -> String {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &text[..end])
+    let end = text[..end].rfind(char::is_whitespace).unwrap_or(0);
+    format!("{}…", text[..end].trim_end())
 }
 
 /// A random factor in [0.5, 1.0).
@@ -404,9 +408,7 @@ fn with_proxies(builder: reqwest::ClientBuilder, env: &Env, log: &Log) -> Result
     let mut builder = builder.no_proxy();
     for (var, scheme) in [("https_proxy", "https"), ("http_proxy", "http")] {
         let Some(url) = lookup(var) else { continue };
-        if let Ok(parsed) = reqwest::Url::parse(&url) {
-            parsed.password().into_iter().for_each(|p| log.secrets().add(p));
-        }
+        log.secrets().add_url_password(&url);
         let proxy = if scheme == "https" { Proxy::https(&url) } else { Proxy::http(&url) };
         let proxy = proxy.with_context(|| format!("`{var}` is not a valid proxy URL"))?;
         builder = builder.proxy(proxy.no_proxy(no_proxy.clone()));
@@ -467,6 +469,13 @@ mod tests {
         assert!(refuse_redirect(&https, &other_port, true).is_some(), "another port is another origin");
         assert_eq!(refuse_redirect(&https, &url("https://uaa.example.com:8443/v2"), true), None);
         assert_eq!(refuse_redirect(&plain, &https, false), None, "an upgrade to https is fine");
+    }
+
+    #[test]
+    fn error_pages_are_cut_between_words() {
+        assert_eq!(truncate("short", 10), "short");
+        assert_eq!(truncate("Basic dXNlcjpzZWNyZXQ= more", 20), "Basic…");
+        assert_eq!(truncate("onelongtokenwithoutspaces", 10), "…");
     }
 
     #[test]

@@ -115,7 +115,21 @@ fn execute(step: Step, stdin: &mut dyn Read, args: &[String], env: Env, log: &Lo
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(dispatch(typed, ctx))
+    let answer = runtime.block_on(dispatch(typed, ctx))?;
+    Ok(redact_answer(&answer, log))
+}
+
+/// The answer with every registered secret replaced in its strings: a platform that echoes a
+/// credential into a cluster name or a description must not get it onto stdout, where Concourse
+/// keeps versions and metadata. Parsed, so a secret is replaced inside JSON strings, never across them.
+fn redact_answer(answer: &str, log: &Log) -> String {
+    match serde_json::from_str::<serde_json::Value>(answer) {
+        Ok(mut value) => {
+            log.secrets().redact_json(&mut value);
+            value.to_string()
+        }
+        Err(_) => log.secrets().redact(answer),
+    }
 }
 
 /// Parses a request's `source` and `params` for `step` with exactly the strict types the binaries use,

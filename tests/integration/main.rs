@@ -22,6 +22,7 @@ mod pipelines;
 mod protocol;
 mod reliability_fleet;
 mod reliability_in;
+mod secrets;
 mod stemcell_check;
 mod stemcell_in;
 mod stemcell_nginx;

@@ -271,17 +271,19 @@ fn redirect_response(code: u16, location: &str) -> Response {
     response
 }
 
-/// The request line, every header and the body (up to 1 MiB), as a server's error page might show them.
+/// The request line, the body (up to 1 MiB), then every header, as a server's error page might show
+/// them: the body and `Authorization` come first, so a client that shows only the start of an error
+/// page still shows them.
 async fn echo_response(code: u16, req: Request) -> Response {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
     let (parts, body) = req.into_parts();
-    let mut text = format!("{} {}\n", parts.method, parts.uri);
-    for (name, value) in &parts.headers {
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let mut text = format!("{} {}\n{}\n", parts.method, parts.uri, String::from_utf8_lossy(&body));
+    let mut headers: Vec<_> = parts.headers.iter().collect();
+    headers.sort_by_key(|(name, _)| *name != header::AUTHORIZATION && *name != header::PROXY_AUTHORIZATION);
+    for (name, value) in headers {
         text.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())));
     }
-    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
-    text.push('\n');
-    text.push_str(&String::from_utf8_lossy(&body));
     (status, text).into_response()
 }
 

@@ -74,26 +74,85 @@ pub fn spawn_step(step: &str, stdin: &str, dir: &Path) -> std::process::Child {
     child
 }
 
-/// The harness-level secret scan: stdout, stderr and every file under `dir`.
+/// The harness-level secret scan: stdout, stderr and every file under `dir`, for the sentinel in
+/// every encoded form ([`leak_forms`]).
 pub fn assert_no_sentinel(output: &StepOutput, dir: Option<&Path>) {
-    assert!(!output.stdout.contains(SENTINEL), "secret leaked on stdout:\n{}", output.stdout);
-    assert!(!output.stderr.contains(SENTINEL), "secret leaked on stderr:\n{}", output.stderr);
-    if let Some(dir) = dir {
-        scan_files(dir);
+    assert_no_leak(output, dir, SENTINEL);
+}
+
+/// [`assert_no_sentinel`] for any secret.
+pub fn assert_no_leak(output: &StepOutput, dir: Option<&Path>, secret: &str) {
+    for form in leak_forms(secret) {
+        assert!(!output.stdout.contains(&form), "secret leaked on stdout as `{form}`:\n{}", output.stdout);
+        assert!(!output.stderr.contains(&form), "secret leaked on stderr as `{form}`:\n{}", output.stderr);
+        if let Some(dir) = dir {
+            scan_files(dir, &form);
+        }
     }
 }
 
-fn scan_files(dir: &Path) {
+fn scan_files(dir: &Path, form: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.is_dir() {
-            scan_files(&path);
+        if path.is_dir() && !path.is_symlink() {
+            scan_files(&path, form);
         } else if let Ok(bytes) = std::fs::read(&path) {
-            let found = bytes.windows(SENTINEL.len()).any(|w| w == SENTINEL.as_bytes());
-            assert!(!found, "secret leaked into file {}", path.display());
+            let found = bytes.windows(form.len()).any(|w| w == form.as_bytes());
+            assert!(!found, "secret leaked into file {} as `{form}`", path.display());
         }
     }
+}
+
+/// Every form `secret` could leak in, worked out here independently of `src/redact.rs` (a scan that
+/// reused the code under test would prove nothing): as written; percent-encoded as a form does
+/// (space as `+`) and strictly (space as `%20`), hex in either case; base64 and base64url wherever
+/// it sits in a longer encoded string (the characters that stay the same whatever bytes surround
+/// it); JSON-escaped as serde writes it and with `\\u` escapes for everything outside ASCII.
+pub fn leak_forms(secret: &str) -> Vec<String> {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    const UNRESERVED: &percent_encoding::AsciiSet =
+        &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    const FORM: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC.remove(b'*').remove(b'-').remove(b'.').remove(b'_');
+    let strict = utf8_percent_encode(secret, UNRESERVED).to_string();
+    let form = utf8_percent_encode(secret, FORM).to_string().replace("%20", "+");
+    let mut forms = vec![secret.to_string(), strict.to_lowercase(), form.to_lowercase(), strict, form];
+    for engine in [base64::engine::general_purpose::STANDARD, base64::engine::general_purpose::URL_SAFE] {
+        for offset in 0..3 {
+            forms.extend(stable_base64(&engine, secret.as_bytes(), offset));
+        }
+    }
+    let json = serde_json::to_string(secret).unwrap();
+    let json = json.trim_matches('"').to_string();
+    let ascii: String = json
+        .encode_utf16()
+        .map(|u| if u < 0x80 { char::from(u as u8).to_string() } else { format!("\\u{u:04x}") })
+        .collect();
+    forms.extend([json, ascii]);
+    forms.retain(|f| f.len() >= 6);
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+/// The base64 characters of `secret` placed `offset` bytes into a stream that do not change when
+/// the bytes around it do: three encodings with different neighbours, positions where all agree.
+fn stable_base64(engine: &impl base64::Engine, secret: &[u8], offset: usize) -> Option<String> {
+    let encodings: Vec<Vec<u8>> = [0x00u8, 0xff, 0x5a]
+        .iter()
+        .map(|fill| {
+            let mut bytes = vec![*fill; offset];
+            bytes.extend_from_slice(secret);
+            bytes.extend([*fill; 3]);
+            engine.encode(&bytes).into_bytes()
+        })
+        .collect();
+    let start = (offset * 4).div_ceil(3);
+    let end = ((offset + secret.len()) * 4) / 3;
+    let same = |i: usize| encodings.iter().all(|e| e[i] == encodings[0][i]);
+    let core: Vec<u8> =
+        (start..end).skip_while(|&i| !same(i)).take_while(|&i| same(i)).map(|i| encodings[0][i]).collect();
+    String::from_utf8(core).ok().filter(|c| !c.is_empty())
 }
 
 /// A server process a test started (nginx, node); killed by its PID when dropped, so a failing

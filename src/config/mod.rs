@@ -5,6 +5,7 @@
 //! the expected type. Per-kind types live in the submodules; the shared pieces (kinds, HTTP tuning,
 //! durations, the director block) live here.
 
+pub(crate) mod errors;
 pub(crate) mod fleet;
 pub(crate) mod kubernetes;
 pub(crate) mod stemcell;
@@ -14,6 +15,7 @@ use crate::http::HttpConfig;
 use crate::protocol::Version;
 use crate::suggest::suggestion;
 use anyhow::{Result, anyhow, bail};
+use errors::parse_with;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
@@ -40,7 +42,12 @@ impl Kind {
     pub(crate) fn from_source(source: &Map<String, Value>) -> Result<Kind> {
         let valid = KINDS.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>().join(", ");
         match source.get("kind") {
-            None | Some(Value::Null) => bail!("source.kind is required: one of {valid}"),
+            None | Some(Value::Null) => {
+                // A misspelt key (`knid`) is the likely reason, and serde never gets to report it.
+                let typo = source.keys().find(|k| !suggestion(k, ["kind"].into_iter()).is_empty());
+                let hint = typo.map(|k| format!(" (found the unknown field `{k}`, did you mean `kind`?)"));
+                bail!("source.kind is required: one of {valid}{}", hint.unwrap_or_default())
+            }
             Some(Value::String(s)) => KINDS.iter().find(|(n, _)| n == s).map(|(_, k)| *k).ok_or_else(|| {
                 let hint = suggestion(s, KINDS.iter().map(|(n, _)| *n));
                 anyhow!("source.kind `{s}` is not a kind repave knows{hint}: expected one of {valid}")
@@ -91,58 +98,13 @@ pub(crate) fn parse_source<T: DeserializeOwned + HasConnection>(map: &Map<String
     Ok(source)
 }
 
-/// [`parse`], with `extra` fields that the top level also accepts (parsed elsewhere) counted as valid
-/// in unknown-field errors.
-fn parse_with<T: DeserializeOwned>(map: &Map<String, Value>, root: &str, extra: &[&str]) -> Result<T> {
-    let value = Value::Object(map.clone());
-    serde_path_to_error::deserialize::<_, T>(value).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner().to_string();
-        anyhow!(friendly(root, &path, &inner, extra))
-    })
-}
-
-/// Rewrites one serde error. serde reports unknown keys with the path of the enclosing object and the
-/// valid names listed in the message; we add a "did you mean".
-fn friendly(root: &str, path: &str, message: &str, extra: &[&str]) -> String {
-    let at = |p: &str| {
-        if p == "." || p.is_empty() { root.to_string() } else { format!("{root}.{p}") }
-    };
-    if let Some((bad, mut valid)) = parse_unknown(message, "unknown field `") {
-        let parent = path.rsplit_once('.').map(|(p, _)| p).unwrap_or(".");
-        let parent = if path == bad { "." } else { parent };
-        if parent == "." {
-            valid.extend(extra.iter().map(|f| f.to_string()));
-        }
-        let hint = suggestion(&bad, valid.iter().map(String::as_str));
-        return format!("unknown field `{bad}` in {}{hint} (valid fields: {})", at(parent), valid.join(", "));
-    }
-    if let Some((bad, valid)) = parse_unknown(message, "unknown variant `") {
-        let hint = suggestion(&bad, valid.iter().map(String::as_str));
-        return format!("{}: `{bad}` is not a valid value{hint} (expected one of: {})", at(path), valid.join(", "));
-    }
-    if let Some(rest) = message.strip_prefix("missing field `") {
-        let field = rest.split('`').next().unwrap_or(rest);
-        return format!("{}.{field} is required", at(path).trim_end_matches(".?"));
-    }
-    format!("{}: {message}", at(path))
-}
-
-/// Splits serde's "unknown field `x`, expected one of `a`, `b`" into ("x", ["a", "b"]).
-fn parse_unknown(message: &str, prefix: &str) -> Option<(String, Vec<String>)> {
-    let rest = message.strip_prefix(prefix)?;
-    let (bad, tail) = rest.split_once('`')?;
-    let valid = tail.split('`').skip(1).step_by(2).map(str::to_string).collect();
-    Some((bad.to_string(), valid))
-}
-
 /// A duration written as Go/Concourse users write them: `300ms`, `30s`, `5m`, `1h30m`, `1.5h`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DurationStr(pub Duration);
 
 impl<'de> Deserialize<'de> for DurationStr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
+        let text = d.deserialize_str(Text("a duration such as `30s`, `5m` or `1h30m`"))?;
         match parse_duration(&text).map_err(serde::de::Error::custom)? {
             // Every duration repave takes is a timeout, interval or wait: zero would mean "fail at once"
             // or "spin", never what a user wants.
@@ -160,7 +122,7 @@ pub struct RateStr(pub u64);
 
 impl<'de> Deserialize<'de> for RateStr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
+        let text = d.deserialize_str(Text("a transfer rate such as `256KiB/s`"))?;
         parse_rate(&text).map(RateStr).map_err(serde::de::Error::custom)
     }
 }
@@ -192,11 +154,37 @@ pub fn parse_rate(text: &str) -> std::result::Result<u64, String> {
     Ok(rate as u64)
 }
 
-/// For counts that must be at least 1 (`max_in_flight`): serde's own message for 0 ("expected a
-/// nonzero usize") says less than this one.
+/// For counts that must be at least 1 (`max_in_flight`): serde's own messages ("expected a nonzero
+/// usize", "expected usize" for -1) say less than this one, which covers 0 and negatives alike.
 pub(crate) fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<NonZeroUsize>, D::Error> {
-    let Some(n) = Option::<usize>::deserialize(d)? else { return Ok(None) };
-    NonZeroUsize::new(n).map(Some).ok_or_else(|| serde::de::Error::custom("must be at least 1, got 0"))
+    match Option::<Value>::deserialize(d)? {
+        None => Ok(None),
+        Some(value) => {
+            value.as_u64().and_then(|n| usize::try_from(n).ok()).and_then(NonZeroUsize::new).map(Some).ok_or_else(
+                || {
+                    let got =
+                        if value.is_number() { value.to_string() } else { crate::protocol::type_name(&value).into() };
+                    serde::de::Error::custom(format!("expected a whole number, at least 1, got {got}"))
+                },
+            )
+        }
+    }
+}
+
+/// A string whose kind `expecting` names, so that a number or a list where a duration belongs is
+/// reported as "expected a duration such as `30s`…", not as "expected a string".
+struct Text(&'static str);
+
+impl serde::de::Visitor<'_> for Text {
+    type Value = String;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> std::result::Result<String, E> {
+        Ok(text.to_string())
+    }
 }
 
 /// Parses a Go-style duration; the error says what a valid one looks like.
@@ -361,6 +349,9 @@ mod tests {
     fn kind_errors() {
         let mut m = Map::new();
         assert!(Kind::from_source(&m).unwrap_err().to_string().contains("`stemcell`, `kubernetes`, `fleet`"));
+        m.insert("knid".into(), Value::String("stemcell".into()));
+        let err = Kind::from_source(&m).unwrap_err().to_string();
+        assert!(err.contains("source.kind is required") && err.contains("`knid`, did you mean `kind`?"), "{err}");
         m.insert("kind".into(), Value::String("stemcel".into()));
         assert!(Kind::from_source(&m).unwrap_err().to_string().contains("did you mean `stemcell`"));
     }

@@ -7,6 +7,7 @@
 //! (unique names, known waves, …) point at the offending cluster's `name:` line, found in the text.
 
 use crate::config::DurationStr;
+use crate::config::errors::in_our_words;
 use crate::rollout::plan::Canaries;
 use crate::suggest::suggestion;
 use crate::window::Window;
@@ -131,10 +132,10 @@ fn parse_texts(file: &mut FleetFile) -> std::result::Result<(), Invalid> {
 }
 
 /// serde_yaml_ng's message without its own trailing location (we print `file:line:col` first), with
-/// a "did you mean" for a misspelt key.
+/// a "did you mean" for a misspelt key and type errors in the words `source` and `params` use.
 fn friendly(message: &str) -> String {
     let message = message.split(" at line ").next().unwrap_or(message).to_string();
-    let Some((field_path, rest)) = message.split_once("unknown field `") else { return message };
+    let Some((field_path, rest)) = message.split_once("unknown field `") else { return in_our_words(&message) };
     let Some((bad, tail)) = rest.split_once('`') else { return message };
     let valid: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
     let hint = suggestion(bad, valid.iter().copied());
@@ -258,7 +259,11 @@ clusters:
         for (text, want) in [
             ("clusters:\n  - {name: a, plan: small, wokers: 3}\n", "fleet.yml:2:"),
             ("clusters:\n  - {name: a, plan: small, wokers: 3}\n", "did you mean `workers`?"),
-            ("clusters:\n  - name: a\n    plan: small\n    workers: three\n", "fleet.yml:4:14: clusters[0].workers"),
+            (
+                "clusters:\n  - name: a\n    plan: small\n    workers: three\n",
+                "fleet.yml:4:14: clusters[0].workers: expected a whole number (0 or more), got \"three\"",
+            ),
+            ("canaries: -1\nclusters: []\n", "canaries: expected a number of clusters (0 or more) or a list"),
             ("clusters:\n  - name: a\n", "fleet.yml:2:5: clusters[0]: missing field `plan`"),
             ("clusters: [\n", "fleet.yml:2:1"),
             ("window: Sat 02:00-06:00 Mars/Olympus\nclusters: []\n", "fleet.yml:1:9"),

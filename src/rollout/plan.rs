@@ -254,11 +254,47 @@ impl Plan {
 
 /// Canary clusters as the user writes them (`params.canaries`, a fleet file's `canaries`): the
 /// first N of the plan, or explicit names.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Canaries {
     Count(usize),
     Names(Vec<String>),
+}
+
+/// By hand rather than `#[serde(untagged)]`, whose only error is "data did not match any variant of
+/// untagged enum Canaries": this one says what a valid value is and what was found (`-1`).
+impl<'de> Deserialize<'de> for Canaries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(CanariesVisitor)
+    }
+}
+
+struct CanariesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CanariesVisitor {
+    type Value = Canaries;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number of clusters (0 or more) or a list of cluster names")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> std::result::Result<Canaries, E> {
+        usize::try_from(n).map(Canaries::Count).map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(n), &self))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> std::result::Result<Canaries, E> {
+        match u64::try_from(n) {
+            Ok(n) => self.visit_u64(n),
+            Err(_) => Err(E::invalid_value(serde::de::Unexpected::Signed(n), &self)),
+        }
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Canaries, A::Error> {
+        let mut names = Vec::new();
+        while let Some(name) = seq.next_element::<String>()? {
+            names.push(name);
+        }
+        Ok(Canaries::Names(names))
+    }
 }
 
 impl Default for Canaries {

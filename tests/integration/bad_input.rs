@@ -3,6 +3,7 @@
 //! one HTTP attempt, so a validation that is missing shows up as a connection error, not a hang.
 
 use crate::common::{SENTINEL, run_step};
+use repave::protocol::Step;
 use serde_json::{Value, json};
 
 const CLOSED: &str = "https://127.0.0.1:9";
@@ -39,7 +40,7 @@ fn cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
         ("check", json!({"source": stemcell(json!({"constraint": ">=banana"}))}), vec!["constraint"]),
         ("check", json!({"source": stemcell(json!({"flavor": "lite"}))}), vec!["source.flavor", "light"]),
         ("check", json!({"source": stemcell(json!({"api_url": "bosh.io"}))}), vec!["api_url", "https://"]),
-        ("check", json!({"source": stemcell(json!({"http": {"attempts": 0}}))}), vec!["http.attempts", "nonzero"]),
+        ("check", json!({"source": stemcell(json!({"http": {"attempts": 0}}))}), vec!["http.attempts", "at least 1"]),
         ("check", json!({"source": stemcell(json!({"http": {"stall_timeout": "0s"}}))}), vec!["stall_timeout"]),
         (
             "in",
@@ -54,7 +55,7 @@ fn cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
         (
             "in",
             json!({"source": stemcell(json!({})), "version": v, "params": {"tarball": "yes"}}),
-            vec!["params.tarball", "boolean"],
+            vec!["params.tarball", "expected true or false", "got \"yes\""],
         ),
         ("in", json!({"source": stemcell(json!({})), "version": {"version": ""}}), vec!["version"]),
         ("out", json!({"source": stemcell(json!({})), "params": {}}), vec!["params.from is required"]),
@@ -83,6 +84,26 @@ fn cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
         ("out", json!({"source": fleet(json!({})), "params": {"max_in_flight": 0}}), vec!["max_in_flight"]),
         ("out", json!({"source": fleet(json!({})), "params": {"max_in_flight": -1}}), vec!["max_in_flight"]),
         ("out", json!({"source": fleet(json!({})), "params": {"canaries": -2}}), vec!["canaries"]),
+        (
+            "out",
+            json!({"source": fleet(json!({})), "params": {"canaries": -1}}),
+            vec!["params.canaries: expected a number of clusters (0 or more) or a list of cluster names, got -1"],
+        ),
+        (
+            "check",
+            json!({"source": {"knid": "stemcell", "name": "bosh-x"}}),
+            vec!["source.kind is required", "found the unknown field `knid`, did you mean `kind`?"],
+        ),
+        (
+            "check",
+            json!({"source": fleet(json!({"director": json!({"url": "https://d", "client_secret": SENTINEL}).to_string()}))}),
+            vec!["source.director: expected an object, got a string", "stored as an object"],
+        ),
+        (
+            "check",
+            json!({"source": fleet(json!({"client_secret": 12345}))}),
+            vec!["source.client_secret: expected a string, got a number"],
+        ),
         ("out", json!({"source": fleet(json!({})), "params": {"on_failure": "explode"}}), vec!["on_failure", "stop"]),
         ("out", json!({"source": fleet(json!({})), "params": {"cluster_timeout": "forever"}}), vec!["cluster_timeout"]),
         ("out", json!({"source": fleet(json!({})), "params": {"window": "Sat 25:00-26:00 UTC"}}), vec!["window"]),
@@ -134,6 +155,121 @@ fn every_bad_request_fails_naming_the_field() {
         "{} of {} bad requests were not refused properly:\n{}",
         problems.len(),
         cases.len(),
+        problems.join("\n")
+    );
+}
+
+/// serde's own vocabulary, which users must never have to decode.
+const JARGON: &[&str] = &[
+    "invalid type",
+    "invalid value",
+    "invalid length",
+    "untagged",
+    "variant",
+    "struct ",
+    "usize",
+    "u64",
+    "u32",
+    "i64",
+    "nonzero",
+    "sequence",
+    "string or map",
+    "map with a single key",
+    "floating point",
+    "unit value",
+    "data did not match",
+];
+
+/// The fields `validate_config` lists for the object at `path` (e.g. `["director"]`) of `root`.
+fn fields_at(step: Step, request: &Value, root: &str, path: &[String]) -> Vec<String> {
+    let mut probe = request.clone();
+    let mut at = &mut probe[root];
+    for key in path {
+        at = &mut at[key.as_str()];
+    }
+    if !at.is_object() {
+        *at = json!({});
+    }
+    at["zzz_unknown"] = json!(1);
+    let Err(err) = validate(step, &probe) else { return Vec::new() };
+    let shown = std::iter::once(root.to_string()).chain(path.iter().cloned()).collect::<Vec<_>>().join(".");
+    if !err.contains(&format!("unknown field `zzz_unknown` in {shown} ")) {
+        return Vec::new();
+    }
+    let list = err.rsplit("(valid fields: ").next().unwrap_or("").trim_end_matches(')');
+    list.split(", ").filter(|f| !f.is_empty()).map(str::to_string).collect()
+}
+
+fn validate(step: Step, request: &Value) -> Result<(), String> {
+    let parsed = repave::protocol::parse_request(step, request.clone()).map_err(|e| format!("{e:#}"))?;
+    repave::validate_config(step, &parsed).map(|_| ()).map_err(|e| format!("{e:#}"))
+}
+
+/// Every field of every kind and step, nested objects included (found by asking the parser for its
+/// valid fields), fed a value of every JSON type: each refusal names the field and what it expected,
+/// in the project's words — never serde's ("expected usize", "untagged enum", "invalid type").
+#[test]
+fn every_field_refuses_every_wrong_type_in_our_words() {
+    let bases = [
+        (Step::Check, json!({"source": stemcell(json!({}))})),
+        (Step::In, json!({"source": stemcell(json!({})), "version": {"version": "1.506"}, "params": {}})),
+        (
+            Step::Out,
+            json!({"source": stemcell(json!({"director": {"url": CLOSED, "client": "c", "client_secret": "s"}})), "params": {"from": "x"}}),
+        ),
+        (Step::Check, json!({"source": fleet(json!({}))})),
+        (Step::In, json!({"source": fleet(json!({})), "version": {"digest": "x"}, "params": {}})),
+        (Step::Out, json!({"source": fleet(json!({})), "params": {}})),
+        (Step::Check, json!({"source": kubernetes(json!({}))})),
+        (Step::In, json!({"source": kubernetes(json!({})), "version": {"version": "1.30.1"}, "params": {}})),
+    ];
+    let wrong = [
+        json!(null),
+        json!(true),
+        json!(-1),
+        json!(1.5),
+        json!("x"),
+        json!([]),
+        json!(["x"]),
+        json!({}),
+        json!({"a": 1}),
+    ];
+    let (mut problems, mut tried) = (Vec::new(), 0);
+    for (step, base) in &bases {
+        for root in ["source", "params"] {
+            if base.get(root).is_none() {
+                continue;
+            }
+            let mut paths: Vec<Vec<String>> = fields_at(*step, base, root, &[]).into_iter().map(|f| vec![f]).collect();
+            let nested: Vec<Vec<String>> = paths
+                .iter()
+                .flat_map(|p| fields_at(*step, base, root, p).into_iter().map(move |f| [p.clone(), vec![f]].concat()))
+                .collect();
+            paths.extend(nested);
+            for path in &paths {
+                for value in &wrong {
+                    let mut request = base.clone();
+                    let mut at = &mut request[root];
+                    for key in &path[..path.len() - 1] {
+                        at = &mut at[key.as_str()];
+                    }
+                    at[path.last().unwrap().as_str()] = value.clone();
+                    tried += 1;
+                    let Err(err) = validate(*step, &request) else { continue };
+                    let jargon: Vec<_> = JARGON.iter().filter(|j| err.contains(**j)).collect();
+                    if !jargon.is_empty() || !err.contains(path[0].as_str()) {
+                        problems.push(format!("{} {root}.{} = {value}: {err}", step.name(), path.join(".")));
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("wrong types: {tried} requests tried");
+    assert!(tried > 500, "the field discovery found too little: {tried}");
+    assert!(
+        problems.is_empty(),
+        "{} errors not in our words or not naming the field:\n{}",
+        problems.len(),
         problems.join("\n")
     );
 }

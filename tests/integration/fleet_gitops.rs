@@ -244,7 +244,7 @@ fn a_malformed_fleet_file_is_an_error_with_line_and_column() {
     let sim = RunningSim::start(&world(&["{name: a}"], 1000));
     let file = "clusters:\n  - name: a\n    plan: small\n    workers: three\n";
     let (result, _dir) = apply(&sim, file, json!({}), &[]);
-    result.assert_fails_with(&["fleet-repo/fleet.yml:4:14: clusters[0].workers: invalid type"]);
+    result.assert_fails_with(&["fleet-repo/fleet.yml:4:14: clusters[0].workers: expected a whole number"]);
     let typo = "clusters:\n  - {name: a, plan: small, wrkers: 3}\n";
     let (result, _dir) = apply(&sim, typo, json!({}), &[]);
     result.assert_fails_with(&["fleet-repo/fleet.yml:2:", "unknown field `wrkers`", "did you mean `workers`?"]);

@@ -200,7 +200,7 @@ fn bad_configuration_names_the_field() {
     check(&sim, json!({"minor_min": "1.31", "minor_max": "1.28"}), None)
         .assert_fails_with(&["source.minor_max `1.28` is below source.minor_min `1.31`"]);
     check(&sim, json!({"include_prereleases": "yes"}), None)
-        .assert_fails_with(&["source.include_prereleases", "expected a boolean"]);
+        .assert_fails_with(&["source.include_prereleases", "expected true or false"]);
     let dir = tempfile::tempdir().unwrap();
     get(&sim, dir.path(), "1.30.14", json!({"from_versoin": "1.29.0"}))
         .assert_fails_with(&["unknown field `from_versoin` in params", "did you mean `from_version`?"]);

@@ -47,9 +47,10 @@ fn unknown_nested_key_names_its_path() {
 #[test]
 fn wrong_type_names_path_and_expected_type() {
     let req = r#"{"source":{"kind":"stemcell","name":"x","force_regular":"yes"}}"#;
-    run_step("check", req, None, &[]).assert_fails_with(&["source.force_regular", "expected a boolean"]);
+    run_step("check", req, None, &[])
+        .assert_fails_with(&["source.force_regular", "expected true or false, got \"yes\""]);
     let req = r#"{"source":{"kind":"stemcell","name":"x","http":{"attempts":"many"}}}"#;
-    run_step("check", req, None, &[]).assert_fails_with(&["source.http.attempts", "expected a nonzero u32"]);
+    run_step("check", req, None, &[]).assert_fails_with(&["source.http.attempts", "expected a whole number, at least 1, got \"many\""]);
 }
 
 #[test]

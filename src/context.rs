@@ -7,14 +7,14 @@
 use crate::env::Env;
 use crate::redact::Log;
 use crate::rollout::clock::Clock;
-use std::path::PathBuf;
+use crate::stepdir::StepDir;
 
 /// Everything a kind's step needs besides its typed config.
 pub struct Ctx {
     pub log: Log,
     pub env: Env,
-    /// The directory argument of `in` and `out`.
-    pub dir: Option<PathBuf>,
+    /// The directory argument of `in` and `out`: every file a step reads from `params` or writes.
+    pub dir: Option<StepDir>,
     /// The wall clock (maintenance windows); see `rollout::clock` for why it is injected.
     pub clock: Clock,
 }

@@ -21,6 +21,7 @@ pub mod redact;
 mod rollout;
 pub mod sigv4;
 mod stemcell;
+mod stepdir;
 pub mod suggest;
 pub mod versions;
 pub mod window;
@@ -105,7 +106,7 @@ fn execute(step: Step, stdin: &mut dyn Read, args: &[String], env: Env, log: &Lo
     let kind = Kind::from_source(&request.source)?;
     let dir = match step {
         Step::Check => None,
-        Step::In | Step::Out => Some(protocol::step_dir(step, args)?),
+        Step::In | Step::Out => Some(stepdir::StepDir::open(&protocol::step_dir(step, args)?)?),
     };
     let clock = Clock::from_setting(env.get(NOW_VARIABLE).map(String::as_str))?;
     let typed = parse(kind, step, &request)?;

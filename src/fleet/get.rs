@@ -3,6 +3,10 @@
 //!
 //! The platform keeps no history, so `in` reports the current state; when it no longer matches the
 //! requested version, a note says so.
+//!
+//! A kubeconfig's file name is the cluster's name, which comes from the API: every name is checked to
+//! be a plain file name before anything is written, so a hostile or broken API (`../x`, `/etc/x`)
+//! cannot make `in` write outside its directory, nor leave half of the kubeconfigs behind.
 
 use super::report::fleet_markdown;
 use super::version::{newest_tkgi, version};
@@ -10,13 +14,12 @@ use super::{Observed, connect, observe};
 use crate::config::fleet::{GetParams, Selector, Source};
 use crate::context::Ctx;
 use crate::protocol::{MetadataField, StepResponse, Version, render_step};
-use anyhow::{Context, Result};
+use crate::stepdir::{Mode, StepDir};
+use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use std::io::Write;
-use std::path::Path;
 
 pub(super) async fn run(source: &Source, params: &GetParams, requested: Option<Version>, ctx: &Ctx) -> Result<String> {
-    let dir = ctx.dir.as_deref().context("in needs a directory")?;
+    let dir = ctx.dir.as_ref().context("in needs a directory")?;
     let conn = connect(source, ctx).await?;
     let fleet = observe(&conn, &Selector::new(&source.clusters)?).await?;
     let current = version(&fleet);
@@ -30,8 +33,8 @@ pub(super) async fn run(source: &Source, params: &GetParams, requested: Option<V
         ));
     }
     let newest = newest_tkgi(&fleet).unwrap_or_default();
-    write(&dir.join("clusters.json"), &serde_json::to_vec_pretty(&clusters_json(&fleet, &newest))?)?;
-    write(&dir.join("fleet.md"), fleet_markdown(&fleet, &newest).as_bytes())?;
+    dir.write("clusters.json", &serde_json::to_vec_pretty(&clusters_json(&fleet, &newest))?, Mode::Public)?;
+    dir.write("fleet.md", fleet_markdown(&fleet, &newest).as_bytes(), Mode::Public)?;
     if params.kubeconfig {
         write_kubeconfigs(&conn.tkgi, &fleet, dir, ctx).await?;
     }
@@ -61,17 +64,38 @@ fn clusters_json(fleet: &[Observed], newest: &str) -> Value {
     Value::Array(items.collect())
 }
 
-async fn write_kubeconfigs(tkgi: &crate::clients::tkgi::Tkgi, fleet: &[Observed], dir: &Path, ctx: &Ctx) -> Result<()> {
-    let out = dir.join("kubeconfigs");
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+async fn write_kubeconfigs(
+    tkgi: &crate::clients::tkgi::Tkgi,
+    fleet: &[Observed],
+    dir: &StepDir,
+    ctx: &Ctx,
+) -> Result<()> {
+    for o in fleet {
+        check_file_name(&o.cluster.name)?;
+    }
     for o in fleet {
         let name = &o.cluster.name;
         let config = tkgi.bind(name).await.with_context(|| format!("getting a kubeconfig for {name}"))?;
         // Register every credential in it before anything could print it.
         register_credentials(&config, ctx);
-        let path = out.join(format!("{name}.json"));
-        write_private(&path, &serde_json::to_vec_pretty(&config)?)?;
+        dir.write(&format!("kubeconfigs/{name}.json"), &serde_json::to_vec_pretty(&config)?, Mode::Private)?;
         ctx.log.line(format!("wrote kubeconfigs/{name}.json"));
+    }
+    Ok(())
+}
+
+/// A cluster name fit to be a file name: not empty, no path separator, no `.` or `..`, no leading
+/// dot (hidden files and repave's own temp files start with one), no control characters.
+fn check_file_name(name: &str) -> Result<()> {
+    let plain = !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && !name.chars().any(|c| c == '/' || c == '\\' || c.is_control());
+    if !plain {
+        bail!(
+            "the TKGI API lists a cluster named {name:?}, which is not a plain file name: refusing to write \
+             kubeconfigs (none was written); exclude it with `!name` in source.clusters, or fix its name"
+        );
     }
     Ok(())
 }
@@ -87,19 +111,16 @@ fn register_credentials(config: &Value, ctx: &Ctx) {
     }
 }
 
-fn write(path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
-}
-
-/// Creates the file with mode 0600 from the start, so the token is never readable by others.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(bytes).with_context(|| format!("writing {}", path.display()))
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cluster_names_must_be_plain_file_names() {
+        for good in ["prod-eu-1", "a_b.c", "ÿ-cluster"] {
+            super::check_file_name(good).unwrap();
+        }
+        for bad in ["", "..", ".", "../x", "/etc/x", "a/b", "a\\b", ".hidden", "a\nb", &"x".repeat(300)] {
+            let err = super::check_file_name(bad).unwrap_err().to_string();
+            assert!(err.contains("not a plain file name") && err.contains("none was written"), "{bad:?}: {err}");
+        }
+    }
 }

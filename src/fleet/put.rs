@@ -15,20 +15,29 @@ use crate::context::Ctx;
 use crate::protocol::{MetadataField, StepResponse, render_step};
 use crate::rollout::executor::{self, Executor, Halt, Outcome, StartGate};
 use crate::rollout::plan::{Plan, plan};
+use crate::stepdir::{Mode, StepDir, preview};
 use crate::versions::stemcell::is_stemcell_version;
 use crate::window::Window;
 use anyhow::{Context, Result, bail};
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+
+/// A fleet file is YAML for up to a few thousand clusters; anything larger is not one.
+const MAX_FLEET_FILE: u64 = 4 << 20;
+/// A version file holds one line.
+const MAX_VERSION_FILE: u64 = 64 << 10;
 
 /// The start gate's reason; the gate is this rollout's only one, so `Halt::GateClosed` means it.
 const WINDOW_CLOSED: &str = "the maintenance window closed";
 
 pub(super) async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Result<String> {
+    let dir = ctx.dir.as_ref().context("out needs its directory argument")?;
+    // Every file the params name is read (and judged) before anything is asked of the platform.
     let file = match &params.desired {
-        Some(path) => Some(load_desired(path, ctx)?),
+        Some(path) => Some(load_desired(path, dir)?),
         None => None,
     };
+    let target_file = target_version_file(params, dir)?;
+    let stemcell = target_stemcell(params, dir, ctx)?;
     let window = params.window.clone().or_else(|| file.as_ref().and_then(|f| f.window.clone()));
     let selector = Selector::new(params.clusters.as_ref().unwrap_or(&source.clusters))?;
     let conn = connect(source, ctx).await?;
@@ -41,8 +50,7 @@ pub(super) async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Resul
         bail!("refusing to start: {closed} (set params.outside_window: skip to succeed without changes outside it)");
     }
     let fleet = observe(&conn, &selector).await?;
-    let target = target_version(params, &conn, ctx).await?;
-    let stemcell = target_stemcell(params, ctx)?;
+    let target = target_version(params, target_file, &conn, ctx).await?;
     let plan = match &file {
         Some(file) => desired_plan(file, &fleet, &selector, &target, stemcell.as_deref(), params, ctx)?,
         None => {
@@ -52,7 +60,7 @@ pub(super) async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Resul
     };
     ctx.log.line(plan_text(&plan));
     if params.dry_run {
-        write_plan_files(&plan, ctx)?;
+        write_plan_files(&plan, dir, ctx)?;
         ctx.log.line("dry run: nothing was changed");
         let mut metadata = plan_metadata(&plan);
         metadata.push(MetadataField::new("dry_run", "true"));
@@ -112,11 +120,8 @@ fn check_outcome(report: &executor::Report, plan: &Plan, params: &PutParams) -> 
     Ok(Vec::new())
 }
 
-fn load_desired(path: &str, ctx: &Ctx) -> Result<FleetFile> {
-    let full: PathBuf = ctx.dir.as_deref().map_or_else(|| path.into(), |d| d.join(path));
-    let text = std::fs::read_to_string(&full)
-        .with_context(|| format!("reading params.desired {} (relative to the put's directory)", full.display()))?;
-    desired::parse(&text, path)
+fn load_desired(path: &str, dir: &StepDir) -> Result<FleetFile> {
+    desired::parse(&dir.read_text("params.desired", path, MAX_FLEET_FILE)?, path)
 }
 
 /// The reconcile plan for a fleet file. Every cluster the file names must be within the selector:
@@ -157,12 +162,11 @@ fn desired_plan(
 }
 
 /// `plan.json` and `plan.md` in the put's directory, for a step that comments on a pull request.
-fn write_plan_files(plan: &Plan, ctx: &Ctx) -> Result<()> {
-    let Some(dir) = &ctx.dir else { return Ok(()) };
-    let json = serde_json::to_string_pretty(&plan_json(plan))?;
-    std::fs::write(dir.join("plan.json"), json + "\n").context("writing plan.json")?;
-    std::fs::write(dir.join("plan.md"), format!("# Fleet plan\n\n{}", plan_text(plan))).context("writing plan.md")?;
-    ctx.log.line(format!("wrote {} and plan.md", dir.join("plan.json").display()));
+fn write_plan_files(plan: &Plan, dir: &StepDir, ctx: &Ctx) -> Result<()> {
+    let json = serde_json::to_string_pretty(&plan_json(plan))? + "\n";
+    let written = dir.write("plan.json", json.as_bytes(), Mode::Public)?;
+    dir.write("plan.md", format!("# Fleet plan\n\n{}", plan_text(plan)).as_bytes(), Mode::Public)?;
+    ctx.log.line(format!("wrote {} and plan.md", written.display()));
     Ok(())
 }
 
@@ -202,19 +206,12 @@ fn window_gate(window: Window, ctx: &Ctx) -> StartGate<'_> {
 
 /// `target_version`, else `target_version_file` (relative to the put's directory), else the platform's
 /// own version. Never a guess: if none can be read, the put fails and says how to set one.
-async fn target_version(params: &PutParams, conn: &Clients, ctx: &Ctx) -> Result<String> {
+async fn target_version(params: &PutParams, from_file: Option<String>, conn: &Clients, ctx: &Ctx) -> Result<String> {
     if let Some(v) = &params.target_version {
         return Ok(v.trim().to_string());
     }
-    if let Some(file) = &params.target_version_file {
-        let path = ctx.dir.as_deref().map_or_else(|| file.into(), |d| d.join(file));
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading params.target_version_file {}", path.display()))?;
-        let v = text.trim();
-        if v.is_empty() {
-            bail!("params.target_version_file {} is empty", path.display());
-        }
-        return Ok(v.to_string());
+    if let Some(v) = from_file {
+        return Ok(v);
     }
     let v = conn.tkgi.platform_version().await.context(
         "cannot determine the target TKGI version from the platform (an assumed, unpublished route); set params.target_version or params.target_version_file",
@@ -223,21 +220,32 @@ async fn target_version(params: &PutParams, conn: &Clients, ctx: &Ctx) -> Result
     Ok(v)
 }
 
+/// The version in `target_version_file` (relative to the put's directory), if it is set.
+fn target_version_file(params: &PutParams, dir: &StepDir) -> Result<Option<String>> {
+    let Some(file) = &params.target_version_file else { return Ok(None) };
+    let text = dir.read_text("params.target_version_file", file, MAX_VERSION_FILE)?;
+    let v = text.trim();
+    if v.is_empty() || v.lines().count() > 1 {
+        bail!(
+            "params.target_version_file `{file}` holds {}, not one TKGI version such as `1.19.2-build.10`",
+            preview(&text)
+        );
+    }
+    Ok(Some(v.to_string()))
+}
+
 /// `target_stemcell`, else the version in `target_stemcell_file` (relative to the put's directory,
 /// e.g. `stemcell/version` from a `kind: stemcell` get), else none: the stemcell is not a target.
-fn target_stemcell(params: &PutParams, ctx: &Ctx) -> Result<Option<String>> {
+fn target_stemcell(params: &PutParams, dir: &StepDir, ctx: &Ctx) -> Result<Option<String>> {
     let version = match (&params.target_stemcell, &params.target_stemcell_file) {
         (Some(v), _) => v.trim().to_string(),
         (None, Some(file)) => {
-            let path = ctx.dir.as_deref().map_or_else(|| file.into(), |d| d.join(file));
-            let text = std::fs::read_to_string(&path).with_context(|| {
-                format!("reading params.target_stemcell_file {} (relative to the put's directory)", path.display())
-            })?;
+            let text = dir.read_text("params.target_stemcell_file", file, MAX_VERSION_FILE)?;
             let v = text.trim().to_string();
             if !is_stemcell_version(&v) {
                 bail!(
-                    "params.target_stemcell_file {} holds `{v}`, not a stemcell version such as `1.506`",
-                    path.display()
+                    "params.target_stemcell_file `{file}` holds {}, not a stemcell version such as `1.506`",
+                    preview(&text)
                 );
             }
             v

@@ -14,12 +14,12 @@ use crate::clients::k8s_feed::FeedClient;
 use crate::config::kubernetes::{GetParams, Selection};
 use crate::protocol::{MetadataField, StepResponse, Version};
 use crate::redact::Log;
+use crate::stepdir::{Mode, StepDir};
 use crate::versions::kubernetes::KubeVersion;
 use crate::versions::skew::{self, SkewError};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::Path;
 
 /// No real upgrade crosses this many minors; a larger gap is a typo, not a plan.
 const MAX_PATH_MINORS: u64 = 40;
@@ -38,7 +38,7 @@ pub(crate) async fn get(
     selection: Selection,
     params: &GetParams,
     version: &Version,
-    dir: &Path,
+    dir: &StepDir,
     log: &Log,
 ) -> Result<StepResponse> {
     let target = super::requested_version(version)?;
@@ -88,7 +88,6 @@ async fn path_via_feed(feed: &FeedClient, from: &KubeVersion, to: &KubeVersion) 
     skew::upgrade_path(from, to, |minor| latest.get(&minor).cloned()).context("computing the upgrade path")
 }
 
-fn write(dir: &Path, name: &str, content: &str) -> Result<()> {
-    let path = dir.join(name);
-    std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))
+fn write(dir: &StepDir, name: &str, content: &str) -> Result<()> {
+    dir.write(name, content.as_bytes(), Mode::Public).map(drop)
 }

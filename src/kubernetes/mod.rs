@@ -55,7 +55,7 @@ pub(crate) async fn run(request: Parsed, ctx: Ctx) -> Result<String> {
         Typed::In { source: Followed { source, selection }, params, version } => {
             let feed = feed_client(&source, &ctx)?;
             let version = version.context("the in request has no version")?;
-            let dir = ctx.dir.as_deref().context("in needs its directory argument")?;
+            let dir = ctx.dir.as_ref().context("in needs its directory argument")?;
             let response = get::get(&feed, selection, &params, &version, dir, &ctx.log).await?;
             protocol::render_step(&response)
         }

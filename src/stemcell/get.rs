@@ -7,15 +7,15 @@ use crate::clients::boshio::{BoshIo, Stemcell, Variant};
 use crate::config::stemcell::{GetParams, S3Auth, Source};
 use crate::http::HttpClient;
 use crate::protocol::{MetadataField, StepResponse, Version};
+use crate::stepdir::{Mode, StepDir};
 use anyhow::{Context, Result, anyhow, bail};
-use std::path::Path;
 
 /// Fetches `version` into `dir`.
 pub(crate) async fn get(
     source: &Source,
     params: &GetParams,
     version: &Version,
-    dir: &Path,
+    dir: &StepDir,
     boshio: &BoshIo,
     http: &HttpClient,
 ) -> Result<StepResponse> {
@@ -35,14 +35,14 @@ pub(crate) async fn get(
         })?;
         let auth = source.auth.as_ref().map(S3Auth::keys);
         let options = Options { parallel: params.parallel.max(1), auth, ..Options::default() };
-        download::download(http, &variant.url, &dir.join(&name), &checksum, &options).await?;
+        download::download(http, &variant.url, &dir.path().join(&name), &checksum, &options).await?;
     } else {
         http.log().line("tarball: false, so only the metadata files were written");
     }
     Ok(StepResponse { version: version.clone(), metadata: metadata(stemcell, kind, variant) })
 }
 
-fn write_metadata_files(dir: &Path, version: &str, variant: &Variant) -> Result<()> {
+fn write_metadata_files(dir: &StepDir, version: &str, variant: &Variant) -> Result<()> {
     let text = |s: &Option<String>| s.clone().unwrap_or_default();
     for (file, content) in [
         ("version", version.to_string()),
@@ -50,8 +50,7 @@ fn write_metadata_files(dir: &Path, version: &str, variant: &Variant) -> Result<
         ("sha1", text(&variant.sha1)),
         ("sha256", text(&variant.sha256)),
     ] {
-        let path = dir.join(file);
-        std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
+        dir.write(file, content.as_bytes(), Mode::Public)?;
     }
     Ok(())
 }

@@ -104,7 +104,7 @@ fn director_of(source: &Source) -> Result<&crate::config::DirectorSource> {
 
 /// Runs one step of the stemcell kind and returns the JSON answer.
 pub(crate) async fn run(request: Parsed, ctx: Ctx) -> Result<String> {
-    let dir = |step: &str| ctx.dir.clone().ok_or_else(|| anyhow!("{step} needs a directory argument"));
+    let dir = |step: &str| ctx.dir.as_ref().ok_or_else(|| anyhow!("{step} needs a directory argument"));
     match request {
         Typed::Check { source, version } => {
             let http = HttpClient::new(HttpConfig::from(&source.connection), &ctx.env, &ctx.log)?;
@@ -116,14 +116,14 @@ pub(crate) async fn run(request: Parsed, ctx: Ctx) -> Result<String> {
             let version = version.ok_or_else(|| anyhow!("the in request has no version"))?;
             let http = HttpClient::new(HttpConfig::from(&source.connection), &ctx.env, &ctx.log)?;
             let boshio = BoshIo::new(http.clone(), &source.api_url);
-            let response = get::get(&source, &params, &version, &dir("in")?, &boshio, &http).await?;
+            let response = get::get(&source, &params, &version, dir("in")?, &boshio, &http).await?;
             protocol::render_step(&response)
         }
         Typed::Out { source, params } => {
             let login = director_of(&source)?.into();
             let http_config = HttpConfig::from(&source.connection);
             let director = Director::connect(&login, &http_config, &ctx.env, &ctx.log).await?;
-            let response = put::put(&source, &params, &dir("out")?, &director, &ctx.log).await?;
+            let response = put::put(&source, &params, dir("out")?, &director, &ctx.log).await?;
             protocol::render_step(&response)
         }
     }

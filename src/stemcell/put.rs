@@ -12,8 +12,10 @@ use crate::config::stemcell::{PutParams, S3Auth, Source};
 use crate::protocol::{MetadataField, StepResponse};
 use crate::redact::Log;
 use crate::sigv4;
+use crate::stepdir::{StepDir, preview};
+use crate::versions::stemcell::is_stemcell_version;
 use anyhow::{Context, Result, anyhow, bail};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// What a previous `get` left in `params.from`.
@@ -22,7 +24,8 @@ struct Fetched {
     url: String,
     sha1: String,
     sha256: String,
-    dir: PathBuf,
+    /// `params.from` as written, relative to the put's directory.
+    from: String,
 }
 
 const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -33,11 +36,11 @@ const MAX_POLL: Duration = Duration::from_secs(5);
 pub(crate) async fn put(
     source: &Source,
     params: &PutParams,
-    dir: &Path,
+    dir: &StepDir,
     director: &Director,
     log: &Log,
 ) -> Result<StepResponse> {
-    let fetched = read_fetched(&dir.join(&params.from))?;
+    let fetched = read_fetched(dir, &params.from)?;
     let target = &director.base_url;
     let uploaded = director.stemcells().await?;
     let mut metadata = vec![
@@ -59,7 +62,7 @@ pub(crate) async fn put(
             ));
             task.id
         }
-        None => start_upload(source, params, &fetched, director, &context, log).await?,
+        None => start_upload(source, params, &fetched, dir, director, &context, log).await?,
     };
     let timeout = task_timeout(params);
     let poll_cap = MAX_POLL.min(director.http().config().max_backoff).max(Duration::from_millis(10));
@@ -82,13 +85,14 @@ async fn start_upload(
     source: &Source,
     params: &PutParams,
     fetched: &Fetched,
+    dir: &StepDir,
     director: &Director,
     context: &str,
     log: &Log,
 ) -> Result<u64> {
     let target = &director.base_url;
     if params.upload_tarball {
-        let tarball = find_tarball(&fetched.dir)?;
+        let tarball = find_tarball(dir, &fetched.from)?;
         log.line(format!("uploading {} to the director {target}", tarball.display()));
         return director.upload_stemcell_file(&tarball, context).await;
     }
@@ -121,47 +125,59 @@ fn task_timeout(params: &PutParams) -> Duration {
     params.task_timeout.map_or(DEFAULT_TASK_TIMEOUT, |d| d.0)
 }
 
-fn read_fetched(dir: &Path) -> Result<Fetched> {
+/// The metadata files of a get are a line each; anything much larger is not one.
+const MAX_METADATA_FILE: u64 = 64 << 10;
+
+/// Reads `version`, `url`, `sha1` and `sha256` from the directory `params.from` names, inside the
+/// put's directory.
+fn read_fetched(dir: &StepDir, from: &str) -> Result<Fetched> {
+    let resolved = dir.resolve_dir("params.from", from).context(
+        "params.from must name the directory of a `get` of a stemcell resource, relative to the put's directory",
+    )?;
     let read = |name: &str| -> Result<String> {
-        let path = dir.join(name);
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!("reading {}: params.from must name the directory of a `get` of a stemcell resource", path.display())
+        let text = dir.read_text("params.from", &format!("{from}/{name}"), MAX_METADATA_FILE).with_context(|| {
+            format!("params.from `{from}` must be the directory of a `get` of a stemcell resource (it has no {name})")
         })?;
         Ok(text.trim().to_string())
     };
-    let optional =
-        |name: &str| std::fs::read_to_string(dir.join(name)).map(|t| t.trim().to_string()).unwrap_or_default();
+    let optional = |name: &str| match resolved.join(name).exists() {
+        true => read(name),
+        false => Ok(String::new()),
+    };
     let fetched = Fetched {
         version: read("version")?,
         url: read("url")?,
-        sha1: optional("sha1"),
-        sha256: optional("sha256"),
-        dir: dir.into(),
+        sha1: optional("sha1")?,
+        sha256: optional("sha256")?,
+        from: from.into(),
     };
-    if fetched.version.is_empty() {
-        bail!("{} is empty", dir.join("version").display());
+    if !is_stemcell_version(&fetched.version) {
+        bail!(
+            "params.from `{from}`: its version file holds {}, not a stemcell version such as `1.506`",
+            preview(&fetched.version)
+        );
     }
     Ok(fetched)
 }
 
-/// `stemcell.tgz`, else the one `*.tgz` a `preserve_filename` get wrote.
-fn find_tarball(dir: &Path) -> Result<PathBuf> {
-    let default = dir.join("stemcell.tgz");
-    if default.is_file() {
+/// `stemcell.tgz`, else the one `*.tgz` a `preserve_filename` get wrote; either must be a regular
+/// file inside the put's directory (a symlink out of it is refused like any other path).
+fn find_tarball(dir: &StepDir, from: &str) -> Result<PathBuf> {
+    let field = "params.from";
+    let in_from = |name: &str| dir.resolve(field, &format!("{from}/{name}")).ok().filter(|p| p.is_file());
+    if let Some(default) = in_from("stemcell.tgz") {
         return Ok(default);
     }
-    let entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
-    let tgz: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "tgz"))
-        .collect();
+    let listed = dir.resolve_dir(field, from)?;
+    let entries = std::fs::read_dir(&listed).with_context(|| format!("listing {}", listed.display()))?;
+    let names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let tgz: Vec<PathBuf> = names.iter().filter(|n| n.ends_with(".tgz")).filter_map(|n| in_from(n)).collect();
     match tgz.as_slice() {
         [one] => Ok(one.clone()),
-        [] => {
-            bail!("upload_tarball: no stemcell tarball in {} (was the get run with `tarball: false`?)", dir.display())
-        }
-        _ => bail!("upload_tarball: {} holds several .tgz files; expected one", dir.display()),
+        [] => bail!(
+            "upload_tarball: no stemcell tarball in params.from `{from}` (was the get run with `tarball: false`?)"
+        ),
+        _ => bail!("upload_tarball: params.from `{from}` holds several .tgz files; expected one"),
     }
 }
 

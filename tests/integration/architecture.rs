@@ -23,7 +23,7 @@ const LAYERS: &[(&str, &[&str], &[&str], bool)] = &[
     ("domain", &["rollout", "versions", "window"], &["clients", "transport", "base"], true),
     ("clients", &["clients"], &["transport", "base"], false),
     ("transport", &["http", "sigv4"], &["base"], true),
-    ("base", &["protocol", "redact", "env", "suggest"], &[], false),
+    ("base", &["protocol", "redact", "env", "suggest", "stepdir"], &[], false),
 ];
 
 /// A module as a path from the crate root: `[]` is the root, `["fleet", "put"]` is src/fleet/put.rs.
@@ -84,6 +84,42 @@ fn the_written_rules_are_the_tested_rules() {
         assert_eq!(allowed, *may_import, "what layer `{layer}` may import, in ARCHITECTURE.md");
         assert_eq!(cells[3].starts_with("yes"), *siblings, "whether `{layer}`'s modules may import each other");
     }
+}
+
+/// Only the step directory's owner writes files (and the download engine, which streams a tarball into
+/// a temp file beside its destination and renames it): every other module hands it a relative name.
+/// So no output can be written outside the step directory, through a planted symlink, or with the
+/// wrong mode, by a module that forgot to check. Test code (after `#[cfg(test)]`) is not counted.
+#[test]
+fn only_the_step_directory_writes_files() {
+    const WRITERS: &[&[&str]] = &[&["stepdir"], &["stemcell", "download"]];
+    const WRITES: &[&str] = &[
+        "fs::write",
+        "File::create",
+        "OpenOptions",
+        "create_dir",
+        "tempfile",
+        ".persist(",
+        "fs::rename",
+        "set_permissions",
+        "fs::copy",
+        "hard_link",
+        "symlink(",
+        "remove_file",
+        "set_len",
+        "write_all_at",
+    ];
+    let mut problems = String::new();
+    for (module, code) in source_files() {
+        if WRITERS.iter().any(|w| module == *w) {
+            continue;
+        }
+        let code = code.split("#[cfg(test)]").next().unwrap_or(&code);
+        for write in WRITES.iter().filter(|w| code.contains(**w)) {
+            writeln!(problems, "  {} uses `{write}`: write through stepdir::StepDir instead", name(&module)).unwrap();
+        }
+    }
+    assert!(problems.is_empty(), "files written outside src/stepdir.rs:\n{problems}");
 }
 
 /// Why `from` may not import `to`, or `None` when it may.

@@ -10,6 +10,7 @@ mod pipeline_lint;
 
 mod architecture;
 mod bad_input;
+mod confinement;
 mod demo;
 mod fleet_blackbox;
 mod fleet_gitops;

@@ -50,7 +50,8 @@ fn wrong_type_names_path_and_expected_type() {
     run_step("check", req, None, &[])
         .assert_fails_with(&["source.force_regular", "expected true or false, got \"yes\""]);
     let req = r#"{"source":{"kind":"stemcell","name":"x","http":{"attempts":"many"}}}"#;
-    run_step("check", req, None, &[]).assert_fails_with(&["source.http.attempts", "expected a whole number, at least 1, got \"many\""]);
+    run_step("check", req, None, &[])
+        .assert_fails_with(&["source.http.attempts", "expected a whole number, at least 1, got \"many\""]);
 }
 
 #[test]

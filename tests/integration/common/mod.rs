@@ -95,8 +95,13 @@ fn scan_files(dir: &Path, form: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.is_dir() && !path.is_symlink() {
+        // Only what the step could have written: real files and directories (reading a FIFO a test
+        // planted would block; a symlink leads elsewhere).
+        let Ok(kind) = std::fs::symlink_metadata(&path).map(|m| m.file_type()) else { continue };
+        if kind.is_dir() {
             scan_files(&path, form);
+        } else if !kind.is_file() {
+            continue;
         } else if let Ok(bytes) = std::fs::read(&path) {
             let found = bytes.windows(form.len()).any(|w| w == form.as_bytes());
             assert!(!found, "secret leaked into file {} as `{form}`", path.display());

@@ -413,20 +413,25 @@ impl Job {
             .retry(&what, || async {
                 let request = self.request(Method::GET).header(RANGE, range_header(0, end));
                 let response = request.send().await.map_err(|e| classify(e, Retry::Idempotent))?;
-                match response.status() {
-                    StatusCode::PARTIAL_CONTENT => {
-                        let (first, total) = opening_range(response.headers(), end).ok_or_else(|| {
-                            let range = response.headers().get(CONTENT_RANGE).and_then(|v| v.to_str().ok());
-                            let asked = range_header(0, end);
-                            Failure::fatal(anyhow!("GET {} answered Content-Range `{range:?}` for {asked}", self.url))
-                        })?;
-                        Ok(Opened::Ranged { response, first, total })
-                    }
-                    StatusCode::OK => Ok(Opened::Whole { len: content_length(&response), response }),
-                    _ => Err(status_failure(response, &self.url, self.auth.is_some()).await),
-                }
+                self.judge_opening(response, end).await
             })
             .await
+    }
+
+    /// 206 for what was asked (ranges work), or 200 (the server ignored the range: the whole body).
+    async fn judge_opening(&self, response: Response, end: u64) -> std::result::Result<Opened, Failure> {
+        match response.status() {
+            StatusCode::OK => Ok(Opened::Whole { len: content_length(&response), response }),
+            StatusCode::PARTIAL_CONTENT => match opening_range(response.headers(), end) {
+                Some((first, total)) => Ok(Opened::Ranged { response, first, total }),
+                None => {
+                    let range = response.headers().get(CONTENT_RANGE).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    let asked = range_header(0, end);
+                    Err(Failure::fatal(anyhow!("GET {} answered Content-Range `{range}` for {asked}", self.url)))
+                }
+            },
+            _ => Err(status_failure(response, &self.url, self.auth.is_some()).await),
+        }
     }
 
     /// The rest of a ranged transfer whose first piece is streaming in `response`.

@@ -27,6 +27,13 @@
 //! back while the others race ahead: measured on loopback (1 GiB, 8 connections, 16 MiB pieces),
 //! the prefix stood still at 38 MiB for half the transfer and 860 MiB were left to hash after the
 //! last byte, on one core, doubling the wall time.
+//!
+//! Bounds (a hostile or broken server must not hold a step for ever or fill the disk): the whole
+//! transfer runs under a deadline derived from its size and `http.min_transfer_rate`, since a server
+//! trickling a byte a second never trips the stall timeout; and no more bytes are taken than the
+//! size the list publishes (a server's larger `Content-Range`/`Content-Length` is refused at once, a
+//! body without a length is cut off at the limit). The verified file is world-readable (0644): a
+//! later task may run as another user.
 
 use crate::clients::boshio::Variant;
 use crate::http::{Failure, HttpClient, Retry, classify, is_retryable_status, parse_retry_after, status_error};
@@ -38,7 +45,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use sha2::Digest;
 use std::fs::File;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -158,6 +165,8 @@ const HASH_BUF: usize = 256 << 10;
 const HASHER_NAP: Duration = Duration::from_millis(20);
 /// Total length unknown (a server without Content-Length), or an open-ended range.
 const UNKNOWN: u64 = u64::MAX;
+/// The most bytes taken from a mirror that publishes no size: far beyond any stemcell.
+const UNPUBLISHED_LIMIT: u64 = 16 << 30;
 
 /// The piece length for a file of `len` bytes: about 8 pieces per connection, within bounds.
 fn piece_size(len: u64, parallel: u32) -> u64 {
@@ -232,15 +241,27 @@ pub async fn download(
         .suffix(".part")
         .tempfile_in(dir)
         .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    let limit = opts.published_size.filter(|size| *size > 0).unwrap_or(UNPUBLISHED_LIMIT);
     let job = Job {
         http: http.clone(),
         url: url.to_string(),
         file: Arc::new(temp.as_file().try_clone()?),
         algo: expected.algo,
         auth: opts.auth.clone().map(Arc::new),
+        limit,
     };
     let started = Instant::now();
-    let (hex, bytes, connections) = job.transfer(opts).await?;
+    let deadline = http.config().transfer_deadline(limit);
+    let (hex, bytes, connections) = tokio::time::timeout(deadline, job.transfer(opts)).await.map_err(|_| {
+        let rate = http.config().min_transfer_rate;
+        anyhow!(
+            "downloading {url}: not finished after {}, the time {} takes at the slowest rate allowed \
+             (http.min_transfer_rate, {rate} bytes/s, plus http.request_timeout); the server sends too slowly, \
+             and the download was discarded",
+            crate::rollout::human(deadline),
+            mib(limit)
+        )
+    })??;
     if hex != expected.hex {
         // `temp` is dropped on return: the unverified bytes are removed.
         bail!(
@@ -257,7 +278,9 @@ pub async fn download(
         expected.algo.name()
     ));
     // No fsync: Concourse volumes do not outlive a worker crash, and forcing 1 GiB to disk would
-    // cost more than the whole transfer on a fast link.
+    // cost more than the whole transfer on a fast link. The mode is set before the rename, on the open
+    // file (the umask does not apply), so the final name is never seen private.
+    temp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).context("making the download readable")?;
     temp.persist(dest).with_context(|| format!("renaming the verified download to {}", dest.display()))?;
     Ok(Downloaded { path: dest.to_path_buf(), bytes, connections })
 }
@@ -385,6 +408,8 @@ struct Job {
     file: Arc<File>,
     algo: Algo,
     auth: Option<Arc<sigv4::Keys>>,
+    /// The most bytes the file may have: the published size.
+    limit: u64,
 }
 
 impl Job {
@@ -393,6 +418,11 @@ impl Job {
     /// count and the connections used.
     async fn transfer(&self, opts: &Options) -> Result<(String, u64, usize)> {
         match self.open(first_end(opts.published_size, opts.parallel)).await? {
+            Opened::Ranged { total, .. } | Opened::Whole { len: Some(total), .. } if total > self.limit => bail!(
+                "{} says the tarball has {total} bytes, more than the {} the stemcell list publishes; refusing it",
+                self.url,
+                self.limit
+            ),
             Opened::Ranged { response, first, total } => self.ranged(response, first, total, opts).await,
             Opened::Whole { response, len } => {
                 self.http.log().line(format!(
@@ -498,6 +528,8 @@ impl Job {
         let (hasher, digest) = spawn_hasher(Arc::clone(&shared), Arc::clone(&self.file), self.algo);
         let progress = tokio::spawn(report_progress(Arc::clone(&shared), self.http.log().clone(), opts.progress_every));
         let mut opened = opened;
+        // Dropped early (the transfer's deadline passed), the hasher must stop too.
+        let _stop_hasher = StopHasher(Arc::clone(&shared), hasher.clone());
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..connections {
             let worker = Worker {
@@ -527,7 +559,19 @@ impl Job {
             file: Arc::clone(&self.file),
             algo: self.algo,
             auth: self.auth.clone(),
+            limit: self.limit,
         }
+    }
+}
+
+/// Marks a transfer failed when dropped, so the hasher thread ends whether `run` finished or was
+/// cancelled (after success the flag changes nothing: the hasher has already returned).
+struct StopHasher(Arc<Shared>, Thread);
+
+impl Drop for StopHasher {
+    fn drop(&mut self) {
+        self.0.failed.store(true, Ordering::Release);
+        self.1.unpark();
     }
 }
 
@@ -745,6 +789,13 @@ impl Worker {
                 Err(e) => return Err(classify(e, Retry::Idempotent)),
             };
             let len = chunk.len() as u64;
+            if offset + len > self.job.limit {
+                return Err(Failure::fatal(anyhow!(
+                    "{} sent more than the {} bytes the stemcell list publishes; the download was discarded",
+                    self.job.url,
+                    self.job.limit
+                )));
+            }
             if offset + len > piece.end {
                 return Err(Failure::fatal(anyhow!("{} sent more bytes than asked for", self.job.url)));
             }

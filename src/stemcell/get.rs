@@ -1,5 +1,8 @@
 //! `in` for `kind: stemcell`: the peer's files (`version`, `url`, `sha1`, `sha256`) and a verified
 //! tarball named `stemcell.tgz` or, with `preserve_filename`, after the URL.
+//!
+//! The metadata files are written last, once the tarball (if asked for) is verified and in place: a
+//! failed `in` must leave nothing that looks like a completed `tarball: false` get.
 
 use super::catalog::{self, VariantKind};
 use super::download::{self, Checksum, Options};
@@ -27,7 +30,6 @@ pub(crate) async fn get(
         anyhow!("version {wanted} of {} is not listed at {url}", source.name)
     })?;
     let (kind, variant) = catalog::pick(stemcell, flavor)?;
-    write_metadata_files(dir, wanted, variant)?;
     if params.tarball {
         let name = tarball_name(&variant.url, params.preserve_filename)?;
         let checksum = Checksum::for_variant(variant).ok_or_else(|| {
@@ -39,8 +41,9 @@ pub(crate) async fn get(
         let options = Options { parallel: params.parallel.max(1), auth, published_size, ..Options::default() };
         download::download(http, &variant.url, &dir.path().join(&name), &checksum, &options).await?;
     } else {
-        http.log().line("tarball: false, so only the metadata files were written");
+        http.log().line("tarball: false, so only the metadata files are written");
     }
+    write_metadata_files(dir, wanted, variant)?;
     Ok(StepResponse { version: version.clone(), metadata: metadata(stemcell, kind, variant) })
 }
 

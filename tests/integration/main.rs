@@ -12,6 +12,7 @@ mod architecture;
 mod bad_input;
 mod confinement;
 mod demo;
+mod download_bounds;
 mod download_order;
 mod fleet_blackbox;
 mod fleet_gitops;

@@ -71,6 +71,8 @@ pub struct VariantConfig {
     pub md5: Option<String>,
     /// The tarball sits in a private S3-compatible bucket: requests must be signed with these keys.
     pub s3_auth: Option<S3AuthConfig>,
+    /// Publish this size instead of the tarball's real one (a list that disagrees with its mirror).
+    pub published_size: Option<u64>,
 }
 
 impl Default for VariantConfig {
@@ -86,6 +88,7 @@ impl Default for VariantConfig {
             sha1: None,
             md5: None,
             s3_auth: None,
+            published_size: None,
         }
     }
 }
@@ -215,7 +218,7 @@ async fn variant_json(
     variant: &VariantConfig,
 ) -> Value {
     let url = variant.url.clone().unwrap_or_else(|| format!("{base}{}", tarball_path(name, version, flavor, variant)));
-    let mut out = json!({"url": url, "size": variant.size});
+    let mut out = json!({"url": url, "size": variant.published_size.unwrap_or(variant.size)});
     let computed = if needs_hashing(variant) {
         Some(boshio.digests(seed(name, version, flavor), variant.size).await)
     } else {

@@ -65,6 +65,10 @@ pub enum FaultAction {
     /// Answer as a server without range support would: the `Range` header is dropped, so a ranged GET
     /// gets the whole body with 200 (a server that stops honouring ranges mid-download).
     IgnoreRange,
+    /// Answer as a server that ignores `Range` and sends no `Content-Length`, then goes on: the whole body,
+    /// followed by `extra_bytes` more (zeros), in chunks. What a broken proxy or a hostile mirror does to
+    /// fill a disk: only a client that counts against the size it expects stops it.
+    Endless { extra_bytes: u64 },
     /// Answer `code` (301, 302, 303, 307 or 308) with `Location: location`, e.g. to plain http or to another
     /// server: what a hostile or misconfigured server, or one on the path, does to lure credentials away.
     Redirect { code: u16, location: String },
@@ -84,6 +88,7 @@ impl FaultAction {
             Self::RateLimit { .. } => "rate_limit",
             Self::Truncate { .. } => "truncate",
             Self::IgnoreRange => "ignore_range",
+            Self::Endless { .. } => "endless",
             Self::Redirect { .. } => "redirect",
             Self::Echo { .. } => "echo",
         }
@@ -249,6 +254,10 @@ async fn apply(action: FaultAction, mut req: Request, next: Next) -> Response {
         }
         FaultAction::Status { code, retry_after, body } => return status_response(code, retry_after, body),
         FaultAction::Redirect { code, location } => return redirect_response(code, &location),
+        FaultAction::Endless { extra_bytes } => {
+            req.headers_mut().remove(header::RANGE);
+            return endless(next.run(req).await, extra_bytes);
+        }
         FaultAction::Echo { code } => return echo_response(code, req).await,
         FaultAction::Stall { after_bytes: None, ms } => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -260,6 +269,26 @@ async fn apply(action: FaultAction, mut req: Request, next: Next) -> Response {
         FaultAction::RateLimit { bytes_per_sec } => BodyFault::Rate { bytes_per_sec },
     };
     shape_body(next.run(req).await, body_fault)
+}
+
+/// The response's own body without its length, then `extra` zero bytes in 64 KiB chunks, produced as the
+/// client reads (a client that hangs up ends it).
+fn endless(mut response: Response, extra: u64) -> Response {
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    response.map(|body| {
+        let chunk = axum::body::Bytes::from(vec![0u8; 64 << 10]);
+        let filler = futures_util::stream::unfold(extra, move |left| {
+            let chunk = chunk.clone();
+            async move {
+                (left > 0).then(|| {
+                    let n = left.min(chunk.len() as u64);
+                    (Ok::<_, std::io::Error>(chunk.slice(..n as usize)), left - n)
+                })
+            }
+        });
+        let own = futures_util::StreamExt::map(body.into_data_stream(), |c| c.map_err(std::io::Error::other));
+        Body::from_stream(futures_util::StreamExt::chain(own, filler))
+    })
 }
 
 fn redirect_response(code: u16, location: &str) -> Response {

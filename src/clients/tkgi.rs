@@ -49,6 +49,12 @@ impl Cluster {
     }
 }
 
+/// One plan of `GET /v1/plans` (docs/facts/tkgi-api.md); only its name is used.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct PlanInfo {
+    pub name: String,
+}
+
 /// What `POST /v1/clusters` needs (docs/facts/tkgi-api.md; `kubernetes_master_host` is required).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewCluster {
@@ -130,6 +136,11 @@ impl Tkgi {
     pub async fn clusters(&self) -> Result<Vec<Cluster>> {
         let raw: Vec<Value> = self.get_json("/v1/clusters").await?;
         raw.into_iter().map(Cluster::from_json).collect()
+    }
+
+    /// `GET /v1/plans`: the plans clusters can be created with.
+    pub async fn plans(&self) -> Result<Vec<PlanInfo>> {
+        self.get_json("/v1/plans").await
     }
 
     /// `GET /v1/clusters/{name}`.

@@ -14,8 +14,9 @@ use crate::config::fleet::{OutsideWindow, PutParams, Selector, Source};
 use crate::context::Ctx;
 use crate::protocol::{MetadataField, StepResponse, render_step};
 use crate::rollout::executor::{self, Executor, Halt, Outcome, StartGate};
-use crate::rollout::plan::{Plan, plan};
+use crate::rollout::plan::{Action, Change, Plan, check_target, plan};
 use crate::stepdir::{Mode, StepDir, preview};
+use crate::suggest::suggestion;
 use crate::versions::stemcell::is_stemcell_version;
 use crate::window::Window;
 use anyhow::{Context, Result, bail};
@@ -59,6 +60,7 @@ pub(super) async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Resul
         }
     };
     ctx.log.line(plan_text(&plan));
+    validate_plan(&plan, &conn).await?;
     if params.dry_run {
         write_plan_files(&plan, dir, ctx)?;
         ctx.log.line("dry run: nothing was changed");
@@ -77,6 +79,50 @@ pub(super) async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Resul
     }
     let version = fleet_version(&conn, source).await.context("reading the fleet after the rollout")?;
     render_step(&StepResponse { version, metadata })
+}
+
+/// What can be judged before the first change, so a dry run refuses what a real run would fail on:
+/// every upgrade the plan would start must reach the target in one step (no downgrade, no skipped
+/// minor), the target must be a version at all, and every plan a create names must be one the
+/// platform offers.
+async fn validate_plan(plan: &Plan, conn: &Clients) -> Result<()> {
+    let upgrades = plan.planned().filter(|p| p.upgrades() && p.action == Action::Start);
+    check_target(&plan.target, upgrades.map(|p| (p.name.as_str(), p.from_version.as_str())))?;
+    check_plan_names(plan, conn).await
+}
+
+/// The platform refuses a create with an unknown plan (400) only when the create starts, after
+/// other clusters may have changed: so every plan name is checked against `GET /v1/plans` first.
+async fn check_plan_names(plan: &Plan, conn: &Clients) -> Result<()> {
+    let creates: Vec<(&str, &str)> = plan
+        .planned()
+        .flat_map(|p| p.changes.iter().map(move |c| (p.name.as_str(), c)))
+        .filter_map(|(name, change)| match change {
+            Change::Create { plan, .. } => Some((name, plan.as_str())),
+            _ => None,
+        })
+        .collect();
+    if creates.is_empty() {
+        return Ok(());
+    }
+    let offered = conn.tkgi.plans().await.context("listing the platform's plans to check the fleet file's")?;
+    let offered: Vec<&str> = offered.iter().map(|p| p.name.as_str()).collect();
+    let unknown: Vec<String> = creates
+        .iter()
+        .filter(|(_, wanted)| !offered.contains(wanted))
+        .map(|(name, wanted)| {
+            format!("cluster `{name}` asks for plan `{wanted}`{}", suggestion(wanted, offered.iter().copied()))
+        })
+        .collect();
+    if !unknown.is_empty() {
+        bail!(
+            "the fleet file creates clusters with plans the platform does not offer, so nothing was changed:\n  {}\n\
+             the platform's plans: {}",
+            unknown.join("\n  "),
+            offered.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// The fleet version over `source.clusters` — what `check` reports — whatever `params.clusters` says.
@@ -206,18 +252,32 @@ fn window_gate(window: Window, ctx: &Ctx) -> StartGate<'_> {
 
 /// `target_version`, else `target_version_file` (relative to the put's directory), else the platform's
 /// own version. Never a guess: if none can be read, the put fails and says how to set one.
+///
+/// An explicit target must be the platform's own version when the platform reports one: TKGI
+/// upgrades a cluster only to it, so any other target could never be reached (every cluster would
+/// be upgraded, then failed).
 async fn target_version(params: &PutParams, from_file: Option<String>, conn: &Clients, ctx: &Ctx) -> Result<String> {
-    if let Some(v) = &params.target_version {
-        return Ok(v.trim().to_string());
+    let explicit = params.target_version.as_ref().map(|v| v.trim().to_string()).or(from_file);
+    let field = if params.target_version.is_some() { "params.target_version" } else { "params.target_version_file" };
+    match (explicit, conn.tkgi.platform_version().await) {
+        (Some(target), Ok(platform)) if target != platform => bail!(
+            "{field} is {target}, but the platform reports TKGI {platform}: TKGI upgrades clusters only to the \
+             platform's own version, so the rollout could never reach {target}; set the target to {platform}, or \
+             leave it out"
+        ),
+        (Some(target), Ok(_)) => Ok(target),
+        (Some(target), Err(e)) => {
+            ctx.log.line(format!("note: the platform's own version could not be read ({e:#}); the target is {target}"));
+            Ok(target)
+        }
+        (None, Ok(platform)) => {
+            ctx.log.line(format!("target: TKGI {platform}, as reported by the platform"));
+            Ok(platform)
+        }
+        (None, Err(e)) => Err(e.context(
+            "cannot determine the target TKGI version from the platform (an assumed, unpublished route); set params.target_version or params.target_version_file",
+        )),
     }
-    if let Some(v) = from_file {
-        return Ok(v);
-    }
-    let v = conn.tkgi.platform_version().await.context(
-        "cannot determine the target TKGI version from the platform (an assumed, unpublished route); set params.target_version or params.target_version_file",
-    )?;
-    ctx.log.line(format!("target: TKGI {v}, as reported by the platform"));
-    Ok(v)
 }
 
 /// The version in `target_version_file` (relative to the put's directory), if it is set.

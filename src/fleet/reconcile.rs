@@ -16,7 +16,9 @@
 
 use super::desired::{DesiredCluster, FleetFile};
 use crate::rollout::plan::Canaries;
-use crate::rollout::plan::{Action, Change, ClusterState, Phase, Plan, Planned, SkipReason, StemcellStep, Wave};
+use crate::rollout::plan::{
+    Action, Change, ClusterState, Phase, Plan, Planned, SkipReason, StemcellStep, Wave, parse_target,
+};
 use crate::versions::kubernetes::KubeVersion;
 use crate::versions::skew::check_skew;
 use anyhow::{Result, bail};
@@ -53,6 +55,8 @@ pub(super) struct Reconciled {
 pub(super) const PRUNE_WAVE: &str = "prune";
 
 pub(super) fn reconcile(file: &FleetFile, current: &[Current], options: &Options) -> Result<Reconciled> {
+    // Pins are judged against it by `version_step`; a target that is no version would slip past.
+    parse_target(&options.target)?;
     let mut out = Reconciled {
         plan: Plan {
             target: options.target.clone(),

@@ -13,6 +13,8 @@
 //! "upgraded" back down.
 
 use crate::versions;
+use crate::versions::kubernetes::KubeVersion;
+use crate::versions::skew::check_skew;
 use anyhow::{Result, bail};
 use serde::Deserialize;
 use std::fmt;
@@ -373,6 +375,32 @@ pub fn decide(
     }
 }
 
+/// The target as a version, or an error that says what a target looks like: a target that is no
+/// version would upgrade every cluster and fail each one only after it started.
+pub fn parse_target(target: &str) -> Result<KubeVersion> {
+    KubeVersion::parse(target).map_err(|_| {
+        let shown: String = target.chars().take(60).collect();
+        anyhow::anyhow!("the target `{shown}` is not a TKGI version such as `1.19.2-build.10`")
+    })
+}
+
+/// Refuses the plan when a cluster it would upgrade cannot reach `target` in one upgrade: a
+/// downgrade, a skipped minor, another major. Every cluster is judged before anything starts, and all
+/// refusals are named at once. A cluster whose own version cannot be read is left to the platform.
+pub fn check_target<'a>(target: &str, upgrades: impl Iterator<Item = (&'a str, &'a str)>) -> Result<()> {
+    let to = parse_target(target)?;
+    let refused: Vec<String> = upgrades
+        .filter_map(|(name, from)| {
+            let from = KubeVersion::parse(from).ok()?;
+            check_skew(&from, &to).err().map(|why| format!("{name}: {why}"))
+        })
+        .collect();
+    if !refused.is_empty() {
+        bail!("the target {target} cannot be reached in one upgrade:\n  {}", refused.join("\n  "));
+    }
+    Ok(())
+}
+
 /// Builds a one-wave plan: adopted upgrades first, then canaries (named ones in the order given, or
 /// the first `n` by name), then the rest by name. Named canaries must be among `clusters`.
 pub fn plan(
@@ -440,6 +468,20 @@ mod tests {
 
     fn names(list: &[Planned]) -> Vec<&str> {
         list.iter().map(|p| p.name.as_str()).collect()
+    }
+
+    #[test]
+    fn targets_must_be_versions_reachable_in_one_upgrade() {
+        let t = "1.19.2-build.10";
+        check_target(t, [("a", "1.18.5-build.10"), ("b", t), ("c", "unreadable")].into_iter()).unwrap();
+        assert!(check_target("garbage", std::iter::empty()).unwrap_err().to_string().contains("not a TKGI version"));
+        let err = check_target(t, [("down", "1.20.0-build.1"), ("far", "1.17.3-build.2")].into_iter()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("down: 1.20.0-build.1 → 1.19.2-build.10 is a downgrade"), "{text}");
+        assert!(
+            text.contains("far: 1.17 → 1.19 skips a minor") && text.contains("upgrade 1.17 → 1.18 → 1.19"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -332,8 +332,8 @@ impl Demo<'_> {
                 self.block("fleet.md (post it to chat as is)", &report)?;
                 self.read(
                     "the 7 upgraded clusters run stemcell 1.506, the one uploaded above. Re-running the job is safe: \
-                     clusters at the target are skipped, the 4 not started are upgraded, and prod-eu-2 is retried \
-                     only with `repair: true`",
+                     clusters at the target are skipped, and nothing starts while prod-eu-2's failure stands (under \
+                     on_failure: stop): `repair: true` retries it, then the 4 not started are upgraded",
                 )?;
             }
             Err(e) => self.surprise(&format!("the report get wrote no fleet.md: {e}"))?,

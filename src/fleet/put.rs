@@ -3,6 +3,13 @@
 //! there and writes `plan.json`/`plan.md`), then execute wave by wave with the rollout engine, whose
 //! start gate stops new starts once the window closes. The emitted version is computed from a fresh
 //! observation with the resource's own selector afterwards, exactly as `check` computes it.
+//!
+//! A failure under an earlier build counts. The platform keeps no history of builds, so the only
+//! trace a killed build's failure leaves is the cluster's own state: its last action `failed`. A
+//! selected cluster in that state which this run would leave alone (`repair` not set) is such an
+//! unresolved failure, whichever build caused it: under `on_failure: stop` nothing starts (a rerun
+//! must not roll on past what stopped the first run), under `continue` the rest runs and the put
+//! still fails naming it. `repair: true` retries it; `!name` in the selector leaves it out.
 
 use super::desired::{self, FleetFile};
 use super::platform::{TkgiPlatform, observed_state};
@@ -13,8 +20,8 @@ use super::{Clients, Observed, connect, observe};
 use crate::config::fleet::{OutsideWindow, PutParams, Selector, Source};
 use crate::context::Ctx;
 use crate::protocol::{MetadataField, StepResponse, render_step};
-use crate::rollout::executor::{self, Executor, Halt, Outcome, StartGate};
-use crate::rollout::plan::{Action, Change, Plan, check_target, plan};
+use crate::rollout::executor::{self, Executor, Halt, OnFailure, Outcome, StartGate};
+use crate::rollout::plan::{Action, Change, Plan, SkipReason, check_target, plan};
 use crate::stepdir::{Mode, StepDir, preview};
 use crate::suggest::suggestion;
 use crate::versions::stemcell::is_stemcell_version;
@@ -61,6 +68,16 @@ pub(super) async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Resul
     };
     ctx.log.line(plan_text(&plan));
     validate_plan(&plan, &conn).await?;
+    let earlier = earlier_failures(&plan);
+    if !earlier.is_empty() && params.on_failure == OnFailure::Stop {
+        bail!(
+            "refusing to start: {} failed (its last action ended failed, in this rollout's earlier build or before) and \
+             on_failure is stop, so nothing starts until that is dealt with: set params.repair: true to retry it in \
+             this run, or leave it out with `!{}` in params.clusters",
+            list(&earlier),
+            earlier[0]
+        );
+    }
     if params.dry_run {
         write_plan_files(&plan, dir, ctx)?;
         ctx.log.line("dry run: nothing was changed");
@@ -70,7 +87,7 @@ pub(super) async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Resul
     }
     let report = execute(params, file.as_ref(), window, &conn, &plan, ctx).await;
     ctx.log.line(summary_text(&report));
-    let deferred = check_outcome(&report, &plan, params)?;
+    let deferred = check_outcome(&report, &plan, params, &earlier)?;
     let mut metadata = plan_metadata(&plan);
     metadata.push(MetadataField::new("changed", report.names(|o| *o == Outcome::Succeeded).len().to_string()));
     metadata.push(MetadataField::new("failed", "none"));
@@ -79,6 +96,13 @@ pub(super) async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Resul
     }
     let version = fleet_version(&conn, source).await.context("reading the fleet after the rollout")?;
     render_step(&StepResponse { version, metadata })
+}
+
+/// Selected clusters whose last action failed and which this plan leaves alone: failures no run has
+/// dealt with yet (see the module comment).
+fn earlier_failures(plan: &Plan) -> Vec<String> {
+    let failed = plan.skipped.iter().filter(|(_, why)| matches!(why, SkipReason::FailedWithoutRepair { .. }));
+    failed.map(|(name, _)| name.clone()).collect()
 }
 
 /// What can be judged before the first change, so a dry run refuses what a real run would fail on:
@@ -144,8 +168,14 @@ fn window_closed(window: Option<&Window>, ctx: &Ctx) -> Option<String> {
 
 /// Fails on any failed cluster, or on clusters left unstarted unless only the window held them back
 /// and `outside_window: skip` is set; returns those deferred clusters.
-fn check_outcome(report: &executor::Report, plan: &Plan, params: &PutParams) -> Result<Vec<String>> {
-    let failed = report.names(|o| matches!(o, Outcome::Failed(_)));
+fn check_outcome(
+    report: &executor::Report,
+    plan: &Plan,
+    params: &PutParams,
+    earlier: &[String],
+) -> Result<Vec<String>> {
+    let mut failed = report.names(|o| matches!(o, Outcome::Failed(_)));
+    failed.extend(earlier.iter().map(|name| format!("{name} (before this run)")));
     let not_started = report.names(|o| matches!(o, Outcome::NotStarted(_)));
     let window_closed = matches!(report.halted, Some(Halt::GateClosed(_)));
     if failed.is_empty() && window_closed && params.outside_window == OutsideWindow::Skip {

@@ -10,6 +10,11 @@
 //! time. So a pin or target more than one minor ahead of a cluster is refused with the chained path,
 //! using the same skew check as `kind: kubernetes`.
 //!
+//! Resume rule: an action already running on a cluster the file manages (a killed build's create,
+//! resize or upgrade, or a prune's delete) is adopted, never started again nor skipped, and every
+//! adopted job is awaited before anything new starts in any wave: otherwise a rerun would start
+//! new actions beside it, above `max_in_flight`, and could succeed before it finished.
+//!
 //! Stemcell rule: with a target stemcell, a cluster at the platform's TKGI version whose stemcell is
 //! older is upgraded too (the same call redeploys it on the director's newest stemcell) — unless it is
 //! pinned to another TKGI version, because that call would also move its TKGI version.
@@ -99,8 +104,18 @@ pub(super) fn reconcile(file: &FleetFile, current: &[Current], options: &Options
     }
     waves.push(prune_wave(file, current, options, &mut out.plan.skipped));
     mark_canaries(&mut waves, file.canaries.as_ref());
+    adopt_first(&mut waves);
     out.plan.waves = waves;
     Ok(out)
+}
+
+/// Moves every adopted job into the first wave, where the executor awaits them before starting
+/// anything: what a killed build left running counts against `max_in_flight` like everything else.
+fn adopt_first(waves: &mut [Wave]) {
+    let adopted: Vec<Planned> = waves.iter_mut().skip(1).flat_map(|w| w.adopted.drain(..)).collect();
+    if let Some(first) = waves.first_mut() {
+        first.adopted.extend(adopted);
+    }
 }
 
 enum Decision {
@@ -139,7 +154,15 @@ fn decide(
         Phase::Running if s.is_upgrade() => {
             Ok(job(Action::Adopt, [Some(Change::Upgrade), resize].into_iter().flatten().collect()))
         }
-        Phase::Running => Ok(Decision::Skip(SkipReason::Busy { action: s.last_action.clone() })),
+        Phase::Running => match running_change(file, d, s) {
+            // What follows the adopted change: the upgrade, if the cluster is still behind afterwards.
+            Some(first) => {
+                let then =
+                    if matches!(first, Change::Create { .. }) { None } else { upgrade_after(s, &target, d, options)? };
+                Ok(job(Action::Adopt, [Some(first), then].into_iter().flatten().collect()))
+            }
+            None => Ok(Decision::Skip(SkipReason::Busy { action: s.last_action.clone() })),
+        },
         Phase::Unknown => Ok(Decision::Skip(SkipReason::UnknownState { state: s.last_action_state.clone() })),
         // A repair re-runs the upgrade, TKGI's way to re-deploy a cluster whatever action failed; once per
         // run, because the executor starts each job once.
@@ -164,6 +187,31 @@ fn decide(
             }))
         }
     }
+}
+
+/// The change a running action is, when it is one this file asks for (an earlier build's): a create
+/// of a cluster the file lists, or a resize to the worker count the file names. Anything else running
+/// (someone else's update, a delete of a listed cluster) is another's business: the cluster is busy.
+fn running_change(file: &FleetFile, d: &DesiredCluster, s: &ClusterState) -> Option<Change> {
+    match s.last_action.to_ascii_uppercase().as_str() {
+        "CREATE" => Some(Change::Create {
+            plan: d.plan.clone(),
+            master_host: file.master_host_for(d).unwrap_or_default(),
+            workers: d.workers,
+        }),
+        "UPDATE" => d.workers.filter(|w| s.workers == Some(*w)).map(|to| Change::Resize { from: None, to }),
+        _ => None,
+    }
+}
+
+/// The upgrade an adopted resize leaves to do, if the cluster is behind the target.
+fn upgrade_after(
+    s: &ClusterState,
+    target: &str,
+    d: &DesiredCluster,
+    options: &Options,
+) -> std::result::Result<Option<Change>, String> {
+    version_step(&s.version, target, d.version.is_some(), options)
 }
 
 fn create(
@@ -239,11 +287,25 @@ fn prune_wave(
     extra.sort_by(|a, b| a.state.name.cmp(&b.state.name));
     for c in extra {
         let name = c.state.name.clone();
+        let deleting = c.state.phase() == Phase::Running && c.state.last_action.eq_ignore_ascii_case("DELETE");
+        if options.prune && deleting {
+            // An earlier build's prune: awaited, and it counts against this run's cap.
+            wave.adopted.push(Planned {
+                name,
+                action: Action::Adopt,
+                canary: false,
+                from_version: c.state.version.clone(),
+                stemcell: None,
+                changes: vec![Change::Delete],
+            });
+            continue;
+        }
+        let pruning = wave.clusters.len() + wave.adopted.len();
         let reason = if !options.prune {
             Some(SkipReason::NotInFleetFile)
         } else if c.state.phase() == Phase::Running {
             Some(SkipReason::Busy { action: c.state.last_action.clone() })
-        } else if wave.clusters.len() >= options.max_prunes {
+        } else if pruning >= options.max_prunes {
             Some(SkipReason::PruneCapReached { cap: options.max_prunes })
         } else {
             None
@@ -433,16 +495,47 @@ clusters:
     }
 
     #[test]
-    fn running_upgrades_are_adopted_other_actions_wait() {
-        let file = "clusters:\n  - {name: a, plan: small, workers: 5}\n  - {name: b, plan: small}\n  - {name: c, plan: small}\n";
+    fn running_changes_the_file_asks_for_are_adopted_others_wait() {
+        let file = "master_host: '{name}.k8s'\nclusters:\n  - {name: a, plan: small, workers: 5}\n  - {name: b, plan: small}\n  - {name: c, plan: small}\n  - {name: d, plan: small, workers: 4}\n  - {name: e, plan: small}\n";
         let current = [
             cur("a", OLD, "UPGRADE", "in progress", 3),
-            cur("b", OLD, "CREATE", "in progress", 3),
+            cur("b", TARGET, "CREATE", "in progress", 3),
             cur("c", OLD, "UPGRADE", "weird", 3),
+            cur("d", OLD, "UPDATE", "in progress", 4),
+            cur("e", OLD, "UPDATE", "in progress", 3),
         ];
         let r = run(file, &current, &opts(false, 1, false)).unwrap();
-        assert_eq!(jobs(&r), ["all: a upgrade, then resize 3 → 5 workers (adopt)"]);
-        assert!(skips(&r)[0].contains("(CREATE)") && skips(&r)[1].contains("unknown last_action_state"));
+        assert_eq!(
+            jobs(&r),
+            [
+                "all: a upgrade, then resize 3 → 5 workers (adopt)",
+                "all: b create (small) (adopt)",
+                "all: d resize to 4 workers, then upgrade (adopt)",
+            ]
+        );
+        assert!(
+            skips(&r)[0].contains("unknown last_action_state") && skips(&r)[1].contains("(UPDATE)"),
+            "{:?}",
+            skips(&r)
+        );
+    }
+
+    #[test]
+    fn adopted_jobs_of_every_wave_are_awaited_before_anything_starts() {
+        let file = "waves: [dev, prod]\nmaster_host: '{name}.k8s'\nclusters:\n  - {name: d-1, plan: small, wave: dev}\n  - {name: p-new, plan: small, wave: prod}\n";
+        let current = [
+            ok("d-1", OLD, 3),
+            cur("p-new", TARGET, "CREATE", "in progress", 3),
+            cur("x", TARGET, "DELETE", "in progress", 3),
+        ];
+        let r = run(file, &current, &opts(true, 1, false)).unwrap();
+        assert_eq!(names_in(&r.plan.waves[0].adopted), ["p-new", "x"]);
+        assert_eq!(names_in(&r.plan.waves[0].clusters), ["d-1"]);
+        assert!(r.plan.waves[1..].iter().all(|w| w.adopted.is_empty()));
+    }
+
+    fn names_in(list: &[Planned]) -> Vec<&str> {
+        list.iter().map(|p| p.name.as_str()).collect()
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub(super) fn plan_text(plan: &Plan) -> String {
 
 fn step(p: &Planned) -> String {
     match (p.action, p.canary) {
-        (Action::Adopt, _) => format!("adopt (upgrade already running): {}", p.describe()),
+        (Action::Adopt, _) => format!("adopt (already running): {}", p.describe()),
         (Action::Start, true) => format!("canary {}", p.describe()),
         (Action::Start, false) => p.describe(),
     }
@@ -145,7 +145,7 @@ pub(super) fn summary_text(report: &Report) -> String {
         .iter()
         .map(|c| {
             let role = if c.adopted {
-                "adopted upgrade".to_string()
+                format!("adopted {}", c.what)
             } else if c.canary {
                 format!("canary {}", c.what)
             } else {

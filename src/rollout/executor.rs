@@ -330,7 +330,8 @@ impl<'a, P: Platform> Executor<'a, P> {
         let name = &planned.name;
         for (index, change) in planned.changes.iter().enumerate() {
             if index == 0 && planned.action == Action::Adopt {
-                self.progress(name, "upgrade already in progress: adopting it (not starting another)");
+                let what = change.describe();
+                self.progress(name, &format!("{what} already in progress: adopting it (not starting another)"));
             } else {
                 self.start(name, change, planned.canary).await?;
             }

@@ -181,7 +181,7 @@ impl Change {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Planned {
     pub name: String,
-    /// How the first change is taken on (only an upgrade can be adopted).
+    /// How the first change is taken on: started, or adopted (already running, e.g. from a killed build).
     pub action: Action,
     pub canary: bool,
     pub from_version: String,

@@ -17,6 +17,7 @@ mod download_order;
 mod fleet_blackbox;
 mod fleet_gitops;
 mod fleet_oidc;
+mod fleet_resume;
 mod fleet_validation;
 mod fuzz_parsing;
 mod hostile_servers;

@@ -207,6 +207,9 @@ pub struct ClusterView {
     pub uuid: String,
     pub k8s_version: String,
     pub stemcell: String,
+    /// E.g. `UPGRADE`, and `in progress`, `succeeded` or `failed` (what a test waits on).
+    pub last_action: String,
+    pub last_action_state: String,
 }
 
 impl Fleet {
@@ -277,6 +280,8 @@ impl Fleet {
                 uuid: c.uuid.clone(),
                 k8s_version: c.k8s_version.clone(),
                 stemcell: c.stemcell.clone(),
+                last_action: c.last_action.clone(),
+                last_action_state: c.last_action_state.clone(),
             })
             .collect()
     }

@@ -5,7 +5,6 @@
 use crate::common::{SENTINEL, StepOutput, run_step};
 use repave_sim::testing::RunningSim;
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
 
 const TARGET: &str = "1.19.2-build.10";
 
@@ -187,27 +186,26 @@ fn outside_the_window_out_refuses_or_skips_with_the_version_unchanged() {
     assert_eq!(counter(&sim, "tkgi.upgrade_starts"), 2);
 }
 
+/// The window closes 8 s after the put starts and each upgrade takes 3 s, one at a time: at most
+/// three start before it closes, and the first starts unless the machine needs 8 s to get going. A
+/// slower machine only starts fewer, so the test holds under load; nothing in it is timed.
 #[test]
 fn when_the_window_closes_mid_run_nothing_new_starts_and_running_clusters_finish() {
     let names: Vec<String> = (1..=6).map(|i| format!("{{name: c-{i}}}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    // Each upgrade takes 600 ms; the window closes 1.5 s after the put starts.
-    let sim = RunningSim::start(&world(&refs, 3000));
+    let sim = RunningSim::start(&world(&refs, 15000));
     let file: String = "window: Sat 02:00-06:00 UTC\nclusters:\n".to_string()
         + &(1..=6).map(|i| format!("  - {{name: c-{i}, plan: small}}\n")).collect::<String>();
-    let began = Instant::now();
-    let (result, _dir) = apply(&sim, &file, json!({}), &[("REPAVE_NOW", "2026-11-28T05:59:58.500Z")]);
+    let (result, _dir) = apply(&sim, &file, json!({}), &[("REPAVE_NOW", "2026-11-28T05:59:52Z")]);
     result.assert_fails_with(&["the maintenance window closed", "not started: c-"]);
-    assert!(result.stderr.contains("no new cluster starts: the maintenance window closed"), "{}", result.stderr);
+    let gate = "no new cluster starts: the maintenance window closed";
+    assert!(result.stderr.contains(gate), "{}", result.stderr);
 
     let started = counter(&sim, "tkgi.upgrade_starts");
     assert!((1..6).contains(&started), "some but not all started: {started}");
-    // Every start reached the simulator before the window closed (1.5 s after the put began, plus
-    // process start-up slack).
-    let closed_ms =
-        u64::try_from((began + Duration::from_millis(2000)).duration_since(sim.state().start).as_millis()).unwrap();
-    let late: Vec<_> = sim.requests().into_iter().filter(|r| r.method == "PATCH" && r.at_ms > closed_ms).collect();
-    assert!(late.is_empty(), "started after the window closed: {late:?}");
+    // Every start the simulator saw was made before the put's own clock closed the gate.
+    let before_gate = result.stderr.split(gate).next().unwrap_or_default();
+    assert_eq!(before_gate.matches("upgrade started").count() as i64, started, "{}", result.stderr);
     // The started ones were awaited to the end.
     check(&sim);
     assert_eq!(sim.state().counter("tkgi.upgrades_in_flight"), 0);

@@ -100,7 +100,8 @@ async fn a_stalled_body_times_out_and_is_retried() {
     let sim = RunningSim::start("");
     let stall = FaultAction::Stall { after_bytes: Some(100), ms: 20_000 };
     sim.add_fault(FaultRule::new("/_sim/big-json/*", stall).count(1));
-    let config = HttpConfig { stall_timeout: Duration::from_millis(300), ..config(&sim) };
+    // 5 s, not less: the retry, which is not under test, reads under the same timeout on a busy machine.
+    let config = HttpConfig { stall_timeout: Duration::from_secs(5), ..config(&sim) };
     let (http, log) = client(config, &Env::new());
     let body = http.get_bytes(&format!("{}/_sim/big-json/50000", sim.url()), HeaderMap::new()).await.unwrap();
     assert_eq!(body.len(), 50000);

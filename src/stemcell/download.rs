@@ -668,18 +668,18 @@ impl Reader<'_> {
     }
 }
 
-/// A read-only mapping of one aligned [`VIEW`]-sized window of a file: the only unsafe code here.
+/// A read-only mapping of one aligned [`VIEW`]-sized window of a file (memmap2): the only unsafe
+/// code here.
 mod view {
     use super::VIEW;
+    use memmap2::{Mmap, MmapOptions};
     use std::fs::File;
     use std::io;
-    use std::os::fd::AsRawFd;
-    use std::ptr::NonNull;
 
     #[derive(Default)]
     pub struct View {
-        /// The window's file offset and address, once mapped.
-        mapped: Option<(u64, NonNull<libc::c_void>)>,
+        /// The window's file offset and its mapping, once mapped.
+        mapped: Option<(u64, Mmap)>,
     }
 
     impl View {
@@ -690,40 +690,17 @@ mod view {
         /// view is alive: a mapped page past the end of a file faults (SIGBUS).
         pub unsafe fn bytes(&mut self, file: &File, from: u64, end: u64) -> io::Result<&[u8]> {
             let start = from / VIEW * VIEW;
-            let addr = match self.mapped {
-                Some((mapped, addr)) if mapped == start => addr,
-                _ => self.map(file, start)?,
-            };
+            if self.mapped.as_ref().is_none_or(|(mapped, _)| *mapped != start) {
+                self.mapped = None;
+                // SAFETY: a new read-only mapping; the caller vouches that the bytes read through it
+                // do not change and that the file does not shrink below them.
+                let map = unsafe { MmapOptions::new().offset(start).len(VIEW as usize).map(file)? };
+                self.mapped = Some((start, map));
+            }
+            let (_, map) = self.mapped.as_ref().expect("mapped above");
             let n = (end - from).min(start + VIEW - from) as usize;
-            // SAFETY: `from - start + n <= VIEW`, inside the mapping; the caller vouches for the bytes.
-            Ok(unsafe { std::slice::from_raw_parts(addr.as_ptr().cast::<u8>().add((from - start) as usize), n) })
-        }
-
-        fn map(&mut self, file: &File, start: u64) -> io::Result<NonNull<libc::c_void>> {
-            self.unmap();
-            let offset = libc::off_t::try_from(start).map_err(io::Error::other)?;
-            let (len, prot, flags) = (VIEW as usize, libc::PROT_READ, libc::MAP_SHARED);
-            // SAFETY: a new read-only mapping at an address of the kernel's choosing: it aliases nothing.
-            let addr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, file.as_raw_fd(), offset) };
-            if addr == libc::MAP_FAILED {
-                return Err(io::Error::last_os_error());
-            }
-            let addr = NonNull::new(addr).ok_or_else(|| io::Error::other("mmap returned a null address"))?;
-            self.mapped = Some((start, addr));
-            Ok(addr)
-        }
-
-        fn unmap(&mut self) {
-            if let Some((_, addr)) = self.mapped.take() {
-                // SAFETY: the mapping made by `map`; slices of it borrow `self`, so none is alive.
-                unsafe { libc::munmap(addr.as_ptr(), VIEW as usize) };
-            }
-        }
-    }
-
-    impl Drop for View {
-        fn drop(&mut self) {
-            self.unmap();
+            let at = (from - start) as usize;
+            Ok(&map[at..at + n])
         }
     }
 }

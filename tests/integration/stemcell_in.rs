@@ -105,12 +105,13 @@ fn md5_only_is_verified_with_md5() {
 }
 
 #[test]
-fn a_checksum_mismatch_fails_and_leaves_no_tarball_behind() {
+fn a_checksum_mismatch_fails_and_leaves_nothing_behind() {
     let sim = RunningSim::start(&scenario());
     let dir = tempfile::tempdir().unwrap();
     let out = get(&sim, dir.path(), "1.504", json!({}), json!({}));
     out.assert_fails_with(&["sha256", "does not match the published checksum"]);
-    assert_eq!(files(dir.path()), ["sha1", "sha256", "url", "version"], "no tarball, no temp file");
+    // Not even the metadata files: they would pass for a completed `tarball: false` get.
+    assert!(files(dir.path()).is_empty(), "no tarball, no temp file, no metadata: {:?}", files(dir.path()));
 }
 
 #[test]

@@ -38,17 +38,15 @@ pub(crate) fn client_config(trust: &Trust<'_>) -> Result<rustls::ClientConfig> {
         Some(pem) => parse_ca_cert(pem)?,
         None => Vec::new(),
     };
-    let verifier: Arc<dyn ServerCertVerifier> = if trust.insecure_skip_tls_verify {
-        Arc::new(Unverified(provider.signature_verification_algorithms))
-    } else {
-        let mut roots = RootCertStore::empty();
+    let mut roots = RootCertStore::empty();
+    if !trust.insecure_skip_tls_verify {
         roots.add_parsable_certificates(system_roots(trust));
         for der in &pinned {
             // One webpki cannot use as an anchor may still be a server's own certificate, pinned.
             let _ = roots.add(der.clone());
         }
-        Arc::new(Verifier::new(roots, pinned, Arc::clone(&provider))?)
-    };
+    }
+    let verifier = Arc::new(Verifier::new(roots, pinned, trust.insecure_skip_tls_verify, Arc::clone(&provider))?);
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("setting up TLS")?
@@ -93,17 +91,24 @@ fn system_roots(trust: &Trust<'_>) -> Vec<CertificateDer<'static>> {
 
 /// webpki's verdict, except that a server certificate byte for byte equal to one of the `ca_cert`
 /// certificates is accepted although it is a CA (or its own issuer), once its host name and
-/// validity period check out. The handshake signature still proves the server holds its key.
+/// validity period check out; with `insecure_skip_tls_verify`, no verdict at all. Either way the
+/// handshake signature is checked, which proves the server holds the key of the certificate it sent.
 #[derive(Debug)]
 struct Verifier {
     /// `None` when nothing at all is trusted (an empty system store and no `ca_cert`).
     webpki: Option<Arc<WebPkiServerVerifier>>,
     pinned: Vec<CertificateDer<'static>>,
+    insecure: bool,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl Verifier {
-    fn new(roots: RootCertStore, pinned: Vec<CertificateDer<'static>>, provider: Arc<CryptoProvider>) -> Result<Self> {
+    fn new(
+        roots: RootCertStore,
+        pinned: Vec<CertificateDer<'static>>,
+        insecure: bool,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self> {
         let algorithms = provider.signature_verification_algorithms;
         let webpki = match roots.is_empty() {
             true => None,
@@ -113,7 +118,7 @@ impl Verifier {
                     .context("setting up TLS certificate verification")?,
             ),
         };
-        Ok(Verifier { webpki, pinned, algorithms })
+        Ok(Verifier { webpki, pinned, insecure, algorithms })
     }
 
     /// The checks webpki would have made of a trusted self-signed certificate: its names, its dates.
@@ -150,6 +155,9 @@ impl ServerCertVerifier for Verifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, TlsError> {
+        if self.insecure {
+            return Ok(ServerCertVerified::assertion());
+        }
         let verdict = match &self.webpki {
             Some(webpki) => webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now),
             None => Err(CertificateError::UnknownIssuer.into()),
@@ -198,46 +206,6 @@ fn webpki_cause(problem: &CertificateError) -> Option<&webpki::Error> {
     match problem {
         CertificateError::Other(other) => other.0.downcast_ref::<webpki::Error>(),
         _ => None,
-    }
-}
-
-/// `insecure_skip_tls_verify`: any certificate is accepted (the handshake signature is still
-/// checked, so the connection is at least consistent).
-#[derive(Debug)]
-struct Unverified(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, TlsError> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
     }
 }
 

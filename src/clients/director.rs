@@ -453,9 +453,15 @@ impl Director {
     }
 
     /// `PUT /deployments/{d}/jobs/*?state=recreate…` with an empty `text/yaml` body: every VM is recreated
-    /// from the stored manifest. Tagged with `context` so a rerun finds it. Returns the task id. Sent once:
-    /// when the answer is lost, the caller looks for the tagged task before asking again.
-    pub async fn recreate(&self, deployment: &str, options: &RecreateOptions, context: &str) -> Result<u64> {
+    /// from the stored manifest. Tagged with `context` so a rerun finds it. `Ok(Ok(task id))` when started,
+    /// `Ok(Err(why))` when refused (a 4xx: asking again will not help). Sent once: when the answer is lost
+    /// (`Err`), the caller looks for the tagged task before asking again.
+    pub async fn recreate(
+        &self,
+        deployment: &str,
+        options: &RecreateOptions,
+        context: &str,
+    ) -> Result<std::result::Result<u64, String>> {
         let url = self.url(&format!("/deployments/{}/jobs/*", encode(deployment)));
         let mut query = vec![("state", "recreate".to_string())];
         query.extend(options.canaries.clone().map(|v| ("canaries", v)));
@@ -472,7 +478,12 @@ impl Director {
                     .body("")
             })
             .await?;
-        task_from_redirect(response, &format!("asking {url} to recreate every VM of {deployment}")).await
+        let status = response.status();
+        let what = format!("asking {url} to recreate every VM of {deployment}");
+        if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Ok(Err(format!("{:#}", status_error(response, 2048).await.context(what))));
+        }
+        task_from_redirect(response, &what).await.map(Ok)
     }
 
     /// Whether this director reads `recreate_vms_created_before`: `/info`'s version from 282.1.3 on.

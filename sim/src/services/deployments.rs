@@ -435,7 +435,8 @@ async fn change_state(
     if let Err(response) = authorize(&deployments, &headers, ADMIN_SCOPES) {
         return response;
     }
-    let yaml = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/yaml"));
+    let yaml =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/yaml"));
     if !yaml {
         // The route only matches text/yaml; anything else falls through to the director's 404 text.
         let text = format!("Endpoint '/deployments/{name}/jobs/{job}' not found.");
@@ -463,9 +464,9 @@ fn created_before(deployments: &Deployments, query: &HashMap<String, String>) ->
     if !deployments.director.config().reads_created_before() {
         return Ok(None);
     }
-    text.parse::<Timestamp>().map(Some).map_err(|_| {
-        director_error(StatusCode::BAD_REQUEST, 40005, &format!("Invalid RFC 3339 timestamp '{text}'"))
-    })
+    text.parse::<Timestamp>()
+        .map(Some)
+        .map_err(|_| director_error(StatusCode::BAD_REQUEST, 40005, &format!("Invalid RFC 3339 timestamp '{text}'")))
 }
 
 impl Deployments {
@@ -542,7 +543,9 @@ impl Deployments {
 fn unresponsive(deployment: &Deployment, targets: &[usize], fix: bool) -> Result<(), String> {
     let stuck = targets.iter().map(|i| &deployment.vms[*i]).find(|vm| vm.job_state == "unresponsive agent");
     match stuck {
-        Some(vm) if !fix => Err(format!("{}/{} ({}) has an unresponsive agent; use --fix to recreate it", vm.job, vm.index, vm.id)),
+        Some(vm) if !fix => {
+            Err(format!("{}/{} ({}) has an unresponsive agent; use --fix to recreate it", vm.job, vm.index, vm.id))
+        }
         _ => Ok(()),
     }
 }

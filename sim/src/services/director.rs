@@ -441,9 +441,8 @@ async fn locks(State(director): State<Arc<Director>>, headers: HeaderMap) -> Res
     if let Err(denied) = authorize(&director, &headers, READ_SCOPES) {
         return denied;
     }
-    let expires = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64() + 240.0);
+    let expires =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() + 240.0);
     let list: Vec<_> = director
         .deployment_locks()
         .into_iter()

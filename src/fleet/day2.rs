@@ -107,7 +107,7 @@ fn decide_rotate(o: &Observed, target: &str, within: Option<Duration>, now: Time
 /// What every day-2 operation needs of a cluster: idle, not failed, and a deployment on the director.
 fn day2_ready(o: &Observed) -> Result<(), SkipReason> {
     let c = &o.cluster;
-    let state = super::platform::state_of(c);
+    let state = super::state_of(c);
     match state.phase() {
         Phase::Running => return Err(SkipReason::Busy { action: c.last_action.clone() }),
         Phase::Failed => return Err(SkipReason::LastActionFailed { action: c.last_action.clone() }),

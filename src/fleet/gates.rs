@@ -108,7 +108,7 @@ fn verdict(
     let Some(_) = observed.deployment else {
         return Some("the director lists no `service-instance_<uuid>` deployment for it".into());
     };
-    let repair = super::platform::state_of(&observed.cluster).phase() == Phase::Failed;
+    let repair = super::state_of(&observed.cluster).phase() == Phase::Failed;
     let repave_fix = run.fix && job.changes.iter().any(|c| matches!(c, Change::Repave { .. }));
     if !(repair || repave_fix) {
         let not_running: Vec<String> = states

@@ -25,6 +25,7 @@ use crate::config::{self, Typed};
 use crate::context::Ctx;
 use crate::http::{HttpClient, HttpConfig};
 use crate::protocol::{Request, Step};
+use crate::rollout::plan::ClusterState;
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 
@@ -74,6 +75,24 @@ pub fn stemcell_version(stemcells: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
         .min_by(|a, b| crate::versions::compare(a, b))
         .map(str::to_string)
+}
+
+/// The engine's view of a cluster as TKGI reports it.
+pub(crate) fn state_of(cluster: &Cluster) -> ClusterState {
+    ClusterState {
+        name: cluster.name.clone(),
+        version: cluster.pks_version.clone(),
+        last_action: cluster.last_action.clone(),
+        last_action_state: cluster.last_action_state.clone(),
+        description: cluster.last_action_description.clone(),
+        workers: cluster.workers(),
+        stemcell: None,
+    }
+}
+
+/// [`state_of`] plus the stemcell of the cluster's deployment, for planning.
+pub(crate) fn observed_state(observed: &Observed) -> ClusterState {
+    ClusterState { stemcell: observed.stemcell_version(), ..state_of(&observed.cluster) }
 }
 
 /// A fleet request, typed and checked: [`validate`] makes it, [`run`] takes it.

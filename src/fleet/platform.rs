@@ -13,7 +13,7 @@
 //! once the director lists different certificates than before.
 
 use super::deployments::context_id;
-use super::{Observed, stemcell_version, stemcells_by_uuid};
+use super::{state_of, stemcell_version, stemcells_by_uuid};
 use crate::clients::director::{CertificateExpiry, Director, RecreateOptions, Task};
 use crate::clients::kube::{Kube, KubeAccess};
 use crate::clients::tkgi::{ActionAnswer, NewCluster, Tkgi};
@@ -78,23 +78,6 @@ impl Day2Run {
     fn is_rotating(&self, name: &str) -> bool {
         self.rotating.lock().is_ok_and(|r| r.contains(name))
     }
-}
-
-pub(super) fn state_of(cluster: &crate::clients::tkgi::Cluster) -> ClusterState {
-    ClusterState {
-        name: cluster.name.clone(),
-        version: cluster.pks_version.clone(),
-        last_action: cluster.last_action.clone(),
-        last_action_state: cluster.last_action_state.clone(),
-        description: cluster.last_action_description.clone(),
-        workers: cluster.workers(),
-        stemcell: None,
-    }
-}
-
-/// [`state_of`] plus the stemcell of the cluster's deployment, for planning.
-pub(super) fn observed_state(observed: &Observed) -> ClusterState {
-    ClusterState { stemcell: observed.stemcell_version(), ..state_of(&observed.cluster) }
 }
 
 impl Platform for TkgiPlatform<'_> {

@@ -288,9 +288,10 @@ fn prune_wave(
 }
 
 /// Canary jobs run alone before the rest of their wave. Named canaries stay in their own waves; a
-/// count picks the first upgrades of the first wave that has upgrades. Only upgrades can be canaries.
+/// count picks the first upgrades (or repaves) of the first wave that has any. Only upgrades and repaves
+/// — the changes that redeploy a running cluster's VMs — can be canaries.
 fn mark_canaries(waves: &mut [Wave], canaries: Option<&Canaries>) {
-    let is_upgrade = |p: &Planned| p.changes.contains(&Change::Upgrade);
+    let is_upgrade = |p: &Planned| p.changes.iter().any(|c| matches!(c, Change::Upgrade | Change::Repave { .. }));
     for wave in waves.iter_mut() {
         let (picked, rest): (Vec<Planned>, Vec<Planned>) = match canaries {
             Some(Canaries::Names(names)) => {

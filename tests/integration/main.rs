@@ -12,6 +12,7 @@ mod architecture;
 mod bad_input;
 mod demo;
 mod fleet_blackbox;
+mod fleet_day2;
 mod fleet_gitops;
 mod fleet_oidc;
 mod fuzz_parsing;

@@ -64,7 +64,7 @@ pub(super) fn verify(dir: &Path, deployment: &str, max_age: Duration, now: Times
     if folders.is_empty() {
         return Err(format!("no backup folder `{deployment}_<YYYYMMDDTHHMMSSZ>` in {}", dir.display()));
     }
-    folders.sort_by(|a, b| b.1.cmp(&a.1));
+    folders.sort_by_key(|f| std::cmp::Reverse(f.1));
     let mut rejected = Vec::new();
     for (folder, taken) in folders {
         let age = Duration::try_from(now.duration_since(taken)).unwrap_or(Duration::ZERO);

@@ -199,7 +199,7 @@ fn a_cluster_failing_its_pre_check_is_skipped_or_fails_the_put() {
     );
     fixed.json();
     assert_eq!(recreates(&sim, "c-04"), 1);
-    let query = sim.requests().into_iter().filter(|r| r.method == "PUT").last().unwrap().query.unwrap();
+    let query = sim.requests().into_iter().rfind(|r| r.method == "PUT").unwrap().query.unwrap();
     assert!(query.contains("fix=true"), "{query}");
 }
 

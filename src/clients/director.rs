@@ -9,7 +9,7 @@
 
 use crate::clients::uaa::{Grant, Uaa};
 use crate::env::Env;
-use crate::http::{HttpClient, HttpConfig, Retry, read_capped, status_error};
+use crate::http::{HttpClient, HttpConfig, Retry, path_segment as encode, read_capped, status_error};
 use crate::redact::Log;
 use anyhow::{Context, Result, bail};
 use reqwest::header::HeaderMap;
@@ -498,11 +498,6 @@ impl Director {
             .collect();
         numbers.len() == 3 && numbers >= vec![282, 1, 3]
     }
-}
-
-/// Percent-encodes a deployment name for a path segment.
-fn encode(name: &str) -> String {
-    percent_encoding::utf8_percent_encode(name, crate::http::UNRESERVED).to_string()
 }
 
 #[cfg(test)]

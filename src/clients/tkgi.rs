@@ -7,7 +7,7 @@
 //! behind `tkgi rotate-certificates`, is unpublished too and has no default at all ([`RotateRoute`]).
 
 use crate::clients::uaa::Uaa;
-use crate::http::{HttpClient, Retry, read_capped, status_error};
+use crate::http::{HttpClient, Retry, path_segment as encode, read_capped, status_error};
 use anyhow::{Context, Result, anyhow, bail};
 use reqwest::{Method, Response, StatusCode};
 use serde::Deserialize;
@@ -273,11 +273,6 @@ impl Tkgi {
         }
         read_capped(response, self.http.config().max_body_bytes).await.map_err(|f| f.error.context(what.to_string()))
     }
-}
-
-/// Percent-encodes a cluster name for a path segment.
-fn encode(name: &str) -> String {
-    percent_encoding::utf8_percent_encode(name, crate::http::UNRESERVED).to_string()
 }
 
 #[cfg(test)]

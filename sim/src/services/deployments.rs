@@ -103,6 +103,8 @@ pub(crate) struct Deployments {
 /// One cluster's deployment, keyed by its name.
 struct Deployment {
     cluster: String,
+    /// The stemcell version TKGI deployed it with.
+    stemcell: String,
     vms: Vec<Vm>,
     certificates: Vec<(String, Timestamp)>,
     /// TKGI rotations already applied to `certificates`.
@@ -178,6 +180,7 @@ impl Deployments {
     fn fresh(&self, view: &ClusterView, created: Timestamp) -> Deployment {
         let mut deployment = Deployment {
             cluster: view.name.clone(),
+            stemcell: view.stemcell.clone(),
             vms: Vec::new(),
             certificates: certificates(ROTATED_DAYS),
             rotations: view.rotations,
@@ -210,12 +213,15 @@ impl Deployments {
     /// that is due applied, under the one short lock.
     fn world(&self) -> MutexGuard<'_, HashMap<String, Deployment>> {
         // Read before taking our lock, so TKGI's lock is never taken inside it.
-        let views = self.fleet.views();
+        let views: HashMap<String, ClusterView> = self.fleet.views().into_iter().map(|v| (name_of(&v), v)).collect();
         let mut world = lock(&self.world);
-        world.retain(|name, _| views.iter().any(|v| name_of(v) == *name));
-        for view in &views {
-            let deployment = world.entry(name_of(view)).or_insert_with(|| self.fresh(view, Timestamp::now()));
-            deployment.resize(self.config.masters, view.workers, Timestamp::now());
+        world.retain(|name, _| views.contains_key(name));
+        for (name, view) in &views {
+            let deployment = world.entry(name.clone()).or_insert_with(|| self.fresh(view, Timestamp::now()));
+            deployment.stemcell.clone_from(&view.stemcell);
+            if deployment.vms.len() != (self.config.masters + view.workers) as usize {
+                deployment.resize(self.config.masters, view.workers, Timestamp::now());
+            }
             if view.rotations > deployment.rotations {
                 deployment.rotations = view.rotations;
                 deployment.certificates = certificates(ROTATED_DAYS);
@@ -364,8 +370,8 @@ async fn instances(
     let (lines, plain) = {
         let world = deployments.world();
         let Some(deployment) = world.get(&name) else { return unknown_deployment(&name) };
-        let stemcell = deployments.fleet.views().into_iter().find(|v| v.name == deployment.cluster).map(|v| v.stemcell);
-        let stemcell = json!({"name": deployments.fleet.stemcell_name(), "version": stemcell, "api_version": 3});
+        let stemcell =
+            json!({"name": deployments.fleet.stemcell_name(), "version": deployment.stemcell, "api_version": 3});
         let lines: String = deployment.vms.iter().map(|vm| format!("{}\n", full_line(vm, &stemcell))).collect();
         let plain: Vec<Value> = deployment.vms.iter().map(plain_entry).collect();
         (lines, plain)

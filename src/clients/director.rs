@@ -194,6 +194,14 @@ impl Director {
         self.json(response, &format!("listing unfinished tasks tagged `{context}` at {url}")).await
     }
 
+    /// Every unfinished task (queued, processing, cancelling), newest first, each with its context id.
+    pub async fn unfinished(&self) -> Result<Vec<Task>> {
+        let url = self.url("/tasks");
+        let query = [("state", "queued,processing,cancelling")];
+        let response = self.send(Retry::Idempotent, |c| c.get(&url).query(&query)).await?;
+        self.json(response, &format!("listing unfinished tasks at {url}")).await
+    }
+
     /// The newest `limit` tasks tagged `context`, in any state, newest first.
     pub async fn tagged_tasks(&self, context: &str, limit: usize) -> Result<Vec<Task>> {
         let url = self.url("/tasks");

@@ -54,21 +54,28 @@ pub(super) async fn read(director: &Director, fleet: &mut [Observed], reads: Rea
     Ok(())
 }
 
+/// One deployment's facts; its VM ages and certificates are read at the same time.
 async fn read_one(director: &Director, deployment: &str, reads: Reads) -> Result<Facts> {
-    let mut facts = Facts::default();
-    if reads.vms {
+    let vms = async {
+        if !reads.vms {
+            return Ok(None);
+        }
         let instances = director.instances(deployment).await?;
         let created: Vec<Timestamp> = instances
             .iter()
             .filter_map(|i| i.vm_created_at.as_deref())
             .map(|t| t.parse::<Timestamp>().with_context(|| format!("{deployment}: vm_created_at `{t}`")))
             .collect::<Result<_>>()?;
-        facts.vms = Some(Vms { count: created.len(), oldest: created.into_iter().min() });
-    }
-    if reads.certificates {
-        facts.certificates = Some(director.certificate_expiry(deployment).await?);
-    }
-    Ok(facts)
+        Ok(Some(Vms { count: created.len(), oldest: created.into_iter().min() }))
+    };
+    let certificates = async {
+        if !reads.certificates {
+            return Ok(None);
+        }
+        director.certificate_expiry(deployment).await.map(Some)
+    };
+    let (vms, certificates) = futures_util::future::try_join(vms, certificates).await?;
+    Ok(Facts { vms, certificates })
 }
 
 /// The tag on a cluster's repave task: stable across builds, so a rerun finds a task a killed build
@@ -77,17 +84,20 @@ pub(super) fn context_id(deployment: &str) -> String {
     format!("repave-recreate-{}", deployment.trim_start_matches("service-instance_"))
 }
 
-/// Cluster → id of its repave task still running on the director (started by an earlier build).
+/// Cluster → id of its repave task still running on the director (started by an earlier build): one
+/// list of the director's unfinished tasks, matched by context id.
 pub(super) async fn running_repaves(director: &Director, fleet: &[Observed]) -> Result<HashMap<String, u64>> {
-    let listed: Vec<(&str, &str)> =
-        fleet.iter().filter_map(|o| Some((o.cluster.name.as_str(), o.deployment.as_deref()?))).collect();
-    let found = each(listed, |(name, deployment)| async move {
-        let tasks = director.unfinished_tasks(&context_id(deployment)).await?;
-        Ok(tasks.first().map(|t| (name.to_string(), t.id)))
-    })
-    .await
-    .context("looking for repave tasks an earlier build left running")?;
-    Ok(found.into_iter().flatten().collect())
+    let unfinished = director.unfinished().await.context("looking for repave tasks an earlier build left running")?;
+    // Newest first: reversed, so the newest of two tasks with one tag (never expected) wins.
+    let tagged: HashMap<&str, u64> =
+        unfinished.iter().rev().filter_map(|t| Some((t.context_id.as_deref()?, t.id))).collect();
+    Ok(fleet
+        .iter()
+        .filter_map(|o| {
+            let task = tagged.get(context_id(o.deployment.as_deref()?).as_str())?;
+            Some((o.cluster.name.clone(), *task))
+        })
+        .collect())
 }
 
 /// Cluster → its instances' process state, for `(cluster, deployment)` pairs.

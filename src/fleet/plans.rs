@@ -9,7 +9,7 @@ use super::desired::{self, FleetFile};
 use super::gates::{self, PreCheckRun};
 use super::reconcile::{Current, Options, Reconciled, reconcile};
 use super::{Clients, Observed, observed_state};
-use crate::config::fleet::{Operation, PreCheck, PutParams, Selector, Source};
+use crate::config::fleet::{Operation, PutParams, Selector, Source};
 use crate::context::Ctx;
 use crate::rollout::plan::{Change, Plan, plan};
 use crate::versions::stemcell::is_stemcell_version;
@@ -40,7 +40,8 @@ pub(super) async fn make(ask: &Ask<'_>, fleet: &mut [Observed], conn: &Clients, 
     let repaves = params.operation == Operation::Repave || ask.file.is_some_and(|f| file_repaves(ask, f));
     let mut running = HashMap::new();
     if let Some(director) = &conn.director {
-        let reads = Reads { vms: repaves, certificates: params.operation == Operation::Rotate };
+        // A repave's pre-check needs the certificates of nearly every cluster it reads: one pass reads both.
+        let reads = Reads { vms: repaves, certificates: repaves || params.operation == Operation::Rotate };
         deployments::read(director, fleet, reads).await.context("reading the clusters' deployments")?;
         if repaves {
             running = deployments::running_repaves(director, fleet).await?;
@@ -81,8 +82,6 @@ pub(super) async fn make(ask: &Ask<'_>, fleet: &mut [Observed], conn: &Clients, 
             log: &ctx.log,
         };
         gates::pre_check(&mut plan, fleet, &run).await?;
-    } else if params.pre_check == Some(PreCheck::Fail) {
-        bail!("params.pre_check needs source.director");
     }
     let unverified = match &params.require_backup {
         Some(require) => {

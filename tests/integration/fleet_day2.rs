@@ -142,8 +142,8 @@ fn a_killed_repave_is_resumed_by_following_its_director_tasks() {
         assert_eq!(recreates(&sim, name), 1, "{name} recreated exactly once");
     }
     assert_eq!(sim.state().counter("director.recreates_raced"), 0);
-    let lookups = sim.requests().into_iter().filter(|r| r.path == "/tasks").count();
-    assert!(lookups >= 4, "the rerun looked for each cluster's tagged task");
+    let lookup = sim.requests().into_iter().filter(|r| r.path == "/tasks").map(|r| r.query.unwrap_or_default());
+    assert!(lookup.into_iter().any(|q| q.contains("state=queued")), "the rerun listed the unfinished tasks");
 }
 
 #[test]
@@ -415,4 +415,28 @@ fn every_operation_has_a_dry_run_plan_and_changes_nothing() {
     let state = sim.state();
     assert_eq!((state.counter("director.recreates"), state.counter("tkgi.rotations")), (0, 0));
     assert_eq!(state.counter("tkgi.upgrade_starts"), 0);
+}
+
+#[test]
+fn a_repave_rides_out_faults_on_every_director_route_without_a_second_recreate() {
+    use repave_sim::{FaultAction, FaultRule};
+    let all = names("c", 1..=3);
+    let sim = RunningSim::start(&day2_world(&refs(&items(&all, "")), "", ""));
+    let status = |code| FaultAction::Status { code, retry_after: None, body: Some("director busy".into()) };
+    // The first recreate request is answered 502: its outcome is unknown, so repave looks for the
+    // tagged task before asking again (there is none: the request never reached the director).
+    sim.add_fault(FaultRule::new("/deployments/*/jobs/*", status(502)).method("PUT").count(1));
+    sim.add_fault(FaultRule::new("/locks", status(503)).count(2));
+    sim.add_fault(FaultRule::new("/deployments/*/instances", status(503)).method("GET").skip(1).count(2));
+    sim.add_fault(FaultRule::new("/deployments/*/certificate_expiry", status(503)).count(1));
+    sim.add_fault(FaultRule::new("/tasks/*", status(503)).method("GET").skip(4).count(3));
+    let work = tempfile::tempdir().unwrap();
+    let result = day2_put(&sim, json!({}), json!({"operation": "repave", "max_in_flight": 2}), work.path());
+    result.json();
+    assert!(result.stderr.contains("start request failed, re-reading before trying again"), "{}", result.stderr);
+    for name in &all {
+        assert_eq!(recreates(&sim, name), 1, "{name} recreated exactly once");
+    }
+    assert_eq!(sim.state().counter("director.recreates_raced"), 0);
+    assert!(sim.faults().iter().all(|f| f.fired > 0), "every fault fired: {:?}", sim.faults());
 }

@@ -440,3 +440,19 @@ fn a_repave_rides_out_faults_on_every_director_route_without_a_second_recreate()
     assert_eq!(sim.state().counter("director.recreates_raced"), 0);
     assert!(sim.faults().iter().all(|f| f.fired > 0), "every fault fired: {:?}", sim.faults());
 }
+
+#[test]
+fn a_recreate_the_director_fails_fails_the_cluster_with_the_directors_words() {
+    let all = names("c", 1..=3);
+    let deployments = "  clusters:\n    - {name: c-02, recreate_failures: 1}\n";
+    let sim = RunningSim::start(&day2_world(&refs(&items(&all, "")), deployments, ""));
+    let work = tempfile::tempdir().unwrap();
+    let result = day2_put(&sim, json!({}), json!({"operation": "repave", "on_failure": "continue"}), work.path());
+    result.assert_fails_with(&[
+        "the repave did not complete",
+        "failed: c-02",
+        "'worker/0 (",
+        "is not running after update",
+    ]);
+    assert_eq!((recreates(&sim, "c-01"), recreates(&sim, "c-02"), recreates(&sim, "c-03")), (1, 1, 1));
+}

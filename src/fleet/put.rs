@@ -1,51 +1,39 @@
-//! `out`: the rolling upgrade, or — with `params.desired` — applying a desired fleet file. Check the
-//! maintenance window, observe, determine the target (TKGI version, and optionally stemcell), plan (printed as a table; `dry_run` stops
-//! there and writes `plan.json`/`plan.md`), then execute wave by wave with the rollout engine, whose
-//! start gate stops new starts once the window closes. The emitted version is computed from a fresh
-//! observation with the resource's own selector afterwards, exactly as `check` computes it.
-//!
-//! A failure under an earlier build counts. The platform keeps no history of builds, so the only
-//! trace a killed build's failure leaves is the cluster's own state: its last action `failed`. A
-//! selected cluster in that state which this run would leave alone (`repair` not set) is such an
-//! unresolved failure, whichever build caused it: under `on_failure: stop` nothing starts (a rerun
-//! must not roll on past what stopped the first run), under `continue` the rest runs and the put
-//! still fails naming it. `repair: true` retries it; `!name` in the selector leaves it out.
+//! `out`: the rolling upgrade, applying a desired fleet file (`params.desired`), or a day-2 operation
+//! (`params.operation`: `repave`, `rotate`). Check the maintenance window, observe, plan (`plans`: the
+//! target, the operation's decisions, the pre-check and backup gate; printed as a table — `dry_run`
+//! stops there and writes `plan.json`/`plan.md`), then execute wave by wave with the rollout engine,
+//! whose start gate stops new starts once the window closes. The emitted version is computed from a
+//! fresh observation with the resource's own selector afterwards, exactly as `check` computes it.
+//! Before the first change the plan is judged (`plans::judge`), a dry run alike; the files the params
+//! name are read from the put's directory (`stepdir`) before the platform is asked anything.
 
-use super::desired::{self, FleetFile};
-use super::platform::{TkgiPlatform, observed_state};
-use super::reconcile::{Current, Options, Reconciled, reconcile};
+use super::desired::FleetFile;
+use super::plans::{self, Ask, PutPlan};
+use super::platform::{Day2Run, TkgiPlatform};
 use super::report::{plan_json, plan_text, summary_text};
 use super::version::version;
-use super::{Clients, Observed, connect, observe};
+use super::{Clients, Observed, connect, observe, observe_source};
+use crate::clients::director::RecreateOptions;
 use crate::config::fleet::{OutsideWindow, PutParams, Selector, Source};
 use crate::context::Ctx;
 use crate::protocol::{MetadataField, StepResponse, render_step};
-use crate::rollout::executor::{self, Executor, Halt, OnFailure, Outcome, StartGate};
-use crate::rollout::plan::{Action, Change, Plan, SkipReason, check_target, plan};
-use crate::stepdir::{Mode, StepDir, preview};
-use crate::suggest::suggestion;
-use crate::versions::stemcell::is_stemcell_version;
+use crate::rollout::executor::{self, Executor, Halt, Outcome, StartGate};
+use crate::rollout::plan::{Change, Plan, PlanKind};
+use crate::stepdir::{Mode, StepDir};
 use crate::window::Window;
 use anyhow::{Context, Result, bail};
 use std::num::NonZeroUsize;
-
-/// A fleet file is YAML for up to a few thousand clusters; anything larger is not one.
-const MAX_FLEET_FILE: u64 = 4 << 20;
-/// A version file holds one line.
-const MAX_VERSION_FILE: u64 = 64 << 10;
 
 /// The start gate's reason; the gate is this rollout's only one, so `Halt::GateClosed` means it.
 const WINDOW_CLOSED: &str = "the maintenance window closed";
 
 pub(super) async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Result<String> {
     let dir = ctx.dir.as_ref().context("out needs its directory argument")?;
-    // Every file the params name is read (and judged) before anything is asked of the platform.
     let file = match &params.desired {
-        Some(path) => Some(load_desired(path, dir)?),
+        Some(path) => Some(plans::load_desired(path, dir)?),
         None => None,
     };
-    let target_file = target_version_file(params, dir)?;
-    let stemcell = target_stemcell(params, dir, ctx)?;
+    let targets = plans::read_targets(params, dir, ctx)?;
     let window = params.window.clone().or_else(|| file.as_ref().and_then(|f| f.window.clone()));
     let selector = Selector::new(params.clusters.as_ref().unwrap_or(&source.clusters))?;
     let conn = connect(source, ctx).await?;
@@ -53,105 +41,40 @@ pub(super) async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Resul
         if params.outside_window == OutsideWindow::Skip {
             ctx.log.line(format!("{closed}; outside_window is skip: nothing starts, the fleet is unchanged"));
             let metadata = vec![MetadataField::new("skipped", closed)];
-            return render_step(&StepResponse { version: fleet_version(&conn, source).await?, metadata });
+            return render_step(&StepResponse { version: fleet_version(&conn, source, ctx).await?, metadata });
         }
         bail!("refusing to start: {closed} (set params.outside_window: skip to succeed without changes outside it)");
     }
-    let fleet = observe(&conn, &selector).await?;
-    let target = target_version(params, target_file, &conn, ctx).await?;
-    let plan = match &file {
-        Some(file) => desired_plan(file, &fleet, &selector, &target, stemcell.as_deref(), params, ctx)?,
-        None => {
-            let states: Vec<_> = fleet.iter().map(observed_state).collect();
-            plan(&states, &target, stemcell.as_deref(), params.repair, &params.canaries)?
-        }
-    };
-    ctx.log.line(plan_text(&plan));
-    validate_plan(&plan, &conn).await?;
-    let earlier = earlier_failures(&plan);
-    if !earlier.is_empty() && params.on_failure == OnFailure::Stop {
-        bail!(
-            "refusing to start: {} failed (its last action ended failed, in this rollout's earlier build or before) and \
-             on_failure is stop, so nothing starts until that is dealt with: set params.repair: true to retry it in \
-             this run, or leave it out with `!{}` in params.clusters",
-            list(&earlier),
-            earlier[0]
-        );
-    }
+    let mut fleet = observe(&conn, &selector).await?;
+    let ask = Ask { source, params, file: file.as_ref(), selector: &selector, targets: &targets, dir };
+    let put = plans::make(&ask, &mut fleet, &conn, ctx).await?;
+    let plan = &put.plan;
+    ctx.log.line(plan_text(plan));
+    let earlier = plans::judge(plan, params, &conn).await?;
     if params.dry_run {
-        write_plan_files(&plan, dir, ctx)?;
+        write_plan_files(plan, dir, ctx)?;
         ctx.log.line("dry run: nothing was changed");
-        let mut metadata = plan_metadata(&plan);
+        let mut metadata = plan_metadata(&put);
         metadata.push(MetadataField::new("dry_run", "true"));
-        return render_step(&StepResponse { version: fleet_version(&conn, source).await?, metadata });
+        return render_step(&StepResponse { version: fleet_version(&conn, source, ctx).await?, metadata });
     }
-    let report = execute(params, file.as_ref(), window, &conn, &plan, ctx).await;
+    let run = Execution { params, file: file.as_ref(), window, conn: &conn, fleet: &fleet };
+    let report = run.execute(&put, ctx).await?;
     ctx.log.line(summary_text(&report));
-    let deferred = check_outcome(&report, &plan, params, &earlier)?;
-    let mut metadata = plan_metadata(&plan);
+    let deferred = check_outcome(&report, plan, params, &earlier)?;
+    let mut metadata = plan_metadata(&put);
     metadata.push(MetadataField::new("changed", report.names(|o| *o == Outcome::Succeeded).len().to_string()));
     metadata.push(MetadataField::new("failed", "none"));
     if !deferred.is_empty() {
         metadata.push(MetadataField::new("deferred", deferred.join(", ")));
     }
-    let version = fleet_version(&conn, source).await.context("reading the fleet after the rollout")?;
+    let version = fleet_version(&conn, source, ctx).await.context("reading the fleet after the rollout")?;
     render_step(&StepResponse { version, metadata })
 }
 
-/// Selected clusters whose last action failed and which this plan leaves alone: failures no run has
-/// dealt with yet (see the module comment).
-fn earlier_failures(plan: &Plan) -> Vec<String> {
-    let failed = plan.skipped.iter().filter(|(_, why)| matches!(why, SkipReason::FailedWithoutRepair { .. }));
-    failed.map(|(name, _)| name.clone()).collect()
-}
-
-/// What can be judged before the first change, so a dry run refuses what a real run would fail on:
-/// every upgrade the plan would start must reach the target in one step (no downgrade, no skipped
-/// minor), the target must be a version at all, and every plan a create names must be one the
-/// platform offers.
-async fn validate_plan(plan: &Plan, conn: &Clients) -> Result<()> {
-    let upgrades = plan.planned().filter(|p| p.upgrades() && p.action == Action::Start);
-    check_target(&plan.target, upgrades.map(|p| (p.name.as_str(), p.from_version.as_str())))?;
-    check_plan_names(plan, conn).await
-}
-
-/// The platform refuses a create with an unknown plan (400) only when the create starts, after
-/// other clusters may have changed: so every plan name is checked against `GET /v1/plans` first.
-async fn check_plan_names(plan: &Plan, conn: &Clients) -> Result<()> {
-    let creates: Vec<(&str, &str)> = plan
-        .planned()
-        .flat_map(|p| p.changes.iter().map(move |c| (p.name.as_str(), c)))
-        .filter_map(|(name, change)| match change {
-            Change::Create { plan, .. } => Some((name, plan.as_str())),
-            _ => None,
-        })
-        .collect();
-    if creates.is_empty() {
-        return Ok(());
-    }
-    let offered = conn.tkgi.plans().await.context("listing the platform's plans to check the fleet file's")?;
-    let offered: Vec<&str> = offered.iter().map(|p| p.name.as_str()).collect();
-    let unknown: Vec<String> = creates
-        .iter()
-        .filter(|(_, wanted)| !offered.contains(wanted))
-        .map(|(name, wanted)| {
-            format!("cluster `{name}` asks for plan `{wanted}`{}", suggestion(wanted, offered.iter().copied()))
-        })
-        .collect();
-    if !unknown.is_empty() {
-        bail!(
-            "the fleet file creates clusters with plans the platform does not offer, so nothing was changed:\n  {}\n\
-             the platform's plans: {}",
-            unknown.join("\n  "),
-            offered.join(", ")
-        );
-    }
-    Ok(())
-}
-
 /// The fleet version over `source.clusters` — what `check` reports — whatever `params.clusters` says.
-async fn fleet_version(conn: &Clients, source: &Source) -> Result<crate::protocol::Version> {
-    Ok(version(&observe(conn, &Selector::new(&source.clusters)?).await?))
+async fn fleet_version(conn: &Clients, source: &Source, ctx: &Ctx) -> Result<crate::protocol::Version> {
+    Ok(version(&observe_source(conn, source).await?, source, ctx.clock.now()))
 }
 
 /// `Some(description)` when a window is configured and closed now.
@@ -166,8 +89,9 @@ fn window_closed(window: Option<&Window>, ctx: &Ctx) -> Option<String> {
     Some(text)
 }
 
-/// Fails on any failed cluster, or on clusters left unstarted unless only the window held them back
-/// and `outside_window: skip` is set; returns those deferred clusters.
+/// Fails on any failed cluster (`earlier`: left failed before this run), or on clusters left
+/// unstarted unless only the window held them back and `outside_window: skip` is set; returns those
+/// deferred clusters.
 fn check_outcome(
     report: &executor::Report,
     plan: &Plan,
@@ -183,58 +107,15 @@ fn check_outcome(
     }
     if !failed.is_empty() || !not_started.is_empty() {
         let why = report.halted.as_ref().map_or_else(|| "a cluster failed".to_string(), Halt::to_string);
-        let target = match &plan.target_stemcell {
-            Some(stemcell) => format!("TKGI {}, stemcell {stemcell}", plan.target),
-            None => format!("TKGI {}", plan.target),
+        let what = match (plan.kind, &plan.target_stemcell) {
+            (PlanKind::Repave, _) => "the repave".to_string(),
+            (PlanKind::Rotate, _) => "the certificate rotation".to_string(),
+            (PlanKind::Rollout, Some(stemcell)) => format!("the rollout to TKGI {}, stemcell {stemcell}", plan.target),
+            (PlanKind::Rollout, None) => format!("the rollout to TKGI {}", plan.target),
         };
-        bail!(
-            "the rollout to {target} did not complete ({why}): failed: {}; not started: {}",
-            list(&failed),
-            list(&not_started)
-        );
+        bail!("{what} did not complete ({why}): failed: {}; not started: {}", list(&failed), list(&not_started));
     }
     Ok(Vec::new())
-}
-
-fn load_desired(path: &str, dir: &StepDir) -> Result<FleetFile> {
-    desired::parse(&dir.read_text("params.desired", path, MAX_FLEET_FILE)?, path)
-}
-
-/// The reconcile plan for a fleet file. Every cluster the file names must be within the selector:
-/// otherwise it would be invisible here (and to `check`) and be "created" a second time.
-fn desired_plan(
-    file: &FleetFile,
-    fleet: &[Observed],
-    selector: &Selector,
-    target: &str,
-    target_stemcell: Option<&str>,
-    params: &PutParams,
-    ctx: &Ctx,
-) -> Result<Plan> {
-    if let Some(outside) = file.clusters.iter().find(|c| !selector.matches(&c.name)) {
-        bail!(
-            "cluster `{}` in {} is outside the resource's cluster selector; widen source.clusters (or params.clusters)",
-            outside.name,
-            params.desired.as_deref().unwrap_or("the fleet file")
-        );
-    }
-    let current: Vec<Current> =
-        fleet.iter().map(|o| Current { state: observed_state(o), plan: o.cluster.plan_name.clone() }).collect();
-    let options = Options {
-        target: target.to_string(),
-        target_stemcell: target_stemcell.map(str::to_string),
-        prune: params.prune,
-        max_prunes: params.max_prunes(),
-        repair: params.repair,
-    };
-    let Reconciled { plan, notes, repairs } = reconcile(file, &current, &options)?;
-    for note in notes {
-        ctx.log.line(format!("note: {note}"));
-    }
-    for name in repairs {
-        ctx.log.line(format!("repair: {name}'s last action failed; retrying it once in this run"));
-    }
-    Ok(plan)
 }
 
 /// `plan.json` and `plan.md` in the put's directory, for a step that comments on a pull request.
@@ -246,30 +127,70 @@ fn write_plan_files(plan: &Plan, dir: &StepDir, ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-async fn execute(
-    params: &PutParams,
-    file: Option<&FleetFile>,
+/// What running a plan needs besides the plan.
+struct Execution<'a> {
+    params: &'a PutParams,
+    file: Option<&'a FleetFile>,
     window: Option<Window>,
-    conn: &Clients,
-    plan: &Plan,
-    ctx: &Ctx,
-) -> executor::Report {
-    let file_max_in_flight = file.and_then(|f| f.max_in_flight).and_then(NonZeroUsize::new);
-    let settings = params.settings(file_max_in_flight, file.and_then(|f| f.soak).map(|d| d.0));
-    let platform = TkgiPlatform {
-        tkgi: &conn.tkgi,
-        kubernetes_health: params.health.kubernetes,
-        http_config: &conn.http_config,
-        env: &ctx.env,
-        log: &ctx.log,
-        director: conn.director.as_ref(),
-        target_stemcell: plan.target_stemcell.as_deref(),
-    };
-    let executor = Executor::new(&platform, settings, &plan.target, ctx.log.clone());
-    match window {
-        Some(window) => executor.with_start_gate(window_gate(window, ctx)).run(plan).await,
-        None => executor.run(plan).await,
+    conn: &'a Clients,
+    fleet: &'a [Observed],
+}
+
+impl Execution<'_> {
+    async fn execute(self, put: &PutPlan, ctx: &Ctx) -> Result<executor::Report> {
+        let (params, file) = (self.params, self.file);
+        let file_max_in_flight = file.and_then(|f| f.max_in_flight).and_then(NonZeroUsize::new);
+        let settings = params.settings(file_max_in_flight, file.and_then(|f| f.soak).map(|d| d.0));
+        let day2 = match &self.conn.director {
+            Some(director) => Some(day2_run(director, put, self.fleet, params).await?),
+            None => None,
+        };
+        let platform = TkgiPlatform {
+            tkgi: &self.conn.tkgi,
+            kubernetes_health: params.health.kubernetes,
+            http_config: &self.conn.http_config,
+            env: &ctx.env,
+            log: &ctx.log,
+            director: self.conn.director.as_ref(),
+            target_stemcell: put.plan.target_stemcell.as_deref(),
+            day2: day2.as_ref(),
+        };
+        let executor = Executor::new(&platform, settings, &put.plan.target, ctx.log.clone());
+        Ok(match self.window {
+            Some(window) => executor.with_start_gate(window_gate(window, ctx)).run(&put.plan).await,
+            None => executor.run(&put.plan).await,
+        })
     }
+}
+
+/// What the day-2 changes of `put` need while they run (with a director).
+async fn day2_run(
+    director: &crate::clients::director::Director,
+    put: &PutPlan,
+    fleet: &[Observed],
+    params: &PutParams,
+) -> Result<Day2Run> {
+    let repaves = put.plan.planned().any(|p| p.changes.iter().any(|c| matches!(c, Change::Repave { .. })));
+    let task_floor =
+        if repaves { director.newest_task_id().await.context("reading the director's tasks")? } else { 0 };
+    let recreate = &params.recreate;
+    Ok(Day2Run {
+        deployments: fleet.iter().filter_map(|o| Some((o.cluster.name.clone(), o.deployment.clone()?))).collect(),
+        recreate: RecreateOptions {
+            canaries: recreate.canaries.as_ref().map(|c| c.0.clone()),
+            max_in_flight: recreate.max_in_flight.as_ref().map(|c| c.0.clone()),
+            fix: recreate.fix,
+            skip_drain: recreate.skip_drain,
+            vms_created_before: None,
+        },
+        task_floor,
+        tasks: std::sync::Mutex::new(put.running.clone()),
+        rotating: Default::default(),
+        certificates_before: fleet
+            .iter()
+            .filter_map(|o| Some((o.cluster.name.clone(), o.facts.certificates.clone()?)))
+            .collect(),
+    })
 }
 
 /// Refuses new starts once the window has closed; running clusters finish (SUC's window semantics).
@@ -280,78 +201,26 @@ fn window_gate(window: Window, ctx: &Ctx) -> StartGate<'_> {
     })
 }
 
-/// `target_version`, else `target_version_file` (relative to the put's directory), else the platform's
-/// own version. Never a guess: if none can be read, the put fails and says how to set one.
-///
-/// An explicit target must be the platform's own version when the platform reports one: TKGI
-/// upgrades a cluster only to it, so any other target could never be reached (every cluster would
-/// be upgraded, then failed).
-async fn target_version(params: &PutParams, from_file: Option<String>, conn: &Clients, ctx: &Ctx) -> Result<String> {
-    let explicit = params.target_version.as_ref().map(|v| v.trim().to_string()).or(from_file);
-    let field = if params.target_version.is_some() { "params.target_version" } else { "params.target_version_file" };
-    match (explicit, conn.tkgi.platform_version().await) {
-        (Some(target), Ok(platform)) if target != platform => bail!(
-            "{field} is {target}, but the platform reports TKGI {platform}: TKGI upgrades clusters only to the \
-             platform's own version, so the rollout could never reach {target}; set the target to {platform}, or \
-             leave it out"
-        ),
-        (Some(target), Ok(_)) => Ok(target),
-        (Some(target), Err(e)) => {
-            ctx.log.line(format!("note: the platform's own version could not be read ({e:#}); the target is {target}"));
-            Ok(target)
-        }
-        (None, Ok(platform)) => {
-            ctx.log.line(format!("target: TKGI {platform}, as reported by the platform"));
-            Ok(platform)
-        }
-        (None, Err(e)) => Err(e.context(
-            "cannot determine the target TKGI version from the platform (an assumed, unpublished route); set params.target_version or params.target_version_file",
-        )),
+fn plan_metadata(put: &PutPlan) -> Vec<MetadataField> {
+    let plan = &put.plan;
+    let mut metadata = vec![MetadataField::new("operation", operation(plan))];
+    if plan.kind != PlanKind::Repave {
+        metadata.push(MetadataField::new("target", plan.target.clone()));
     }
-}
-
-/// The version in `target_version_file` (relative to the put's directory), if it is set.
-fn target_version_file(params: &PutParams, dir: &StepDir) -> Result<Option<String>> {
-    let Some(file) = &params.target_version_file else { return Ok(None) };
-    let text = dir.read_text("params.target_version_file", file, MAX_VERSION_FILE)?;
-    let v = text.trim();
-    if v.is_empty() || v.lines().count() > 1 {
-        bail!(
-            "params.target_version_file `{file}` holds {}, not one TKGI version such as `1.19.2-build.10`",
-            preview(&text)
-        );
+    metadata.push(MetadataField::new("planned", plan.planned().count().to_string()));
+    metadata.push(MetadataField::new("skipped", plan.skipped.len().to_string()));
+    if !put.unverified.is_empty() {
+        metadata.push(MetadataField::new("no_verified_backup", put.unverified.join(", ")));
     }
-    Ok(Some(v.to_string()))
+    metadata
 }
 
-/// `target_stemcell`, else the version in `target_stemcell_file` (relative to the put's directory,
-/// e.g. `stemcell/version` from a `kind: stemcell` get), else none: the stemcell is not a target.
-fn target_stemcell(params: &PutParams, dir: &StepDir, ctx: &Ctx) -> Result<Option<String>> {
-    let version = match (&params.target_stemcell, &params.target_stemcell_file) {
-        (Some(v), _) => v.trim().to_string(),
-        (None, Some(file)) => {
-            let text = dir.read_text("params.target_stemcell_file", file, MAX_VERSION_FILE)?;
-            let v = text.trim().to_string();
-            if !is_stemcell_version(&v) {
-                bail!(
-                    "params.target_stemcell_file `{file}` holds {}, not a stemcell version such as `1.506`",
-                    preview(&text)
-                );
-            }
-            v
-        }
-        (None, None) => return Ok(None),
-    };
-    ctx.log.line(format!("target: stemcell {version}; clusters on an older stemcell are upgraded too"));
-    Ok(Some(version))
-}
-
-fn plan_metadata(plan: &Plan) -> Vec<MetadataField> {
-    vec![
-        MetadataField::new("target", plan.target.clone()),
-        MetadataField::new("planned", plan.planned().count().to_string()),
-        MetadataField::new("skipped", plan.skipped.len().to_string()),
-    ]
+fn operation(plan: &Plan) -> &'static str {
+    match plan.kind {
+        PlanKind::Rollout => "upgrade",
+        PlanKind::Repave => "repave",
+        PlanKind::Rotate => "rotate",
+    }
 }
 
 fn list(names: &[String]) -> String {

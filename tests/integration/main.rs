@@ -15,6 +15,7 @@ mod demo;
 mod download_bounds;
 mod download_order;
 mod fleet_blackbox;
+mod fleet_day2;
 mod fleet_gitops;
 mod fleet_oidc;
 mod fleet_resume;

@@ -7,7 +7,7 @@
 //! ([`uaa::Uaa`], [`director::Director`], [`tkgi::Fleet`]) with the few methods tests use.
 
 pub mod boshio;
-pub(crate) mod deployments;
+pub mod deployments;
 pub mod director;
 pub mod k8s;
 pub mod releases;

@@ -19,6 +19,13 @@
 //! counted as `tkgi.creates`, `tkgi.resizes`, `tkgi.deletes` (and `.<name>`); `tkgi.actions_in_flight` counts every
 //! running action of any kind, with its high-water mark.
 //!
+//! Certificate rotation (`tkgi rotate-certificates`) is served only when the scenario names its route
+//! (`rotate_method`, `rotate_path`): TKGI does not publish it, and repave has no default for it either. A rotation
+//! shows the cluster as `rotate_action in progress` (ASSUMED `UPDATE`: the real action name is unknown) for
+//! `rotate_secs`, then counts in the cluster's `rotations`, which the director's certificate expiry reads — unless
+//! the cluster is scripted with `rotate_noop` (the action succeeds, the certificates stay) or `rotate_failures`.
+//! Counted as `tkgi.rotations`, `tkgi.rotations.<name>` and `tkgi.rotations_in_flight`.
+//!
 //! ASSUMED, unpublished routes (configurable, same defaults as repave): the upgrade request
 //! `PATCH /v1/clusters/{name}` with `{"upgrade":true}`, and the platform version at `GET /actuator/info`
 //! (`build.version`). 409 while another action runs is assumed too.
@@ -68,6 +75,13 @@ pub struct Config {
     pub upgrade_path: String,
     /// Where the platform reports its own version. ASSUMED default: `/actuator/info`.
     pub version_path: String,
+    /// The rotate-certificates request's method and path (`{name}` = cluster); not served when the path is unset.
+    /// The path must differ from the other cluster routes.
+    pub rotate_method: String,
+    pub rotate_path: Option<String>,
+    /// Simulated seconds a rotation takes, and the `last_action` it shows meanwhile.
+    pub rotate_secs: f64,
+    pub rotate_action: String,
     pub plans: Vec<PlanConfig>,
     pub clusters: Vec<ClusterConfig>,
 }
@@ -86,6 +100,10 @@ impl Default for Config {
             upgrade_method: "PATCH".into(),
             upgrade_path: "/v1/clusters/{name}".into(),
             version_path: "/actuator/info".into(),
+            rotate_method: "POST".into(),
+            rotate_path: None,
+            rotate_secs: 900.0,
+            rotate_action: "UPDATE".into(),
             plans: vec![
                 PlanConfig { name: "small".into(), worker_instances: 3 },
                 PlanConfig { name: "medium".into(), worker_instances: 5 },
@@ -137,6 +155,12 @@ pub struct ClusterConfig {
     /// Worker count; default: the plan's `worker_instances`.
     #[serde(default)]
     pub workers: Option<u32>,
+    /// The first N rotations of this cluster fail.
+    #[serde(default)]
+    pub rotate_failures: u32,
+    /// Rotations succeed but leave the certificates as they were.
+    #[serde(default)]
+    pub rotate_noop: bool,
 }
 
 fn default_plan() -> String {
@@ -198,6 +222,11 @@ struct Cluster {
     upgrade_failed: bool,
     /// The stemcell the running upgrade deploys, chosen when it started.
     upgrade_stemcell: Option<String>,
+    /// Rotations that regenerated the certificates.
+    rotations: u32,
+    rotate_failures_left: u32,
+    /// The running action is a rotation.
+    rotating: bool,
 }
 
 /// What the deployments and Kubernetes routes need to know about a cluster.
@@ -210,6 +239,9 @@ pub struct ClusterView {
     /// E.g. `UPGRADE`, and `in progress`, `succeeded` or `failed` (what a test waits on).
     pub last_action: String,
     pub last_action_state: String,
+    pub workers: u32,
+    /// Rotations that regenerated the cluster's certificates so far.
+    pub rotations: u32,
 }
 
 impl Fleet {
@@ -245,6 +277,9 @@ impl Fleet {
                     master_host: format!("{}.k8s.example.com", c.name),
                     upgrade_failed: false,
                     upgrade_stemcell: None,
+                    rotations: 0,
+                    rotate_failures_left: c.rotate_failures,
+                    rotating: false,
                     config: c.clone(),
                 };
                 (c.name.clone(), cluster)
@@ -282,6 +317,8 @@ impl Fleet {
                 stemcell: c.stemcell.clone(),
                 last_action: c.last_action.clone(),
                 last_action_state: c.last_action_state.clone(),
+                workers: c.workers,
+                rotations: c.rotations,
             })
             .collect()
     }
@@ -315,6 +352,14 @@ impl Fleet {
             if upgrade {
                 self.counters.add("tkgi.upgrades_in_flight", -1);
             }
+            let rotation = c.rotating;
+            if rotation {
+                c.rotating = false;
+                self.counters.add("tkgi.rotations_in_flight", -1);
+                if ok && !c.config.rotate_noop {
+                    c.rotations += 1;
+                }
+            }
             if ok && c.last_action == "DELETE" {
                 gone.push(c.config.name.clone());
             } else if ok {
@@ -326,6 +371,9 @@ impl Fleet {
                     c.k8s_version = cfg.k8s_version.clone();
                     c.stemcell = c.upgrade_stemcell.take().unwrap_or_else(|| cfg.stemcell_version.clone());
                 }
+            } else if rotation {
+                c.last_action_state = c.config.failure_state.clone();
+                c.description = "Instance update failed: bosh task failed: certificate rotation failed".into();
             } else {
                 c.last_action_state = c.config.failure_state.clone();
                 c.upgrade_failed = upgrade;
@@ -416,6 +464,16 @@ pub(crate) fn routes(fleet: Arc<Fleet>) -> Router {
         .route("/v1/plans", get(plans))
         .route(&version_path, get(platform_version));
     let router = if shared { router } else { router.route(&upgrade_path, on(upgrade_filter, upgrade)) };
+    let router = match &cfg.rotate_path {
+        Some(path) => {
+            let filter = Method::from_bytes(cfg.rotate_method.as_bytes())
+                .ok()
+                .and_then(|m| MethodFilter::try_from(m).ok())
+                .unwrap_or(MethodFilter::POST);
+            router.route(path, on(filter, rotate))
+        }
+        None => router,
+    };
     router.with_state(fleet)
 }
 
@@ -475,6 +533,27 @@ async fn upgrade(
     if fleet.failure_seen.load(std::sync::atomic::Ordering::SeqCst) {
         fleet.counters.add("tkgi.starts_after_failure_seen", 1);
     }
+    (StatusCode::ACCEPTED, Json(cluster_json(c))).into_response()
+}
+
+/// The configured rotate-certificates route: the cluster shows `rotate_action in progress`, then its certificates
+/// change (unless scripted otherwise).
+async fn rotate(State(fleet): State<Arc<Fleet>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = fleet.auth(&headers) {
+        return r;
+    }
+    let cfg = &fleet.config;
+    let mut clusters = fleet.clusters();
+    let Some(c) = clusters.get_mut(&name) else { return not_found(&name) };
+    if let Some(refused) = busy(c) {
+        return refused;
+    }
+    let ok = c.rotate_failures_left == 0;
+    c.rotate_failures_left = c.rotate_failures_left.saturating_sub(1);
+    fleet.begin(c, &cfg.rotate_action, cfg.rotate_secs, ok);
+    c.rotating = true;
+    fleet.counters.add("tkgi.rotations_in_flight", 1);
+    fleet.count("rotations", &name);
     (StatusCode::ACCEPTED, Json(cluster_json(c))).into_response()
 }
 
@@ -574,6 +653,8 @@ fn new_cluster(cfg: &Config, name: &str, plan_name: &str) -> Cluster {
         busy_secs: None,
         upgrade_secs: None,
         workers: None,
+        rotate_failures: 0,
+        rotate_noop: false,
     };
     Cluster {
         uuid: uuid_for(name),
@@ -589,6 +670,9 @@ fn new_cluster(cfg: &Config, name: &str, plan_name: &str) -> Cluster {
         master_host: format!("{name}.k8s.example.com"),
         upgrade_failed: false,
         upgrade_stemcell: None,
+        rotations: 0,
+        rotate_failures_left: 0,
+        rotating: false,
         config,
     }
 }

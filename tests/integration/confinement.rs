@@ -161,6 +161,26 @@ fn fleet_params_paths_stay_inside_the_put_directory() {
 }
 
 #[test]
+fn the_backup_input_stays_inside_the_put_directory() {
+    let sim = fleet_world(&["{name: c-1}"]);
+    let cases =
+        [("../outside", "leads outside"), ("inputs/escape", "leads outside"), ("inputs/version", "not a directory")];
+    for (dir, why) in cases {
+        let sandbox = Sandbox::new();
+        put_dir(&sandbox);
+        let params = json!({"require_backup": {"dir": dir}, "dry_run": true});
+        let out = run_step(
+            "out",
+            &json!({"source": fleet_source(&sim), "params": params}).to_string(),
+            Some(&sandbox.step()),
+            &[],
+        );
+        out.assert_fails_with(&["params.require_backup.dir", why]);
+        sandbox.assert_contained(&out);
+    }
+}
+
+#[test]
 fn a_version_file_is_never_printed_whole() {
     let sim = fleet_world(&["{name: c-1}"]);
     let sandbox = Sandbox::new();

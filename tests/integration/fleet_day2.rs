@@ -216,16 +216,17 @@ fn repair_true_retries_a_failed_upgrade_and_the_pre_check_guards_upgrades() {
     let work = tempfile::tempdir().unwrap();
     let upgrades = |name: &str| sim.state().counter(&format!("tkgi.upgrade_starts.{name}"));
 
+    // A failure nobody dealt with stops a rollout under `on_failure: stop` before anything starts.
     let without = day2_put(&sim, json!({}), json!({}), work.path());
-    without.json();
-    assert!(without.stderr.contains("last action UPGRADE failed and `repair` is not set"), "{}", without.stderr);
+    without
+        .assert_fails_with(&["last action UPGRADE failed and `repair` is not set", "refusing to start: c-02 failed"]);
     assert!(without.stderr.contains("c-03    | pre-check failed: certificate"), "{}", without.stderr);
-    assert_eq!((upgrades("c-01"), upgrades("c-02"), upgrades("c-03")), (1, 0, 0));
+    assert_eq!((upgrades("c-01"), upgrades("c-02"), upgrades("c-03")), (0, 0, 0));
 
     let repaired = day2_put(&sim, json!({}), json!({"repair": true}), work.path());
     repaired.json();
     assert!(repaired.stderr.contains("c-02"), "{}", repaired.stderr);
-    assert_eq!(upgrades("c-02"), 1, "the failed upgrade was run again, once");
+    assert_eq!((upgrades("c-01"), upgrades("c-02")), (1, 1), "the failed upgrade was run again, once");
     let fleet = sim.state().fleet.views();
     assert!(fleet.iter().any(|c| c.name == "c-02" && c.k8s_version == "1.28.11"), "c-02 reached the target");
     assert_eq!(upgrades("c-03"), 0, "still refused by its pre-check");
@@ -408,9 +409,10 @@ fn every_operation_has_a_dry_run_plan_and_changes_nothing() {
     assert_eq!(rotate["waves"][0]["jobs"].as_array().unwrap().len(), 2);
     assert!(md.contains("rotate certificates"), "{md}");
 
-    let (upgrade, md, _) = plan(json!({}), json!({"target_version": "1.20.0-build.1"}));
+    // An explicit target must be the platform's own version (TKGI upgrades only to it).
+    let (upgrade, md, _) = plan(json!({}), json!({"target_version": "1.19.2-build.10"}));
     assert_eq!(upgrade["operation"], "upgrade");
-    assert!(md.contains("Rollout plan to TKGI 1.20.0-build.1"), "{md}");
+    assert!(md.contains("Rollout plan to TKGI 1.19.2-build.10"), "{md}");
 
     let state = sim.state();
     assert_eq!((state.counter("director.recreates"), state.counter("tkgi.rotations")), (0, 0));

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::services::{boshio, director, k8s, releases, tkgi, uaa};
+use crate::services::{boshio, director, k8s, opsman, releases, tkgi, uaa};
 use crate::shared::faults::FaultRule;
 
 /// Everything the simulator is seeded with.
@@ -23,6 +23,7 @@ pub struct Scenario {
     pub director: director::Config,
     pub uaa: uaa::Config,
     pub tkgi: tkgi::Config,
+    pub opsman: opsman::Config,
     pub kubernetes: k8s::Config,
     pub releases: releases::Config,
 }
@@ -36,6 +37,7 @@ impl Default for Scenario {
             director: Default::default(),
             uaa: Default::default(),
             tkgi: Default::default(),
+            opsman: Default::default(),
             kubernetes: Default::default(),
             releases: Default::default(),
         }

@@ -216,6 +216,27 @@ impl HttpClient {
     }
 }
 
+/// A request body that reads the file lazily in 64 KiB chunks, so memory does not grow with it and
+/// a retried request (built again) starts from the beginning: the file is opened when the body is
+/// first polled, once per request built.
+pub(crate) fn file_body(path: std::path::PathBuf) -> reqwest::Body {
+    use tokio::io::AsyncReadExt;
+    let stream = futures_util::stream::try_unfold((path, None::<tokio::fs::File>), |(path, file)| async move {
+        let mut file = match file {
+            Some(file) => file,
+            None => tokio::fs::File::open(&path).await?,
+        };
+        let mut buf = vec![0u8; 64 << 10];
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            return Ok::<_, std::io::Error>(None);
+        }
+        buf.truncate(n);
+        Ok(Some((buf, (path, Some(file)))))
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
 /// Reads a whole body, failing once it exceeds `limit` bytes (a hostile or broken server must not
 /// make us allocate without bound). Read errors are retryable: the connection broke mid-body.
 pub(crate) async fn read_capped(mut response: Response, limit: usize) -> std::result::Result<Vec<u8>, Failure> {

@@ -5,5 +5,6 @@ pub(crate) mod boshio;
 pub(crate) mod director;
 pub(crate) mod k8s_feed;
 pub(crate) mod kube;
+pub(crate) mod opsman;
 pub(crate) mod tkgi;
 pub mod uaa;

@@ -10,12 +10,14 @@ use super::reconcile::{Current, Options, Reconciled, reconcile};
 use super::report::{plan_json, plan_text, summary_text};
 use super::version::version;
 use super::{Clients, Observed, connect, observe};
+use crate::clients::opsman::Opsman;
 use crate::config::fleet::{OutsideWindow, PutParams, Selector, Source};
 use crate::context::Ctx;
 use crate::protocol::{MetadataField, StepResponse, render_step};
 use crate::rollout::executor::{self, Executor, Halt, Outcome, StartGate};
 use crate::rollout::plan::{Plan, plan};
 use crate::versions::stemcell::is_stemcell_version;
+use crate::versions::tkgi::cluster_version;
 use crate::window::Window;
 use anyhow::{Context, Result, bail};
 use std::num::NonZeroUsize;
@@ -41,7 +43,7 @@ pub(super) async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Resul
         bail!("refusing to start: {closed} (set params.outside_window: skip to succeed without changes outside it)");
     }
     let fleet = observe(&conn, &selector).await?;
-    let target = target_version(params, &conn, ctx).await?;
+    let target = target_version(source, params, &conn, ctx).await?;
     let stemcell = target_stemcell(params, ctx)?;
     let plan = match &file {
         Some(file) => desired_plan(file, &fleet, &selector, &target, stemcell.as_deref(), params, ctx)?,
@@ -200,9 +202,10 @@ fn window_gate(window: Window, ctx: &Ctx) -> StartGate<'_> {
     })
 }
 
-/// `target_version`, else `target_version_file` (relative to the put's directory), else the platform's
-/// own version. Never a guess: if none can be read, the put fails and says how to set one.
-async fn target_version(params: &PutParams, conn: &Clients, ctx: &Ctx) -> Result<String> {
+/// `target_version`, else `target_version_file` (relative to the put's directory), else the deployed TKGI
+/// tile's version in Ops Manager (with `source.opsman`), else — a labelled fallback — what the TKGI API
+/// reports at the assumed route. Never a guess: if none can be read, the put fails and says how to set one.
+async fn target_version(source: &Source, params: &PutParams, conn: &Clients, ctx: &Ctx) -> Result<String> {
     if let Some(v) = &params.target_version {
         return Ok(v.trim().to_string());
     }
@@ -216,11 +219,42 @@ async fn target_version(params: &PutParams, conn: &Clients, ctx: &Ctx) -> Result
         }
         return Ok(v.to_string());
     }
+    if let Some(opsman) = &conn.opsman {
+        return tile_version(opsman, source, ctx).await;
+    }
     let v = conn.tkgi.platform_version().await.context(
-        "cannot determine the target TKGI version from the platform (an assumed, unpublished route); set params.target_version or params.target_version_file",
+        "cannot determine the target TKGI version from the platform (an assumed, unpublished route); set source.opsman to read it from Ops Manager, or params.target_version or params.target_version_file",
     )?;
-    ctx.log.line(format!("target: TKGI {v}, as reported by the platform"));
+    ctx.log.line(format!(
+        "target: TKGI {v}, as the TKGI API reports it at {} (an ASSUMED, unpublished route; source.opsman reads the target from Ops Manager instead)",
+        source.platform_version.path
+    ));
     Ok(v)
+}
+
+/// The `product_version` of the deployed TKGI tile in Ops Manager, in the form the clusters report
+/// (`source.cluster_version_format`).
+async fn tile_version(opsman: &Opsman, source: &Source, ctx: &Ctx) -> Result<String> {
+    let product = source.opsman_product();
+    let deployed = opsman
+        .deployed_products()
+        .await
+        .with_context(|| format!("reading the deployed products from Ops Manager {}", opsman.base_url()))?;
+    let Some(tile) = deployed.iter().find(|p| p.kind == product) else {
+        let types: Vec<&str> = deployed.iter().map(|p| p.kind.as_str()).collect();
+        bail!(
+            "source.opsman_product: Ops Manager {} has no deployed tile of type `{product}` (deployed: {}); fix source.opsman_product or set params.target_version",
+            opsman.base_url(),
+            if types.is_empty() { "none".to_string() } else { types.join(", ") }
+        );
+    };
+    let version = cluster_version(&tile.product_version, source.cluster_version_format.unwrap_or_default());
+    ctx.log.line(format!(
+        "target: TKGI {version}, the deployed {product} tile's product_version ({}) in Ops Manager {}",
+        tile.product_version,
+        opsman.base_url()
+    ));
+    Ok(version)
 }
 
 /// `target_stemcell`, else the version in `target_stemcell_file` (relative to the put's directory,

@@ -1,4 +1,5 @@
-//! `out` for `kind: stemcell`: upload a fetched stemcell to a BOSH director and wait for its task.
+//! `out` for `kind: stemcell`: put a fetched stemcell into Ops Manager (see `opsman`) and/or upload it
+//! to a BOSH director and wait for its task.
 //!
 //! By default the director fetches the tarball from its bosh.io URL itself (nothing large passes
 //! through the worker); `upload_tarball: true` streams the local file instead. Already uploaded →
@@ -8,6 +9,7 @@
 
 use super::check::to_version;
 use crate::clients::director::{Director, Task};
+use crate::clients::opsman::Opsman;
 use crate::config::stemcell::{PutParams, S3Auth, Source};
 use crate::protocol::{MetadataField, StepResponse};
 use crate::redact::Log;
@@ -17,37 +19,58 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// What a previous `get` left in `params.from`.
-struct Fetched {
-    version: String,
-    url: String,
-    sha1: String,
-    sha256: String,
-    dir: PathBuf,
+pub(super) struct Fetched {
+    pub version: String,
+    pub url: String,
+    pub sha1: String,
+    pub sha256: String,
+    pub dir: PathBuf,
+}
+
+/// Where this put sends the stemcell: the configured director and Ops Manager.
+pub(crate) struct Targets<'a> {
+    pub director: Option<&'a Director>,
+    pub opsman: Option<&'a Opsman>,
 }
 
 const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(3600);
 const FIRST_POLL: Duration = Duration::from_millis(250);
 const MAX_POLL: Duration = Duration::from_secs(5);
 
-/// Uploads the stemcell in `dir/params.from` to `director` unless it is already there.
+/// Puts the stemcell in `dir/params.from` into Ops Manager and onto the director, whichever are
+/// configured (Ops Manager first), skipping each one that already has it.
 pub(crate) async fn put(
     source: &Source,
     params: &PutParams,
     dir: &Path,
-    director: &Director,
+    targets: Targets<'_>,
     log: &Log,
 ) -> Result<StepResponse> {
     let fetched = read_fetched(&dir.join(&params.from))?;
+    let mut metadata = vec![MetadataField::new("name", &source.name), MetadataField::new("version", &fetched.version)];
+    if let Some(opsman) = targets.opsman {
+        metadata.extend(super::opsman::put(source, params, &fetched, opsman, log).await?);
+    }
+    if let Some(director) = targets.director {
+        metadata.extend(to_director(source, params, &fetched, director, log).await?);
+    }
+    Ok(StepResponse { version: to_version(&fetched.version), metadata })
+}
+
+/// Uploads the stemcell to `director` unless it is already there, and follows the director's task.
+async fn to_director(
+    source: &Source,
+    params: &PutParams,
+    fetched: &Fetched,
+    director: &Director,
+    log: &Log,
+) -> Result<Vec<MetadataField>> {
     let target = &director.base_url;
     let uploaded = director.stemcells().await?;
-    let mut metadata = vec![
-        MetadataField::new("name", &source.name),
-        MetadataField::new("version", &fetched.version),
-        MetadataField::new("director", &director.info.name),
-    ];
+    let mut metadata = vec![MetadataField::new("director", &director.info.name)];
     if uploaded.iter().any(|s| s.name == source.name && s.version == fetched.version) {
         log.line(format!("{} {} is already on the director {target}; nothing to upload", source.name, fetched.version));
-        return Ok(StepResponse { version: to_version(&fetched.version), metadata });
+        return Ok(metadata);
     }
     let context = context_id(&source.name, &fetched.version);
     let task_id = match director.unfinished_tasks(&context).await?.first() {
@@ -59,13 +82,13 @@ pub(crate) async fn put(
             ));
             task.id
         }
-        None => start_upload(source, params, &fetched, director, &context, log).await?,
+        None => start_upload(source, params, fetched, director, &context, log).await?,
     };
     let timeout = task_timeout(params);
     let poll_cap = MAX_POLL.min(director.http().config().max_backoff).max(Duration::from_millis(10));
     wait_for_task(director, task_id, timeout, poll_cap, log).await?;
     metadata.push(MetadataField::new("task", task_id.to_string()));
-    Ok(StepResponse { version: to_version(&fetched.version), metadata })
+    Ok(metadata)
 }
 
 /// The tag on repave's upload task for one stemcell version, so a rerun can find it (BOSH allows 64
@@ -145,7 +168,7 @@ fn read_fetched(dir: &Path) -> Result<Fetched> {
 }
 
 /// `stemcell.tgz`, else the one `*.tgz` a `preserve_filename` get wrote.
-fn find_tarball(dir: &Path) -> Result<PathBuf> {
+pub(super) fn find_tarball(dir: &Path) -> Result<PathBuf> {
     let default = dir.join("stemcell.tgz");
     if default.is_file() {
         return Ok(default);
@@ -158,10 +181,11 @@ fn find_tarball(dir: &Path) -> Result<PathBuf> {
         .collect();
     match tgz.as_slice() {
         [one] => Ok(one.clone()),
-        [] => {
-            bail!("upload_tarball: no stemcell tarball in {} (was the get run with `tarball: false`?)", dir.display())
-        }
-        _ => bail!("upload_tarball: {} holds several .tgz files; expected one", dir.display()),
+        [] => bail!(
+            "no stemcell tarball in {}: an upload of the file itself (Ops Manager, or `upload_tarball`) needs a get with `tarball: true`",
+            dir.display()
+        ),
+        _ => bail!("{} holds several .tgz files; expected one stemcell tarball", dir.display()),
     }
 }
 

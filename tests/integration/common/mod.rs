@@ -3,6 +3,7 @@
 //! run — a sentinel secret never appears in stdout, stderr or any file the step wrote.
 
 pub mod fleet;
+pub mod opsman;
 
 use serde_json::Value;
 use std::io::Write;

@@ -7,6 +7,7 @@ pub(crate) mod check;
 // Its `Downloaded` report has no reader yet; the engine is being reworked on the download branch.
 #[allow(dead_code)]
 pub(crate) mod download;
+mod fetched;
 pub(crate) mod get;
 mod opsman;
 pub(crate) mod put;

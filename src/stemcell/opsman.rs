@@ -15,7 +15,7 @@
 //! re-import of a stemcell it has with `existing: true`, so even a race costs no second copy). At most
 //! `http.attempts` sends, with the HTTP client's backoff between them.
 
-use super::put::{Fetched, find_tarball};
+use super::fetched::{Fetched, find_tarball};
 use crate::clients::opsman::{Import, Info, LibraryStemcell, Opsman, OsVersion};
 use crate::config::stemcell::{PutParams, Source};
 use crate::protocol::MetadataField;

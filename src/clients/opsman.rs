@@ -269,14 +269,45 @@ fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<b
     })
 }
 
-/// How one stemcell import ended, as far as the client can tell.
+/// How Ops Manager answered a write whose effect the caller must judge (a stemcell import, Apply Changes).
 #[derive(Debug)]
-pub enum Import {
-    Done(Imported),
-    /// A 4xx: Ops Manager looked at the upload and said no. Final.
+pub enum Written<T> {
+    Done(T),
+    /// A 4xx: Ops Manager looked at the request and said no. Final.
     Refused(Refusal),
-    /// A 5xx or a broken connection (`error` says which): the import may or may not have happened.
+    /// A 5xx or a broken connection (the error says which): it may or may not have happened.
     Unknown(anyhow::Error),
+}
+
+impl<T> Written<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Written<U> {
+        match self {
+            Written::Done(value) => Written::Done(f(value)),
+            Written::Refused(refusal) => Written::Refused(refusal),
+            Written::Unknown(error) => Written::Unknown(error),
+        }
+    }
+}
+
+/// Sorts the outcome of a write (`what` names it in errors): a 2xx JSON answer, a refusal, or unknown.
+async fn written<T: DeserializeOwned>(sent: Result<Response>, what: String) -> Result<Written<T>> {
+    let response = match sent {
+        Ok(response) => response,
+        Err(error) => return Ok(Written::Unknown(error.context(what))),
+    };
+    let status = response.status();
+    if status.is_client_error() {
+        return Ok(Written::Refused(Refusal::read(response).await));
+    }
+    if !status.is_success() {
+        return Ok(Written::Unknown(status_error(response, 2048).await.context(what)));
+    }
+    match read_capped(response, 1 << 20).await {
+        Ok(body) => {
+            serde_json::from_slice(&body).map(Written::Done).with_context(|| format!("{what}: decoding the answer"))
+        }
+        Err(broken) => Ok(Written::Unknown(broken.error.context(what))),
+    }
 }
 
 impl Opsman {
@@ -287,7 +318,7 @@ impl Opsman {
     /// `POST /api/v0/stemcells` as `multipart/form-data`: the file as `stemcell[file]` (named `file_name`),
     /// streamed from disk in small chunks with its exact length, and `stemcell[floating]`. Every send (a retry
     /// after a 401 included) opens the file again and starts from its first byte.
-    pub async fn import_stemcell(&self, path: &Path, file_name: &str, floating: bool) -> Result<Import> {
+    pub async fn import_stemcell(&self, path: &Path, file_name: &str, floating: bool) -> Result<Written<Imported>> {
         let url = self.url("/api/v0/stemcells");
         let len = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
         let form = || {
@@ -301,24 +332,7 @@ impl Opsman {
             .uaa
             .send(Retry::NotIdempotent, |c| c.post(&url).header("Accept", "application/json").multipart(form()))
             .await;
-        let what = format!("POST {url}");
-        let response = match sent {
-            Ok(response) => response,
-            Err(error) => return Ok(Import::Unknown(error.context(what))),
-        };
-        let status = response.status();
-        if status.is_client_error() {
-            return Ok(Import::Refused(Refusal::read(response).await));
-        }
-        if !status.is_success() {
-            return Ok(Import::Unknown(status_error(response, 2048).await.context(what)));
-        }
-        match read_capped(response, 1 << 20).await {
-            Ok(body) => {
-                serde_json::from_slice(&body).map(Import::Done).with_context(|| format!("{what}: decoding the answer"))
-            }
-            Err(broken) => Ok(Import::Unknown(broken.error.context(what))),
-        }
+        written(sent, format!("POST {url}")).await
     }
 }
 
@@ -520,16 +534,6 @@ pub struct ApplyChanges {
     pub ignore_warnings: bool,
 }
 
-/// How Ops Manager answered a request to start Apply Changes.
-#[derive(Debug)]
-pub enum Started {
-    Id(u64),
-    /// Any 4xx, with Ops Manager's messages (422: what it cannot deploy).
-    Refused(Refusal),
-    /// A 5xx or a broken connection: it may or may not have started.
-    Unknown(anyhow::Error),
-}
-
 impl Opsman {
     pub async fn installations(&self) -> Result<Vec<Installation>> {
         #[derive(Deserialize)]
@@ -556,8 +560,8 @@ impl Opsman {
         Ok(self.get::<Answer>(&format!("/api/v0/installations/{id}/logs")).await?.logs)
     }
 
-    /// `POST /api/v0/installations`.
-    pub async fn apply_changes(&self, request: &ApplyChanges) -> Result<Started> {
+    /// `POST /api/v0/installations`: the new installation's id.
+    pub async fn apply_changes(&self, request: &ApplyChanges) -> Result<Written<u64>> {
         #[derive(Deserialize)]
         struct Answer {
             install: Install,
@@ -571,26 +575,7 @@ impl Opsman {
             .uaa
             .send(Retry::NotIdempotent, |c| c.post(&url).header("Accept", "application/json").json(request))
             .await;
-        let what = format!("POST {url}");
-        let response = match sent {
-            Ok(response) => response,
-            Err(error) => return Ok(Started::Unknown(error.context(what))),
-        };
-        let status = response.status();
-        if status.is_client_error() {
-            return Ok(Started::Refused(Refusal::read(response).await));
-        }
-        if !status.is_success() {
-            return Ok(Started::Unknown(status_error(response, 2048).await.context(what)));
-        }
-        match read_capped(response, 1 << 20).await {
-            Ok(body) => {
-                let answer: Answer =
-                    serde_json::from_slice(&body).with_context(|| format!("{what}: decoding the answer"))?;
-                Ok(Started::Id(answer.install.id))
-            }
-            Err(broken) => Ok(Started::Unknown(broken.error.context(what))),
-        }
+        Ok(written::<Answer>(sent, format!("POST {url}")).await?.map(|answer| answer.install.id))
     }
 }
 

@@ -77,6 +77,29 @@ pub(crate) enum Typed<S, G, P> {
     },
 }
 
+impl<S, G: DeserializeOwned, P: DeserializeOwned> Typed<S, G, P> {
+    /// The request of `step` around an already checked `source`: `in`'s params parsed, `out`'s parsed and
+    /// then checked against the source by `check_put`.
+    pub(crate) fn for_step(
+        step: crate::protocol::Step,
+        request: &crate::protocol::Request,
+        source: S,
+        check_put: impl FnOnce(&P, &S) -> Result<()>,
+    ) -> Result<Self> {
+        use crate::protocol::Step;
+        let version = request.version.clone();
+        Ok(match step {
+            Step::Check => Typed::Check { source, version },
+            Step::In => Typed::In { source, params: parse(&request.params, "params")?, version },
+            Step::Out => {
+                let params: P = parse(&request.params, "params")?;
+                check_put(&params, &source)?;
+                Typed::Out { source, params }
+            }
+        })
+    }
+}
+
 /// Deserializes `map` (the request's `source` or `params`, named `root` in errors) into `T`, turning
 /// serde's messages into ones that name the full field path and suggest fixes.
 pub(crate) fn parse<T: DeserializeOwned>(map: &Map<String, Value>, root: &str) -> Result<T> {

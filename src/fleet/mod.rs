@@ -54,16 +54,7 @@ pub(crate) type Parsed = Typed<Source, GetParams, PutParams>;
 pub(crate) fn validate(step: Step, request: &Request) -> Result<Parsed> {
     let source = config::parse_source::<Source>(&request.source)?;
     source.validate()?;
-    let version = request.version.clone();
-    Ok(match step {
-        Step::Check => Typed::Check { source, version },
-        Step::In => Typed::In { source, params: config::parse(&request.params, "params")?, version },
-        Step::Out => {
-            let params: PutParams = config::parse(&request.params, "params")?;
-            params.validate(&source)?;
-            Typed::Out { source, params }
-        }
-    })
+    Typed::for_step(step, request, source, PutParams::validate)
 }
 
 /// Runs one step of the fleet kind and returns the JSON answer.

@@ -28,16 +28,7 @@ pub(crate) fn validate(step: Step, request: &Request) -> Result<Parsed> {
     let mut source: Source = config::parse_source_beside(&request.source, OpsmanSource::LOGIN_FIELDS)?;
     source.opsman = config::parse(&config::only(&request.source, OpsmanSource::LOGIN_FIELDS), "source")?;
     source.validate()?;
-    let version = request.version.clone();
-    Ok(match step {
-        Step::Check => Typed::Check { source, version },
-        Step::In => Typed::In { source, params: config::parse(&request.params, "params")?, version },
-        Step::Out => {
-            let params: PutParams = config::parse(&request.params, "params")?;
-            params.validate(&source)?;
-            Typed::Out { source, params }
-        }
-    })
+    Typed::for_step(step, request, source, PutParams::validate)
 }
 
 /// Runs one step of the Ops Manager kind and returns the JSON answer.

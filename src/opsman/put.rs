@@ -17,7 +17,7 @@
 
 use super::follow::{Pace, follow};
 use super::{connect, tiles};
-use crate::clients::opsman::{ApplyChanges, Errand, Installation, Opsman, PreDeployCheck, Started};
+use crate::clients::opsman::{ApplyChanges, Errand, Installation, Opsman, PreDeployCheck, Written};
 use crate::config::TKGI_PRODUCT;
 use crate::config::opsman::{ErrandChoice, PutParams, Source};
 use crate::context::Ctx;
@@ -73,7 +73,7 @@ async fn apply(
         }
         let (request, summary) = request(opsman, staged, params, log).await?;
         match opsman.apply_changes(&request).await? {
-            Started::Id(id) => {
+            Written::Done(id) => {
                 log.line(format!("Apply Changes started: installation {id}"));
                 follow(opsman, id, pace, log).await?;
                 return Ok(vec![
@@ -81,14 +81,14 @@ async fn apply(
                     MetadataField::new("errands", summary),
                 ]);
             }
-            Started::Refused(refusal) if running(opsman).await?.is_none() => {
+            Written::Refused(refusal) if running(opsman).await?.is_none() => {
                 bail!("Ops Manager refused Apply Changes: {}", refusal.describe());
             }
-            Started::Unknown(error) if running(opsman).await?.is_none() => {
+            Written::Unknown(error) if running(opsman).await?.is_none() => {
                 return Err(error.context("starting Apply Changes; no installation is running, so it did not start"));
             }
             // Another installation began between our look and our start: the next round follows it.
-            Started::Refused(_) | Started::Unknown(_) => {
+            Written::Refused(_) | Written::Unknown(_) => {
                 log.line("Ops Manager did not take this Apply Changes: another installation is running")
             }
         }

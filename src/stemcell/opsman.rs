@@ -16,7 +16,7 @@
 //! `http.attempts` sends, with the HTTP client's backoff between them.
 
 use super::fetched::{Fetched, find_tarball};
-use crate::clients::opsman::{Import, Info, LibraryStemcell, Opsman, OsVersion};
+use crate::clients::opsman::{Info, LibraryStemcell, Opsman, OsVersion, Written};
 use crate::config::stemcell::{PutParams, Source};
 use crate::protocol::MetadataField;
 use crate::redact::Log;
@@ -79,11 +79,7 @@ pub(super) async fn put(
         }
         None => import(opsman, &info, &tarball, &wanted, params.floating.unwrap_or(false), log).await?,
     };
-    if info.at_least(2, 6) {
-        associate(opsman, &stemcell, &products, log).await?;
-    } else {
-        assign(opsman, &stemcell, &products, log).await?;
-    }
+    assign(opsman, &info, &stemcell, &products, log).await?;
     Ok(vec![MetadataField::new("opsman", opsman.base_url()), MetadataField::new("assigned_to", products.join(", "))])
 }
 
@@ -139,17 +135,17 @@ async fn import(
     ));
     for attempt in 1..=attempts {
         let error = match opsman.import_stemcell(tarball, &wanted.file_name, floating).await? {
-            Import::Done(imported) => {
+            Written::Done(imported) => {
                 let what = if imported.existing { "Ops Manager already had it" } else { "imported" };
                 log.line(format!("{what}: {} {}", imported.stemcell.os, imported.stemcell.version));
                 let os =
                     Some(imported.stemcell.os).filter(|os| !os.is_empty()).or(wanted.os.clone()).unwrap_or_default();
                 return Ok(OsVersion { os, version: wanted.version.clone() });
             }
-            Import::Refused(refusal) => {
+            Written::Refused(refusal) => {
                 bail!("Ops Manager refused the stemcell {}: {}", wanted.file_name, refusal.describe())
             }
-            Import::Unknown(error) => error,
+            Written::Unknown(error) => error,
         };
         if let Some(found) = in_library(opsman, info, wanted).await? {
             log.line(format!("the upload broke off ({error:#}), but Ops Manager has the stemcell: it landed"));
@@ -169,80 +165,84 @@ async fn import(
     unreachable!("the loop returns on its last attempt")
 }
 
-/// Ops Manager 2.6 and later: stage the stemcell on each tile through `stemcell_associations`, replacing the
-/// tile's staged stemcell of the same OS and keeping its others.
-async fn associate(opsman: &Opsman, stemcell: &OsVersion, products: &[String], log: &Log) -> Result<()> {
-    let associations = opsman.stemcell_associations().await.context("reading the stemcell associations")?;
-    for kind in products {
-        let tiles = associations.products.iter().map(|p| p.identifier.as_str());
-        let product =
-            associations.products.iter().find(|p| &p.identifier == kind).ok_or_else(|| no_tile(kind, tiles))?;
-        if product.is_staged_for_deletion {
-            bail!(
-                "params.products: the {kind} tile is staged for deletion in Ops Manager: no stemcell is assigned to it"
-            );
-        }
-        if product.staged_stemcells.contains(stemcell) {
-            log.line(format!("{} {} is already staged on {kind}: nothing to assign", stemcell.os, stemcell.version));
-            continue;
-        }
-        if !product.available_stemcells.contains(stemcell) {
-            let offered: Vec<String> =
-                product.available_stemcells.iter().map(|s| format!("{} {}", s.os, s.version)).collect();
-            bail!(
-                "Ops Manager does not offer {} {} to the {kind} tile (it offers: {}): the tile does not use {} stemcells",
-                stemcell.os,
-                stemcell.version,
-                if offered.is_empty() { "none".to_string() } else { offered.join(", ") },
-                stemcell.os
-            );
-        }
-        let mut staged: Vec<OsVersion> =
-            product.staged_stemcells.iter().filter(|s| s.os != stemcell.os).cloned().collect();
-        staged.push(stemcell.clone());
-        opsman
-            .associate_stemcells(&product.guid, &staged)
-            .await
-            .with_context(|| format!("assigning the stemcell to {kind}"))?;
-        log.line(format!(
-            "assigned {} {} to {kind}: staged, the next Apply Changes deploys it",
-            stemcell.os, stemcell.version
-        ));
-    }
-    Ok(())
+/// A tile's stemcells as assigning one needs them, from either model.
+struct Tile {
+    guid: String,
+    kind: String,
+    staged_for_deletion: bool,
+    staged: Vec<OsVersion>,
+    available: Vec<OsVersion>,
 }
 
-/// Ops Manager before 2.6: one stemcell version per tile, through `stemcell_assignments`.
-async fn assign(opsman: &Opsman, stemcell: &OsVersion, products: &[String], log: &Log) -> Result<()> {
+/// Every tile's stemcells: from `stemcell_associations` on Ops Manager 2.6 and later, else from
+/// `stemcell_assignments`, whose versions are all of the stemcell's OS (one stemcell per tile).
+async fn tiles(opsman: &Opsman, multi: bool, os: &str) -> Result<Vec<Tile>> {
+    let of_os = |version: &str| OsVersion { os: os.to_string(), version: version.to_string() };
+    if multi {
+        let associations = opsman.stemcell_associations().await.context("reading the stemcell associations")?;
+        return Ok(associations
+            .products
+            .into_iter()
+            .map(|p| Tile {
+                guid: p.guid,
+                kind: p.identifier,
+                staged_for_deletion: p.is_staged_for_deletion,
+                staged: p.staged_stemcells,
+                available: p.available_stemcells,
+            })
+            .collect());
+    }
     let assignments = opsman.stemcell_assignments().await.context("reading the stemcell assignments")?;
+    Ok(assignments
+        .products
+        .into_iter()
+        .map(|p| Tile {
+            staged: p.staged_stemcell_version.as_deref().map(of_os).into_iter().collect(),
+            available: p.available_stemcell_versions.iter().map(|v| of_os(v)).collect(),
+            guid: p.guid,
+            kind: p.identifier,
+            staged_for_deletion: p.is_staged_for_deletion,
+        })
+        .collect())
+}
+
+/// Stages the stemcell on each tile in `products`. On Ops Manager 2.6 and later through
+/// `stemcell_associations`, replacing the tile's staged stemcell of the same OS and keeping its others;
+/// before, through `stemcell_assignments` (one stemcell version per tile).
+async fn assign(opsman: &Opsman, info: &Info, stemcell: &OsVersion, products: &[String], log: &Log) -> Result<()> {
+    let multi = info.at_least(2, 6);
+    let tiles = tiles(opsman, multi, &stemcell.os).await?;
+    let what = format!("{} {}", stemcell.os, stemcell.version);
     for kind in products {
-        let tiles = assignments.products.iter().map(|p| p.identifier.as_str());
-        let product =
-            assignments.products.iter().find(|p| &p.identifier == kind).ok_or_else(|| no_tile(kind, tiles))?;
-        if product.is_staged_for_deletion {
+        let tile = tiles
+            .iter()
+            .find(|t| &t.kind == kind)
+            .ok_or_else(|| no_tile(kind, tiles.iter().map(|t| t.kind.as_str())))?;
+        if tile.staged_for_deletion {
             bail!(
                 "params.products: the {kind} tile is staged for deletion in Ops Manager: no stemcell is assigned to it"
             );
         }
-        if product.staged_stemcell_version.as_deref() == Some(stemcell.version.as_str()) {
-            log.line(format!("stemcell {} is already staged on {kind}: nothing to assign", stemcell.version));
+        if tile.staged.contains(stemcell) {
+            log.line(format!("{what} is already staged on {kind}: nothing to assign"));
             continue;
         }
-        if !product.available_stemcell_versions.contains(&stemcell.version) {
+        if !tile.available.contains(stemcell) {
+            let offered: Vec<String> = tile.available.iter().map(|s| format!("{} {}", s.os, s.version)).collect();
             bail!(
-                "Ops Manager does not offer stemcell {} to the {kind} tile (it offers: {})",
-                stemcell.version,
-                product.available_stemcell_versions.join(", ")
+                "Ops Manager does not offer {what} to the {kind} tile (it offers: {}): is it a stemcell the tile uses?",
+                if offered.is_empty() { "none".to_string() } else { offered.join(", ") }
             );
         }
-        opsman
-            .assign_stemcell(&product.guid, &stemcell.version)
-            .await
-            .with_context(|| format!("assigning the stemcell to {kind}"))?;
-        log.line(format!(
-            "assigned stemcell {} to {kind}: staged, the next Apply Changes deploys it",
-            stemcell.version
-        ));
+        let assigned = if multi {
+            let mut staged: Vec<OsVersion> = tile.staged.iter().filter(|s| s.os != stemcell.os).cloned().collect();
+            staged.push(stemcell.clone());
+            opsman.associate_stemcells(&tile.guid, &staged).await
+        } else {
+            opsman.assign_stemcell(&tile.guid, &stemcell.version).await
+        };
+        assigned.with_context(|| format!("assigning {what} to {kind}"))?;
+        log.line(format!("assigned {what} to {kind}: staged, the next Apply Changes deploys it"));
     }
     Ok(())
 }

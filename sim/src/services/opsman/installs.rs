@@ -136,9 +136,7 @@ fn apply(ops: &OpsMan, products: &mut [Product], deploy: &[String]) -> Vec<Strin
             product.staged_version,
             stemcells.join(", ")
         ));
-        if product.kind == TKGI {
-            ops.configure_platform(product);
-        }
+        ops.deploy(product);
     }
     lines
 }

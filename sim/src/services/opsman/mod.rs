@@ -304,8 +304,9 @@ impl OpsMan {
             counters,
             world: Mutex::new(World { library, products, installs: Vec::new() }),
         };
+        // The director's stemcells at start are the scenario's `director` section's; the broker's are the tile's.
         if let Some(tile) = ops.lock_world().products.iter().find(|p| p.kind == TKGI && p.deployed_version.is_some()) {
-            ops.configure_platform(tile);
+            ops.configure_broker(tile);
         }
         ops
     }
@@ -329,12 +330,19 @@ impl OpsMan {
         (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
     }
 
-    /// What a deployed TKGI tile means for the platform: its stemcells are on the director, and the broker builds
-    /// clusters at the tile's version on its stemcell of the clusters' line.
-    fn configure_platform(&self, tile: &Product) {
+    /// What deploying a tile does to the platform: its stemcells are uploaded to the director, and for the TKGI
+    /// tile the broker is reconfigured.
+    fn deploy(&self, tile: &Product) {
         for s in &tile.deployed {
             self.director.add_stemcell(&s.name, &s.version, &s.os);
         }
+        if tile.kind == TKGI {
+            self.configure_broker(tile);
+        }
+    }
+
+    /// The broker builds clusters at the TKGI tile's deployed version on its stemcell of the clusters' line.
+    fn configure_broker(&self, tile: &Product) {
         let line = tile.deployed.iter().find(|s| s.name == self.fleet.stemcell_name()).or(tile.deployed.first());
         if let (Some(version), Some(stemcell)) = (&tile.deployed_version, line) {
             self.fleet.configure_broker(version, &stemcell.version);

@@ -62,14 +62,21 @@ async fn apply(
     me: &str,
     log: &Log,
 ) -> Result<Vec<MetadataField>> {
+    let mut followed = Vec::new();
     for _ in 0..MAX_ROUNDS {
         if let Some(running) = running(opsman).await? {
             announce(&running, me, log);
             follow(opsman, running.id, pace, log).await?;
+            followed.push(running.id.to_string());
             continue;
         }
         if !pending(opsman, staged, log).await? {
-            return Ok(vec![MetadataField::new("installation", "none: nothing to apply")]);
+            let installation = if followed.is_empty() {
+                "none: nothing to apply".to_string()
+            } else {
+                format!("{} (followed; nothing more to apply)", followed.join(", "))
+            };
+            return Ok(vec![MetadataField::new("installation", installation)]);
         }
         let (request, summary) = request(opsman, staged, params, log).await?;
         match opsman.apply_changes(&request).await? {

@@ -176,7 +176,9 @@ fn a_killed_put_is_rerun_by_following_its_own_installation() {
     first.wait().unwrap();
     assert_eq!(sim.state().opsman.installations()[0].1, "running", "killed while Ops Manager works on");
     let out = apply(&sim, json!({}));
-    assert_eq!(out.json()["version"][TKGI], "1.19.3-build.4");
+    let answer = out.json();
+    assert_eq!(answer["version"][TKGI], "1.19.3-build.4");
+    assert!(answer["metadata"].to_string().contains("1 (followed; nothing more to apply)"), "{answer}");
     assert!(
         out.stderr.contains("started by `repave`") && out.stderr.contains("most likely an earlier build of this put"),
         "{}",

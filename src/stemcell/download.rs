@@ -1,14 +1,25 @@
 //! The tarball download engine: parallel HTTP ranges (or one stream), one-pass hashing overlapped
 //! with the transfer, resume after a dropped connection, progress lines, and a verified rename.
 //!
+//! The first request is a GET for the first piece (the whole file when one stream is enough): its
+//! answer both starts the transfer and says whether ranges work (206 and the total length) or not
+//! (200, the whole body, which then becomes the one stream). No HEAD, so the first byte comes one
+//! round trip after the stemcell list, and the other connections start as soon as that answer is in.
+//!
 //! Layout of a ranged download: the file is cut into pieces of a few MiB; `parallel` workers take
 //! pieces in file order and write each received chunk at its offset (positioned writes into one
-//! temp file). A hasher thread reads back the contiguous prefix of finished bytes and hashes it.
+//! temp file). A hasher thread hashes the contiguous prefix of finished bytes where they lie: it maps
+//! a small window of the file read-only and hashes the page cache in place. Before, it read every
+//! byte back into a buffer: one more copy per byte, about 0.1 CPU-s per GiB, a fifth of `in`'s
+//! system time. A handover in memory (keeping each received chunk, a reference to the HTTP client's
+//! buffer, until the hasher reached it) was built and measured first: it saved the copy, but the
+//! client then had to allocate fresh buffers (page faults), and peak RSS rose by 7–21 MiB, for no
+//! net CPU gain. The mapped window costs at most [`VIEW`] of resident memory and nothing on the
+//! workers' side.
 //!
-//! Why read-back rather than handing chunks to the hasher through a channel: a channel in file order
-//! would either buffer out-of-order chunks (memory grows with the file) or make later pieces wait for
-//! earlier ones (one slow connection stalls all). Reading back what was just written costs one copy
-//! from the page cache, keeps memory at one fixed buffer, and never holds a connection mid-piece.
+//! Why the hasher is not fed through a channel in file order: that would either buffer out-of-order
+//! chunks without bound or make later pieces wait for earlier ones (one slow connection stalls all).
+//! The file is the buffer; the hasher only needs to know how far it is finished.
 //!
 //! Pieces are small and taken in order, and a worker only starts a piece within [`LOOKAHEAD`]
 //! pieces of the hashed prefix, so the unhashed backlog stays bounded and the hash finishes
@@ -22,8 +33,8 @@ use crate::http::{Failure, HttpClient, Retry, classify, is_retryable_status, par
 use crate::redact::Log;
 use crate::sigv4;
 use anyhow::{Context, Result, anyhow, bail};
-use reqwest::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, RANGE};
-use reqwest::{Method, RequestBuilder, StatusCode};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, HeaderMap, RANGE};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use sha2::Digest;
 use std::fs::File;
 use std::ops::Range;
@@ -112,11 +123,14 @@ pub struct Options {
     pub progress_every: Duration,
     /// Sign every tarball request with these keys (a private S3-compatible bucket).
     pub auth: Option<sigv4::Keys>,
+    /// The size the mirror publishes, if any. It sizes the first request only: the server's
+    /// `Content-Range` is the truth the pieces are planned from.
+    pub published_size: Option<u64>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { parallel: 8, progress_every: Duration::from_secs(5), auth: None }
+        Options { parallel: 8, progress_every: Duration::from_secs(5), auth: None, published_size: None }
     }
 }
 
@@ -124,30 +138,55 @@ impl Default for Options {
 /// request per piece costs nothing measurable (connections are kept alive).
 const MIN_PIECE: u64 = 256 << 10;
 const MAX_PIECE: u64 = 4 << 20;
+/// Below this size a file comes in one stream whatever `parallel` says: at most four pieces, which
+/// take under 50 ms even through a 20 MiB/s per-connection limit, so more connections (a TCP and
+/// TLS handshake each) cannot gain much. Above it they do: measured through ci/shaper at 20 MiB/s
+/// per connection, 4 MiB took 194 ms in one stream and 25 ms over 8 ranges. On loopback, where
+/// nothing limits a connection, one stream was at most a few ms faster up to 16 MiB.
+const ONE_STREAM_BELOW: u64 = 1 << 20;
 /// How many pieces past the hashed prefix a worker may start, at least: the bound on what is left
 /// to hash when the last byte arrives (128 MiB with 4 MiB pieces, ~70 ms of sha256). Twice the
 /// connection count when that is more, so equal connections never wait on each other. Measured by
 /// ci/bench (1 GiB, 8 connections, 2 cores): 16 pieces left workers waiting for room, 1.32× curl;
 /// 32 pieces, 0.99× curl, with peak RSS unchanged (the window lives in the page cache, not in us).
 const LOOKAHEAD: usize = 32;
-/// The hasher's read-back buffer: the only buffer whose size we choose.
+/// The hasher's mapped window onto the file: the resident memory hashing in place costs.
+const VIEW: u64 = 2 << 20;
+/// The read-back buffer, used only where the file cannot be mapped.
 const HASH_BUF: usize = 256 << 10;
 /// How long the hasher sleeps when it has caught up and no writer woke it.
 const HASHER_NAP: Duration = Duration::from_millis(20);
-/// Total length unknown (a server without Content-Length).
+/// Total length unknown (a server without Content-Length), or an open-ended range.
 const UNKNOWN: u64 = u64::MAX;
 
-/// Cuts `len` bytes into contiguous pieces, about 8 per connection, in file order.
-pub fn plan_pieces(len: u64, parallel: u32) -> Vec<Range<u64>> {
-    let piece = (len / (u64::from(parallel.max(1)) * 8)).clamp(MIN_PIECE, MAX_PIECE);
-    (0..len).step_by(piece as usize).map(|start| start..(start + piece).min(len)).collect()
+/// The piece length for a file of `len` bytes: about 8 pieces per connection, within bounds.
+fn piece_size(len: u64, parallel: u32) -> u64 {
+    (len / (u64::from(parallel.max(1)) * 8)).clamp(MIN_PIECE, MAX_PIECE)
 }
 
-/// What a HEAD told us about the tarball.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Probe {
-    len: Option<u64>,
-    ranges: bool,
+/// Cuts `total` bytes into contiguous pieces in file order: `0..first` (what the first request
+/// asked for), then pieces of [`piece_size`].
+pub fn plan_pieces(first: u64, total: u64, parallel: u32) -> Vec<Range<u64>> {
+    let first = first.min(total);
+    let piece = piece_size(total, parallel);
+    let rest = (first..total).step_by(piece as usize).map(|start| start..(start + piece).min(total));
+    std::iter::once(0..first).filter(|p| !p.is_empty()).chain(rest).collect()
+}
+
+/// The end of the first request: the whole file when one stream is enough (or its size is
+/// unknown and one connection was asked for), else the first piece.
+fn first_end(published: Option<u64>, parallel: u32) -> u64 {
+    match published {
+        _ if parallel <= 1 => UNKNOWN,
+        Some(len) if len < ONE_STREAM_BELOW => len,
+        Some(len) => piece_size(len, parallel),
+        None => MAX_PIECE,
+    }
+}
+
+/// A `Range` header value for `from..end` (`end` may be [`UNKNOWN`]: to the end of the file).
+fn range_header(from: u64, end: u64) -> String {
+    if end == UNKNOWN { format!("bytes={from}-") } else { format!("bytes={from}-{}", end - 1) }
 }
 
 /// The result of a verified download.
@@ -200,9 +239,8 @@ pub async fn download(
         algo: expected.algo,
         auth: opts.auth.clone().map(Arc::new),
     };
-    let probe = probe(&job).await;
     let started = Instant::now();
-    let (hex, bytes, connections) = job.transfer(probe, opts).await?;
+    let (hex, bytes, connections) = job.transfer(opts).await?;
     if hex != expected.hex {
         // `temp` is dropped on return: the unverified bytes are removed.
         bail!(
@@ -224,28 +262,42 @@ pub async fn download(
     Ok(Downloaded { path: dest.to_path_buf(), bytes, connections })
 }
 
-/// HEAD for the length and range support. A failed HEAD is not fatal: some object stores only
-/// sign GET, and the GET will report a real error clearly.
-async fn probe(job: &Job) -> Probe {
-    let (http, url) = (&job.http, &job.url);
-    let unknown = Probe { len: None, ranges: false };
-    let head = || job.request(Method::HEAD).timeout(http.config().request_timeout);
-    let response = match http.send(Retry::Idempotent, |_| head()).await {
-        Ok(r) if r.status().is_success() => r,
-        Ok(r) => {
-            http.log().line(format!("HEAD {url} answered {}; downloading in one stream", r.status()));
-            return unknown;
+/// The answer to the first request, whose body is already the start of the file.
+enum Opened {
+    /// 206: ranges work. The body is bytes `0..first` of `total`.
+    Ranged { response: Response, first: u64, total: u64 },
+    /// 200: the server ignored the range. The body is the whole file, of `len` bytes if it said so.
+    Whole { response: Response, len: Option<u64> },
+}
+
+/// Parses the first answer's `Content-Range: bytes 0-{last}/{total}` and checks it covers what was
+/// asked for (`0..end`, shortened to the file). Returns `(first, total)`.
+fn opening_range(headers: &HeaderMap, end: u64) -> Option<(u64, u64)> {
+    let value = headers.get(CONTENT_RANGE)?.to_str().ok()?;
+    let (last, total) = value.strip_prefix("bytes 0-")?.split_once('/')?;
+    let (last, total): (u64, u64) = (last.trim().parse().ok()?, total.trim().parse().ok()?);
+    (last.checked_add(1)? == end.min(total)).then_some((last + 1, total))
+}
+
+/// The failure for an answer with an unexpected status, with a hint for the usual causes; 429 and
+/// 5xx are retryable.
+async fn status_failure(response: Response, url: &str, signed: bool) -> Failure {
+    let status = response.status();
+    let retryable = is_retryable_status(status);
+    let retry_after = parse_retry_after(response.headers());
+    let hint = match status {
+        StatusCode::OK => " (the server ignored the Range header)",
+        // S3 answers a wrong region with 400 AuthorizationHeaderMalformed.
+        StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN if signed => {
+            " (the bucket refused the request signed with source.auth: check its keys and region)"
         }
-        Err(e) => {
-            http.log().line(format!("HEAD {url} failed ({e:#}); downloading in one stream"));
-            return unknown;
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            " (access denied: if the tarballs sit in a private S3 or GCS bucket, set source.auth)"
         }
+        _ => "",
     };
-    let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    Probe {
-        len: header(CONTENT_LENGTH).and_then(|v| v.parse().ok()),
-        ranges: header(ACCEPT_RANGES).is_some_and(|v| v.eq_ignore_ascii_case("bytes")),
-    }
+    let error = status_error(response, 1024).await.context(format!("GET {url}{hint}"));
+    Failure { error, retryable, retry_after }
 }
 
 /// State shared by the workers, the hasher and the progress reporter of one transfer.
@@ -279,6 +331,17 @@ impl Shared {
             frontier: AtomicUsize::new(0),
             moved: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Takes in a chunk received for piece `index` at `offset`: written to the file, then counted.
+    /// In that order: once the count covers a byte, the hasher may read it.
+    fn deliver(&self, file: &File, index: usize, offset: u64, chunk: &[u8]) -> std::io::Result<()> {
+        // A positioned write into the page cache takes microseconds; moving each chunk to a
+        // blocking thread would cost more than it saves.
+        file.write_all_at(chunk, offset)?;
+        self.done[index].fetch_add(chunk.len() as u64, Ordering::Release);
+        self.received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Publishes the hasher's progress (the first piece not wholly hashed) and wakes waiting workers.
@@ -325,32 +388,82 @@ struct Job {
 }
 
 impl Job {
-    /// Ranged pieces over several connections when the server supports them, else one stream.
-    /// Returns the hex digest, the byte count and the connections used.
-    async fn transfer(&self, probe: Probe, opts: &Options) -> Result<(String, u64, usize)> {
-        let url = &self.url;
-        match probe {
-            Probe { len: Some(len), ranges: true } if len > 0 => {
-                let pieces = plan_pieces(len, opts.parallel);
-                let connections = pieces.len().min(opts.parallel.max(1) as usize);
-                let count = pieces.len();
+    /// Opens the transfer with its first request, then fetches the rest in ranged pieces, or the
+    /// whole body as one stream when the server ignored the range. Returns the hex digest, the byte
+    /// count and the connections used.
+    async fn transfer(&self, opts: &Options) -> Result<(String, u64, usize)> {
+        match self.open(first_end(opts.published_size, opts.parallel)).await? {
+            Opened::Ranged { response, first, total } => self.ranged(response, first, total, opts).await,
+            Opened::Whole { response, len } => {
                 self.http.log().line(format!(
-                    "downloading {url}: {} in {count} pieces over {connections} connection(s)",
-                    mib(len)
+                    "downloading {}: {} in one stream (the server does not support ranges)",
+                    self.url,
+                    len.map_or("unknown size".to_string(), mib)
                 ));
-                let hex = self.run(pieces, connections, true, opts).await.map_err(|f| f.error)?;
-                Ok((hex, len, connections))
-            }
-            Probe { len, .. } => {
-                self.http.log().line(format!(
-                    "downloading {url}: {} in one stream (the server {})",
-                    len.map_or("unknown size".to_string(), mib),
-                    if len.is_none() { "sent no Content-Length" } else { "does not support ranges" }
-                ));
-                let (hex, bytes) = self.whole(len, opts).await?;
+                let (hex, bytes) = self.whole(response, len, opts).await?;
                 Ok((hex, bytes, 1))
             }
         }
+    }
+
+    /// The first request: bytes `0..end`, retried like any GET until it is answered.
+    async fn open(&self, end: u64) -> Result<Opened> {
+        let what = format!("GET {}", self.url);
+        self.http
+            .retry(&what, || async {
+                let request = self.request(Method::GET).header(RANGE, range_header(0, end));
+                let response = request.send().await.map_err(|e| classify(e, Retry::Idempotent))?;
+                self.judge_opening(response, end).await
+            })
+            .await
+    }
+
+    /// 206 for what was asked (ranges work), or 200 (the server ignored the range: the whole body).
+    async fn judge_opening(&self, response: Response, end: u64) -> std::result::Result<Opened, Failure> {
+        match response.status() {
+            StatusCode::OK => Ok(Opened::Whole { len: content_length(&response), response }),
+            StatusCode::PARTIAL_CONTENT => match opening_range(response.headers(), end) {
+                Some((first, total)) => Ok(Opened::Ranged { response, first, total }),
+                None => {
+                    let range = response.headers().get(CONTENT_RANGE).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    let asked = range_header(0, end);
+                    Err(Failure::fatal(anyhow!("GET {} answered Content-Range `{range}` for {asked}", self.url)))
+                }
+            },
+            _ => Err(status_failure(response, &self.url, self.auth.is_some()).await),
+        }
+    }
+
+    /// The rest of a ranged transfer whose first piece is streaming in `response`.
+    async fn ranged(&self, response: Response, first: u64, total: u64, opts: &Options) -> Result<(String, u64, usize)> {
+        let pieces = plan_pieces(first, total, opts.parallel);
+        let connections = pieces.len().clamp(1, opts.parallel.max(1) as usize);
+        let how = match pieces.len() {
+            0 | 1 => "in one resumable stream".to_string(),
+            n => format!("in {n} pieces over {connections} connection(s)"),
+        };
+        self.http.log().line(format!("downloading {}: {} {how}", self.url, mib(total)));
+        let hex = self.run(pieces, connections, true, opts, Some(response)).await.map_err(|f| f.error)?;
+        Ok((hex, total, connections))
+    }
+
+    /// One stream without ranges. A broken stream cannot resume, so a retry starts over from byte 0
+    /// with a fresh hasher (and a fresh request: the first attempt reads the opening answer).
+    async fn whole(&self, response: Response, len: Option<u64>, opts: &Options) -> Result<(String, u64)> {
+        let what = format!("downloading {}", self.url);
+        let end = len.unwrap_or(UNKNOWN);
+        let mut opened = Some(response);
+        self.http
+            .retry(&what, || {
+                let opened = opened.take();
+                async move {
+                    self.file.set_len(0).map_err(|e| Failure::fatal(anyhow!("truncating the temp file: {e}")))?;
+                    let hex = self.run(vec![Range { start: 0, end }], 1, false, opts, opened).await?;
+                    let bytes = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+                    Ok((hex, bytes))
+                }
+            })
+            .await
     }
 
     /// A request for the tarball, signed afresh (each retry gets a current `x-amz-date`).
@@ -365,21 +478,26 @@ impl Job {
     }
 
     /// Fetches `pieces` with `connections` workers while the hasher follows; returns the hex digest.
+    /// `opened`, the answer to the first request, is the body of piece 0.
     async fn run(
         &self,
         pieces: Vec<Range<u64>>,
         connections: usize,
         ranged: bool,
         opts: &Options,
+        opened: Option<Response>,
     ) -> std::result::Result<String, Failure> {
         let total = pieces.last().map_or(0, |p| p.end);
         if total != UNKNOWN {
             self.file.set_len(total).map_err(|e| Failure::fatal(anyhow!("sizing the download's temp file: {e}")))?;
         }
         let shared = Shared::new(pieces, total);
+        // Piece 0 belongs to the worker holding its answer.
+        shared.next.store(usize::from(opened.is_some()), Ordering::Relaxed);
         let lookahead = LOOKAHEAD.max(2 * connections);
         let (hasher, digest) = spawn_hasher(Arc::clone(&shared), Arc::clone(&self.file), self.algo);
         let progress = tokio::spawn(report_progress(Arc::clone(&shared), self.http.log().clone(), opts.progress_every));
+        let mut opened = opened;
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..connections {
             let worker = Worker {
@@ -389,18 +507,9 @@ impl Job {
                 ranged,
                 lookahead,
             };
-            workers.spawn(worker.run());
+            workers.spawn(worker.run(opened.take()));
         }
-        let mut outcome = Ok(());
-        while let Some(joined) = workers.join_next().await {
-            let result = joined.map_err(|e| Failure::fatal(anyhow!("a download worker failed: {e}"))).and_then(|r| r);
-            if let Err(e) = result {
-                // Dropping the set aborts the other workers; the hasher must stop waiting too.
-                workers.abort_all();
-                outcome = Err(e);
-                break;
-            }
-        }
+        let outcome = join_workers(workers).await;
         progress.abort();
         if outcome.is_err() {
             shared.failed.store(true, Ordering::Release);
@@ -409,21 +518,6 @@ impl Job {
         let hashed = digest.await.map_err(|_| Failure::fatal(anyhow!("the hashing thread ended without an answer")))?;
         outcome?;
         hashed.map_err(Failure::fatal)
-    }
-
-    /// One stream without ranges. A broken stream cannot resume, so a retry starts over from byte 0
-    /// with a fresh hasher.
-    async fn whole(&self, len: Option<u64>, opts: &Options) -> Result<(String, u64)> {
-        let what = format!("downloading {}", self.url);
-        let end = len.unwrap_or(UNKNOWN);
-        self.http
-            .retry(&what, || async {
-                self.file.set_len(0).map_err(|e| Failure::fatal(anyhow!("truncating the temp file: {e}")))?;
-                let hex = self.run(vec![Range { start: 0, end }], 1, false, opts).await?;
-                let bytes = self.file.metadata().map(|m| m.len()).unwrap_or(0);
-                Ok((hex, bytes))
-            })
-            .await
     }
 
     fn clone_parts(&self) -> Job {
@@ -435,6 +529,24 @@ impl Job {
             auth: self.auth.clone(),
         }
     }
+}
+
+/// Waits for every worker; the first failure aborts the others and is returned.
+async fn join_workers(
+    mut workers: tokio::task::JoinSet<std::result::Result<(), Failure>>,
+) -> std::result::Result<(), Failure> {
+    while let Some(joined) = workers.join_next().await {
+        let result = joined.map_err(|e| Failure::fatal(anyhow!("a download worker failed: {e}"))).and_then(|r| r);
+        if let Err(e) = result {
+            workers.abort_all();
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn content_length(response: &Response) -> Option<u64> {
+    response.headers().get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
 /// Starts the hasher thread. A plain thread, not a runtime task: hashing is CPU-bound and must not
@@ -457,7 +569,7 @@ fn spawn_hasher(
 /// Hashes the file as its finished prefix grows, until the whole length is hashed.
 fn hash_prefix(shared: &Shared, file: &File, algo: Algo) -> Result<String> {
     let mut hasher = Hasher::new(algo);
-    let mut buf = vec![0u8; HASH_BUF];
+    let mut reader = Reader { file, view: Some(view::View::default()), buf: Vec::new() };
     let (mut hashed, mut cursor) = (0u64, 0usize);
     // The first piece not wholly hashed: workers start pieces relative to it.
     let mut frontier = 0usize;
@@ -468,10 +580,7 @@ fn hash_prefix(shared: &Shared, file: &File, algo: Algo) -> Result<String> {
         shared.advance_frontier(frontier);
         let prefix = shared.prefix(&mut cursor);
         if prefix > hashed {
-            let n = (prefix - hashed).min(HASH_BUF as u64) as usize;
-            file.read_exact_at(&mut buf[..n], hashed).context("reading back the download for hashing")?;
-            hasher.update(&buf[..n]);
-            hashed += n as u64;
+            hashed += reader.hash(&mut hasher, hashed, prefix)?;
             continue;
         }
         if hashed == shared.total.load(Ordering::Acquire) {
@@ -481,6 +590,74 @@ fn hash_prefix(shared: &Shared, file: &File, algo: Algo) -> Result<String> {
             bail!("the download failed before it could be hashed");
         }
         std::thread::park_timeout(HASHER_NAP);
+    }
+}
+
+/// Where the hasher gets finished bytes: the page cache in place, or copies read back where the
+/// file cannot be mapped (a filesystem without mmap).
+struct Reader<'f> {
+    file: &'f File,
+    view: Option<view::View>,
+    buf: Vec<u8>,
+}
+
+impl Reader<'_> {
+    /// Hashes bytes from `from` on, short of `end`; returns how many.
+    fn hash(&mut self, hasher: &mut Hasher, from: u64, end: u64) -> Result<u64> {
+        if let Some(view) = &mut self.view {
+            // SAFETY: `from..end` lies in the finished prefix: every byte of it was written before
+            // a worker counted it (read with Acquire), and no byte is written twice. The file only
+            // shrinks when a whole stream restarts, after this thread has ended.
+            match unsafe { view.bytes(self.file, from, end) } {
+                Ok(bytes) => {
+                    hasher.update(bytes);
+                    return Ok(bytes.len() as u64);
+                }
+                Err(_) => self.view = None,
+            }
+        }
+        self.buf.resize(HASH_BUF, 0);
+        let n = (end - from).min(HASH_BUF as u64) as usize;
+        self.file.read_exact_at(&mut self.buf[..n], from).context("reading back the download for hashing")?;
+        hasher.update(&self.buf[..n]);
+        Ok(n as u64)
+    }
+}
+
+/// A read-only mapping of one aligned [`VIEW`]-sized window of a file (memmap2): the only unsafe
+/// code here.
+mod view {
+    use super::VIEW;
+    use memmap2::{Mmap, MmapOptions};
+    use std::fs::File;
+    use std::io;
+
+    #[derive(Default)]
+    pub struct View {
+        /// The window's file offset and its mapping, once mapped.
+        mapped: Option<(u64, Mmap)>,
+    }
+
+    impl View {
+        /// The bytes of `file` from `from`, short of `end`, up to the end of the window holding `from`.
+        ///
+        /// # Safety
+        /// No byte of `from..end` may change, and the file must not shrink below `end`, while the
+        /// view is alive: a mapped page past the end of a file faults (SIGBUS).
+        pub unsafe fn bytes(&mut self, file: &File, from: u64, end: u64) -> io::Result<&[u8]> {
+            let start = from / VIEW * VIEW;
+            if self.mapped.as_ref().is_none_or(|(mapped, _)| *mapped != start) {
+                self.mapped = None;
+                // SAFETY: a new read-only mapping; the caller vouches that the bytes read through it
+                // do not change and that the file does not shrink below them.
+                let map = unsafe { MmapOptions::new().offset(start).len(VIEW as usize).map(file)? };
+                self.mapped = Some((start, map));
+            }
+            let (_, map) = self.mapped.as_ref().expect("mapped above");
+            let n = (end - from).min(start + VIEW - from) as usize;
+            let at = (from - start) as usize;
+            Ok(&map[at..at + n])
+        }
     }
 }
 
@@ -494,33 +671,49 @@ struct Worker {
 }
 
 impl Worker {
-    /// A whole stream is tried once here (its caller restarts it); a piece is retried from the
-    /// last byte received.
-    async fn run(self) -> std::result::Result<(), Failure> {
+    /// `opened` is the answer to the first request: this worker then starts with piece 0.
+    async fn run(self, opened: Option<Response>) -> std::result::Result<(), Failure> {
+        if let Some(response) = opened {
+            self.piece(0, Some(response)).await?;
+        }
         loop {
             let index = self.shared.next.fetch_add(1, Ordering::Relaxed);
-            let Some(piece) = self.shared.pieces.get(index).cloned() else { return Ok(()) };
-            self.shared.wait_for_room(index, self.lookahead).await;
-            if !self.ranged {
-                return self.fetch(index, &piece).await;
+            if index >= self.shared.pieces.len() {
+                return Ok(());
             }
-            let what = format!("GET {} bytes {}-{}", self.job.url, piece.start, piece.end - 1);
-            self.job.http.retry(&what, || self.fetch(index, &piece)).await.map_err(Failure::fatal)?;
+            self.piece(index, None).await?;
         }
     }
 
-    /// One request for the rest of a piece, from the last byte received.
-    async fn fetch(&self, index: usize, piece: &Range<u64>) -> std::result::Result<(), Failure> {
+    /// A whole stream is tried once here (its caller restarts it); a piece is retried from the
+    /// last byte received.
+    async fn piece(&self, index: usize, opened: Option<Response>) -> std::result::Result<(), Failure> {
+        let piece = self.shared.pieces[index].clone();
+        self.shared.wait_for_room(index, self.lookahead).await;
+        if !self.ranged {
+            return self.fetch(index, &piece, opened).await;
+        }
+        let what = format!("GET {} bytes {}-{}", self.job.url, piece.start, piece.end - 1);
+        let mut opened = opened;
+        self.job.http.retry(&what, || self.fetch(index, &piece, opened.take())).await.map_err(Failure::fatal)
+    }
+
+    /// One request for the rest of a piece, from the last byte received (or the first request's
+    /// answer, already judged, when `opened` holds it).
+    async fn fetch(
+        &self,
+        index: usize,
+        piece: &Range<u64>,
+        opened: Option<Response>,
+    ) -> std::result::Result<(), Failure> {
         let from = piece.start + self.shared.done[index].load(Ordering::Acquire);
         if from >= piece.end {
             return Ok(());
         }
-        let mut request = self.job.request(Method::GET);
-        if self.ranged {
-            request = request.header(RANGE, format!("bytes={from}-{}", piece.end - 1));
-        }
-        let response = request.send().await.map_err(|e| classify(e, Retry::Idempotent))?;
-        let mut response = self.judge(response, from, piece).await?;
+        let mut response = match opened {
+            Some(response) => response,
+            None => self.request(from, piece).await?,
+        };
         let mut offset = from;
         loop {
             let chunk = match response.chunk().await {
@@ -528,50 +721,34 @@ impl Worker {
                 Ok(None) => break,
                 Err(e) => return Err(classify(e, Retry::Idempotent)),
             };
-            if offset + chunk.len() as u64 > piece.end {
+            let len = chunk.len() as u64;
+            if offset + len > piece.end {
                 return Err(Failure::fatal(anyhow!("{} sent more bytes than asked for", self.job.url)));
             }
-            // A positioned write into the page cache takes microseconds; moving each chunk to a
-            // blocking thread would cost more than it saves.
-            self.job
-                .file
-                .write_all_at(&chunk, offset)
+            self.shared
+                .deliver(&self.job.file, index, offset, &chunk)
                 .map_err(|e| Failure::fatal(anyhow!("writing the download to disk: {e}")))?;
-            offset += chunk.len() as u64;
-            self.shared.done[index].fetch_add(chunk.len() as u64, Ordering::Release);
-            self.shared.received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            offset += len;
             self.hasher.unpark();
         }
         self.finish(offset, piece)
     }
 
+    /// Sends the request for `from..piece.end` and judges its answer.
+    async fn request(&self, from: u64, piece: &Range<u64>) -> std::result::Result<Response, Failure> {
+        let mut request = self.job.request(Method::GET);
+        if self.ranged {
+            request = request.header(RANGE, range_header(from, piece.end));
+        }
+        let response = request.send().await.map_err(|e| classify(e, Retry::Idempotent))?;
+        self.judge(response, from, piece).await
+    }
+
     /// Requires 206 for exactly the asked range (200 for a whole stream); 429/5xx are retried.
-    async fn judge(
-        &self,
-        response: reqwest::Response,
-        from: u64,
-        piece: &Range<u64>,
-    ) -> std::result::Result<reqwest::Response, Failure> {
-        let status = response.status();
+    async fn judge(&self, response: Response, from: u64, piece: &Range<u64>) -> std::result::Result<Response, Failure> {
         let expected = if self.ranged { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
-        if status != expected {
-            let retryable = is_retryable_status(status);
-            let retry_after = parse_retry_after(response.headers());
-            let hint = match status {
-                StatusCode::OK => " (the server ignored the Range header)",
-                // S3 answers a wrong region with 400 AuthorizationHeaderMalformed.
-                StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-                    if self.job.auth.is_some() =>
-                {
-                    " (the bucket refused the request signed with source.auth: check its keys and region)"
-                }
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                    " (access denied: if the tarballs sit in a private S3 or GCS bucket, set source.auth)"
-                }
-                _ => "",
-            };
-            let error = status_error(response, 1024).await.context(format!("GET {}{hint}", self.job.url));
-            return Err(Failure { error, retryable, retry_after });
+        if response.status() != expected {
+            return Err(status_failure(response, &self.job.url, self.job.auth.is_some()).await);
         }
         if !self.ranged {
             return Ok(response);
@@ -637,15 +814,100 @@ mod tests {
 
     #[test]
     fn pieces_cover_the_file_in_order() {
-        for (len, parallel) in [(1u64, 8u32), (MIN_PIECE, 8), (10 << 20, 8), ((1 << 30) + 7, 8), (5 << 20, 1)] {
-            let pieces = plan_pieces(len, parallel);
-            assert_eq!(pieces.first().unwrap().start, 0);
+        let cases =
+            [(1u64, 1u64, 8u32), (MIN_PIECE, MIN_PIECE, 8), (MAX_PIECE, 10 << 20, 8), (MAX_PIECE, (1 << 30) + 7, 8)];
+        for (first, len, parallel) in cases.into_iter().chain([(UNKNOWN, 5 << 20, 1), (100, 3 << 20, 4)]) {
+            let pieces = plan_pieces(first, len, parallel);
+            assert_eq!(pieces[0], 0..first.min(len));
             assert_eq!(pieces.last().unwrap().end, len);
             assert!(pieces.windows(2).all(|w| w[0].end == w[1].start && w[0].start < w[0].end));
-            assert!(pieces.iter().all(|p| p.end - p.start <= MAX_PIECE));
+            assert!(pieces[1..].iter().all(|p| p.end - p.start <= MAX_PIECE));
         }
-        assert_eq!(plan_pieces(1 << 30, 8).len(), 256, "1 GiB over 8 connections: 4 MiB pieces");
-        assert!(plan_pieces(0, 8).is_empty());
+        assert_eq!(plan_pieces(MAX_PIECE, 1 << 30, 8).len(), 256, "1 GiB over 8 connections: 4 MiB pieces");
+        assert!(plan_pieces(MAX_PIECE, 0, 8).is_empty());
+    }
+
+    #[test]
+    fn the_first_request_is_the_whole_file_below_the_threshold_or_on_one_connection() {
+        assert_eq!(first_end(Some(ONE_STREAM_BELOW - 1), 8), ONE_STREAM_BELOW - 1);
+        assert_eq!(first_end(Some(1 << 30), 8), MAX_PIECE);
+        assert_eq!(first_end(Some(1 << 30), 1), UNKNOWN);
+        assert_eq!(first_end(None, 8), MAX_PIECE);
+        assert_eq!(range_header(0, UNKNOWN), "bytes=0-");
+        assert_eq!(range_header(5, 10), "bytes=5-9");
+    }
+
+    #[test]
+    fn the_opening_answer_must_cover_what_was_asked() {
+        let headers = |value: &str| HeaderMap::from_iter([(CONTENT_RANGE, value.parse().unwrap())]);
+        assert_eq!(opening_range(&headers("bytes 0-99/1000"), 100), Some((100, 1000)));
+        assert_eq!(opening_range(&headers("bytes 0-999/1000"), UNKNOWN), Some((1000, 1000)));
+        assert_eq!(opening_range(&headers("bytes 0-49/50"), 100), Some((50, 50)), "a file shorter than published");
+        assert_eq!(opening_range(&headers("bytes 0-49/1000"), 100), None, "short of what was asked");
+        assert_eq!(opening_range(&headers("bytes 10-109/1000"), 100), None);
+        assert_eq!(opening_range(&headers("bytes 0-99/*"), 100), None);
+        assert_eq!(opening_range(&HeaderMap::new(), 100), None);
+    }
+
+    /// `len` bytes that differ from offset to offset.
+    fn sample(len: usize) -> Vec<u8> {
+        (0..len as u64).map(|i| (i.wrapping_mul(0x9E37_79B9) >> 13) as u8).collect()
+    }
+
+    /// Delivers `data` piece by piece in `order`, in chunks of `chunk` bytes, while the hasher
+    /// runs, as the workers would; returns the digest.
+    fn hash_delivered(data: &[u8], piece: u64, chunk: u64, order: &[usize]) -> String {
+        let len = data.len() as u64;
+        let pieces = (0..len).step_by(piece as usize).map(|start| start..(start + piece).min(len)).collect();
+        let file = Arc::new(tempfile::tempfile().unwrap());
+        file.set_len(len).unwrap();
+        let shared = Shared::new(pieces, len);
+        let (hasher, digest) = spawn_hasher(Arc::clone(&shared), Arc::clone(&file), Algo::Sha256);
+        for &index in order {
+            let piece = shared.pieces[index].clone();
+            for start in (piece.start..piece.end).step_by(chunk as usize) {
+                let end = (start + chunk).min(piece.end);
+                shared.deliver(&file, index, start, &data[start as usize..end as usize]).unwrap();
+                hasher.unpark();
+            }
+        }
+        digest.blocking_recv().unwrap().unwrap()
+    }
+
+    #[test]
+    fn pieces_finishing_out_of_order_are_hashed_in_file_order() {
+        // Pieces and chunks that fit neither pages nor mapped windows, over three windows.
+        let data = sample(2 * VIEW as usize + 300_007);
+        let expected = format!("{:x}", sha2::Sha256::digest(&data));
+        let count = data.len().div_ceil(700_001);
+        let in_order: Vec<usize> = (0..count).collect();
+        let reversed: Vec<usize> = (0..count).rev().collect();
+        let shuffled: Vec<usize> = (0..count).map(|i| (i * 5 + 3) % count).collect();
+        assert_eq!(count, 7);
+        for order in [in_order, reversed, shuffled] {
+            assert_eq!(hash_delivered(&data, 700_001, 65_519, &order), expected, "pieces delivered in order {order:?}");
+        }
+    }
+
+    #[test]
+    fn hashing_in_place_and_reading_back_agree_across_window_edges() {
+        let data = sample(VIEW as usize + 10_000);
+        let file = tempfile::tempfile().unwrap();
+        file.write_all_at(&data, 0).unwrap();
+        let ranges = [0..1, 1..VIEW - 3, VIEW - 3..VIEW + 5, VIEW + 5..VIEW + 10_000];
+        for view in [Some(view::View::default()), None] {
+            let mapped = view.is_some();
+            let mut reader = Reader { file: &file, view, buf: Vec::new() };
+            let mut hasher = Hasher::new(Algo::Sha256);
+            for range in ranges.iter().cloned() {
+                let mut at = range.start;
+                while at < range.end {
+                    at += reader.hash(&mut hasher, at, range.end).unwrap();
+                }
+            }
+            assert_eq!(reader.view.is_some(), mapped, "the file maps");
+            assert_eq!(hasher.hex(), format!("{:x}", sha2::Sha256::digest(&data)), "mapped: {mapped}");
+        }
     }
 
     #[test]

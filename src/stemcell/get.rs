@@ -34,7 +34,9 @@ pub(crate) async fn get(
             anyhow!("{} publishes no checksum for {}: refusing an unverifiable download", source.api_url, variant.url)
         })?;
         let auth = source.auth.as_ref().map(S3Auth::keys);
-        let options = Options { parallel: params.parallel.max(1), auth, ..Options::default() };
+        // The published size lets the first request ask for the right amount: no HEAD before it.
+        let published_size = (variant.size > 0).then_some(variant.size);
+        let options = Options { parallel: params.parallel.max(1), auth, published_size, ..Options::default() };
         download::download(http, &variant.url, &dir.join(&name), &checksum, &options).await?;
     } else {
         http.log().line("tarball: false, so only the metadata files were written");

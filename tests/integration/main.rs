@@ -11,6 +11,7 @@ mod pipeline_lint;
 mod architecture;
 mod bad_input;
 mod demo;
+mod download_order;
 mod fleet_blackbox;
 mod fleet_gitops;
 mod fleet_oidc;

@@ -2,8 +2,8 @@
 //! associations and assignments), staged and deployed products, their errands, pending changes, pre-deploy checks,
 //! Apply Changes ([`installs`]: installations with cumulative logs, and the TKGI tile's "Upgrade all clusters"
 //! errand), and expiring certificates. Its UAA is the simulator's, also served at `/uaa/oauth/token`. Shapes and
-//! statuses follow docs/facts/opsman.md; `tests/integration/opsman_shapes.rs` (in repave-sim) checks them against
-//! the shapes of `om`'s recorded fixtures.
+//! statuses follow docs/facts/opsman.md; `sim/tests/integration/opsman.rs` checks them against the shapes of
+//! `om`'s recorded fixtures.
 //!
 //! What it models of the platform behind it: Apply Changes of the TKGI tile configures the TKGI broker with the
 //! tile's version and its assigned stemcell (uploading that stemcell to the director first), so clusters upgraded

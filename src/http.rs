@@ -295,6 +295,11 @@ pub(crate) async fn status_error(response: Response, body_limit: usize) -> anyho
 pub(crate) const UNRESERVED: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
+/// A name (a cluster, a deployment) percent-encoded for one path segment.
+pub(crate) fn path_segment(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, UNRESERVED).to_string()
+}
+
 /// 429 and 5xx mean "try again later"; 501 (not implemented) never changes.
 pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED)

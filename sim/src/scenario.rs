@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::services::{boshio, director, k8s, opsman, releases, tkgi, uaa};
+use crate::services::{boshio, deployments, director, k8s, opsman, releases, tkgi, uaa};
 use crate::shared::faults::FaultRule;
 
 /// Everything the simulator is seeded with.
@@ -21,6 +21,8 @@ pub struct Scenario {
     pub faults: Vec<FaultRule>,
     pub boshio: boshio::Config,
     pub director: director::Config,
+    /// The director's deployments of the TKGI clusters: VM ages, process state, locks, certificates.
+    pub deployments: deployments::Config,
     pub uaa: uaa::Config,
     pub tkgi: tkgi::Config,
     pub opsman: opsman::Config,
@@ -35,6 +37,7 @@ impl Default for Scenario {
             faults: Vec::new(),
             boshio: Default::default(),
             director: Default::default(),
+            deployments: Default::default(),
             uaa: Default::default(),
             tkgi: Default::default(),
             opsman: Default::default(),

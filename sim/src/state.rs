@@ -66,7 +66,14 @@ impl SimState {
             Arc::clone(&fleet),
             Arc::clone(&shared.counters),
         ));
-        let deployments = Arc::new(Deployments::new(Arc::clone(&uaa), Arc::clone(&fleet)));
+        let deployments = Arc::new(Deployments::new(
+            scenario.deployments.clone(),
+            scenario.time_scale,
+            Arc::clone(&uaa),
+            Arc::clone(&fleet),
+            Arc::clone(&director),
+            Arc::clone(&shared.counters),
+        ));
         let kubernetes = Arc::new(Kubernetes::new(scenario.kubernetes.clone(), Arc::clone(&fleet)));
         let releases = Arc::new(scenario.releases.clone());
         Self {

@@ -1,12 +1,15 @@
-//! BOSH director API client: `/info`, authentication, and the 302-to-task convention.
+//! BOSH director API client: `/info`, authentication, the 302-to-task convention, stemcells, tasks,
+//! and what a day-2 operation reads and does on one deployment: its instances (VM age, process state),
+//! locks, certificate expiry, and the converging recreate.
 //!
 //! `GET /info` is unauthenticated and says how to log in (`user_authentication.type` = `uaa` with the
 //! UAA URL, or `basic`). Async calls answer 302 with `Location: /tasks/{id}`; bosh-cli follows that
-//! itself, so this client never follows redirects (docs/facts/bosh-director.md).
+//! itself, so this client never follows redirects (docs/facts/bosh-director.md). Following a task to
+//! its end is [`super::director_task`].
 
 use crate::clients::uaa::{Grant, Uaa};
 use crate::env::Env;
-use crate::http::{HttpClient, HttpConfig, Retry, read_capped, status_error};
+use crate::http::{HttpClient, HttpConfig, Retry, path_segment as encode, read_capped, status_error};
 use crate::redact::Log;
 use anyhow::{Context, Result, bail};
 use reqwest::header::HeaderMap;
@@ -131,6 +134,9 @@ pub struct Task {
     pub description: String,
     #[serde(default)]
     pub result: Option<String>,
+    /// The `X-Bosh-Context-Id` the task was started with.
+    #[serde(default)]
+    pub context_id: Option<String>,
 }
 
 impl Task {
@@ -186,6 +192,32 @@ impl Director {
         let query = [("state", "queued,processing,cancelling"), ("context_id", context)];
         let response = self.send(Retry::Idempotent, |c| c.get(&url).query(&query)).await?;
         self.json(response, &format!("listing unfinished tasks tagged `{context}` at {url}")).await
+    }
+
+    /// Every unfinished task (queued, processing, cancelling), newest first, each with its context id.
+    pub async fn unfinished(&self) -> Result<Vec<Task>> {
+        let url = self.url("/tasks");
+        let query = [("state", "queued,processing,cancelling")];
+        let response = self.send(Retry::Idempotent, |c| c.get(&url).query(&query)).await?;
+        self.json(response, &format!("listing unfinished tasks at {url}")).await
+    }
+
+    /// The newest `limit` tasks tagged `context`, in any state, newest first.
+    pub async fn tagged_tasks(&self, context: &str, limit: usize) -> Result<Vec<Task>> {
+        let url = self.url("/tasks");
+        let limit = limit.to_string();
+        let query = [("context_id", context), ("limit", limit.as_str())];
+        let response = self.send(Retry::Idempotent, |c| c.get(&url).query(&query)).await?;
+        self.json(response, &format!("listing tasks tagged `{context}` at {url}")).await
+    }
+
+    /// The id of the newest task on the director (0 when there is none): tasks started later have
+    /// larger ids, which is how a run tells its own tasks from older ones with the same tag.
+    pub async fn newest_task_id(&self) -> Result<u64> {
+        let url = self.url("/tasks");
+        let response = self.send(Retry::Idempotent, |c| c.get(&url).query(&[("limit", "1")])).await?;
+        let tasks: Vec<Task> = self.json(response, &format!("reading the newest task at {url}")).await?;
+        Ok(tasks.iter().map(|t| t.id).max().unwrap_or(0))
     }
 
     pub async fn task(&self, id: u64) -> Result<Task> {
@@ -269,5 +301,207 @@ impl Director {
         let body =
             crate::http::read_capped(response, limit).await.map_err(|f| f.error.context(format!("GET {url}")))?;
         serde_json::from_slice(&body).map_err(|e| anyhow::anyhow!("decoding the answer of GET {url}: {e}"))
+    }
+}
+
+// --- one deployment: instances, locks, certificates, recreate ---
+
+/// One entry of `GET /deployments/{d}/instances` (synchronous; no process state).
+#[derive(Clone, Debug, Deserialize)]
+pub struct Instance {
+    #[serde(default)]
+    pub job: String,
+    #[serde(default)]
+    pub index: Option<u64>,
+    #[serde(default)]
+    pub id: String,
+    /// ISO 8601 UTC; `null` for an instance without a VM.
+    #[serde(default)]
+    pub vm_created_at: Option<String>,
+}
+
+/// One line of the `?format=full` task result: the agent's view of one instance.
+#[derive(Clone, Debug, Deserialize)]
+pub struct InstanceState {
+    #[serde(default)]
+    pub job_name: String,
+    #[serde(default)]
+    pub index: Option<u64>,
+    #[serde(default)]
+    pub id: String,
+    /// `running`, `failing`, `unresponsive agent`, … (agent-defined).
+    #[serde(default)]
+    pub job_state: String,
+    #[serde(default)]
+    pub processes: Vec<Process>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Process {
+    pub name: String,
+    #[serde(default)]
+    pub state: String,
+}
+
+impl InstanceState {
+    /// bosh-cli's rule: the job and every process report `running`.
+    pub fn is_running(&self) -> bool {
+        self.job_state == "running" && self.processes.iter().all(|p| p.state == "running")
+    }
+
+    /// `worker/0` (or the id when the index is missing).
+    pub fn label(&self) -> String {
+        match self.index {
+            Some(i) => format!("{}/{i}", self.job_name),
+            None => format!("{}/{}", self.job_name, self.id),
+        }
+    }
+}
+
+/// One entry of `GET /locks`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Lock {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub resource: Vec<String>,
+    #[serde(default)]
+    pub task_id: String,
+}
+
+impl Lock {
+    /// bosh-cli's `IsForDeployment`: a `deployment` lock naming exactly this deployment.
+    pub fn holds(&self, deployment: &str) -> bool {
+        self.kind == "deployment" && self.resource.len() == 1 && self.resource[0] == deployment
+    }
+}
+
+/// One entry of `GET /deployments/{d}/certificate_expiry`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct CertificateExpiry {
+    pub name: String,
+    /// ISO 8601 UTC `notAfter`.
+    pub expiry_date: String,
+    /// Floored; negative once expired.
+    pub days_left: i64,
+}
+
+/// The query of a converging recreate (`bosh recreate`'s flags); `None` leaves the manifest's value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecreateOptions {
+    /// An integer or `N%`.
+    pub canaries: Option<String>,
+    /// An integer or `N%`.
+    pub max_in_flight: Option<String>,
+    /// Recreate instances with unresponsive agents instead of failing.
+    pub fix: bool,
+    pub skip_drain: bool,
+    /// RFC 3339: recreate only VMs created before it (directors from v282.1.3 read it).
+    pub vms_created_before: Option<String>,
+}
+
+impl Director {
+    /// `GET /deployments/{d}/instances`: every instance with its VM's creation time.
+    pub async fn instances(&self, deployment: &str) -> Result<Vec<Instance>> {
+        let url = self.url(&format!("/deployments/{}/instances", encode(deployment)));
+        let response = self.send(Retry::Idempotent, |c| c.get(&url)).await?;
+        self.json(response, &format!("listing the instances of {deployment} at {url}")).await
+    }
+
+    /// `GET /deployments/{d}/instances?format=full`: a task whose result holds one JSON object per line.
+    /// Returns the task id; read the lines with [`Director::instance_states`] once it is done.
+    pub async fn start_instance_states(&self, deployment: &str) -> Result<u64> {
+        let url = self.url(&format!("/deployments/{}/instances?format=full", encode(deployment)));
+        let response = self.send(Retry::Idempotent, |c| c.get(&url)).await?;
+        task_from_redirect(response, &format!("asking for the process state of {deployment} at {url}")).await
+    }
+
+    /// The result lines of a finished `format=full` task.
+    pub async fn instance_states(&self, task: u64) -> Result<Vec<InstanceState>> {
+        let output = self.task_output(task, "result", 0).await?;
+        let text = String::from_utf8_lossy(&output);
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).with_context(|| format!("decoding a result line of task {task}")))
+            .collect()
+    }
+
+    /// `GET /locks`: what the director's tasks hold now.
+    pub async fn locks(&self) -> Result<Vec<Lock>> {
+        let url = self.url("/locks");
+        let response = self.send(Retry::Idempotent, |c| c.get(&url)).await?;
+        self.json(response, &format!("listing locks at {url}")).await
+    }
+
+    /// `GET /deployments/{d}/certificate_expiry`.
+    pub async fn certificate_expiry(&self, deployment: &str) -> Result<Vec<CertificateExpiry>> {
+        let url = self.url(&format!("/deployments/{}/certificate_expiry", encode(deployment)));
+        let response = self.send(Retry::Idempotent, |c| c.get(&url)).await?;
+        self.json(response, &format!("reading the certificate expiry of {deployment} at {url}")).await
+    }
+
+    /// `PUT /deployments/{d}/jobs/*?state=recreate…` with an empty `text/yaml` body: every VM is recreated
+    /// from the stored manifest. Tagged with `context` so a rerun finds it. `Ok(Ok(task id))` when started,
+    /// `Ok(Err(why))` when refused (a 4xx: asking again will not help). Sent once: when the answer is lost
+    /// (`Err`), the caller looks for the tagged task before asking again.
+    pub async fn recreate(
+        &self,
+        deployment: &str,
+        options: &RecreateOptions,
+        context: &str,
+    ) -> Result<std::result::Result<u64, String>> {
+        let url = self.url(&format!("/deployments/{}/jobs/*", encode(deployment)));
+        let mut query = vec![("state", "recreate".to_string())];
+        query.extend(options.canaries.clone().map(|v| ("canaries", v)));
+        query.extend(options.max_in_flight.clone().map(|v| ("max_in_flight", v)));
+        query.extend(options.fix.then(|| ("fix", "true".to_string())));
+        query.extend(options.skip_drain.then(|| ("skip_drain", "true".to_string())));
+        query.extend(options.vms_created_before.clone().map(|v| ("recreate_vms_created_before", v)));
+        let response = self
+            .send(Retry::NotIdempotent, |c| {
+                c.put(&url)
+                    .query(&query)
+                    .header(CONTEXT_ID, context)
+                    .header(reqwest::header::CONTENT_TYPE, "text/yaml")
+                    .body("")
+            })
+            .await?;
+        let status = response.status();
+        let what = format!("asking {url} to recreate every VM of {deployment}");
+        if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Ok(Err(format!("{:#}", status_error(response, 2048).await.context(what))));
+        }
+        task_from_redirect(response, &what).await.map(Ok)
+    }
+
+    /// Whether this director reads `recreate_vms_created_before`: `/info`'s version from 282.1.3 on.
+    pub fn reads_created_before(&self) -> bool {
+        let numbers: Vec<u64> = self
+            .info
+            .version
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|p| !p.is_empty())
+            .take(3)
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        numbers.len() == 3 && numbers >= vec![282, 1, 3]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locks_and_instances_read_as_bosh_cli_reads_them() {
+        let lock: Lock = serde_json::from_str(
+            r#"{"type":"deployment","resource":["service-instance_a"],"timeout":"1777712400.000000","task_id":"4711"}"#,
+        )
+        .unwrap();
+        assert!(lock.holds("service-instance_a") && !lock.holds("service-instance_b"));
+        let line = r#"{"job_name":"worker","index":0,"id":"x","job_state":"running","processes":[{"name":"kubelet","state":"failing"}]}"#;
+        let state: InstanceState = serde_json::from_str(line).unwrap();
+        assert!(!state.is_running(), "a failing process is not running");
+        assert_eq!(state.label(), "worker/0");
     }
 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod boshio;
 pub(crate) mod director;
+pub(crate) mod director_task;
 pub(crate) mod k8s_feed;
 pub(crate) mod kube;
 pub(crate) mod opsman;

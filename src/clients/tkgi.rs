@@ -3,10 +3,11 @@
 //! (docs/facts/tkgi-api.md).
 //!
 //! Two routes are unpublished, so they are values with labelled, assumed defaults ([`UpgradeRoute`],
-//! [`VersionRoute`]); the fleet's config converts the user's overrides into them.
+//! [`VersionRoute`]); the fleet's config converts the user's overrides into them. A third, the route
+//! behind `tkgi rotate-certificates`, is unpublished too and has no default at all ([`RotateRoute`]).
 
 use crate::clients::uaa::Uaa;
-use crate::http::{HttpClient, Retry, read_capped, status_error};
+use crate::http::{HttpClient, Retry, path_segment as encode, read_capped, status_error};
 use anyhow::{Context, Result, anyhow, bail};
 use reqwest::{Method, Response, StatusCode};
 use serde::Deserialize;
@@ -109,17 +110,38 @@ impl Default for VersionRoute {
     }
 }
 
+/// The request that starts one cluster's certificate rotation (`tkgi rotate-certificates`).
+///
+/// ASSUMPTION: TKGI publishes neither this route nor its body (docs/facts/certificates-and-backup.md), and
+/// no public client calls it, so there is no default: the user captures what the `tkgi` CLI sends on
+/// their platform and configures it (`source.rotate`); without it a rotation is refused.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RotateRoute {
+    pub method: Method,
+    /// Path under the API URL; `{name}` is replaced by the URL-encoded cluster name.
+    pub path: String,
+    /// JSON body sent as is (`null` sends none).
+    pub body: Value,
+}
+
 pub struct Tkgi {
     api_url: String,
     uaa: Uaa,
     upgrade: UpgradeRoute,
     version_route: VersionRoute,
+    rotate: Option<RotateRoute>,
     http: HttpClient,
 }
 
 impl Tkgi {
     pub fn new(http: HttpClient, api_url: &str, uaa: Uaa, upgrade: UpgradeRoute, version_route: VersionRoute) -> Self {
-        Tkgi { api_url: api_url.trim_end_matches('/').to_string(), uaa, upgrade, version_route, http }
+        Tkgi { api_url: api_url.trim_end_matches('/').to_string(), uaa, upgrade, version_route, rotate: None, http }
+    }
+
+    /// Sets the (user-configured) rotate-certificates route.
+    pub fn with_rotate_route(mut self, route: Option<RotateRoute>) -> Self {
+        self.rotate = route;
+        self
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -154,6 +176,15 @@ impl Tkgi {
     pub async fn start_upgrade(&self, name: &str) -> Result<ActionAnswer> {
         let url = self.url(&self.upgrade.path.replace("{name}", &encode(name)));
         self.start_action(self.upgrade.method.clone(), url, self.upgrade.body.clone()).await
+    }
+
+    /// Sends the configured rotate-certificates request; sent once, as [`Tkgi::start_upgrade`].
+    pub async fn start_rotation(&self, name: &str) -> Result<ActionAnswer> {
+        let Some(route) = &self.rotate else {
+            bail!("no rotate-certificates route is configured (source.rotate); TKGI does not publish it")
+        };
+        let url = self.url(&route.path.replace("{name}", &encode(name)));
+        self.start_action(route.method.clone(), url, route.body.clone()).await
     }
 
     /// `POST /v1/clusters` → 202 with the cluster `CREATE in progress`.
@@ -242,11 +273,6 @@ impl Tkgi {
         }
         read_capped(response, self.http.config().max_body_bytes).await.map_err(|f| f.error.context(what.to_string()))
     }
-}
-
-/// Percent-encodes a cluster name for a path segment.
-fn encode(name: &str) -> String {
-    percent_encoding::utf8_percent_encode(name, crate::http::UNRESERVED).to_string()
 }
 
 #[cfg(test)]

@@ -2,9 +2,13 @@
 //! track, the (assumed, overridable) HTTP routes the platform does not publish, and the rollout
 //! settings of `out`.
 //!
+//! The day-2 operations (`params.operation`: `repave`, `rotate`), their director options, the pre-check
+//! and the backup gate are params of `out` too; `source.max_vm_age` and `source.warn_within` make `check`
+//! count clusters due for a repave or with certificates about to expire.
+//!
 //! Validation that serde cannot express (`max_in_flight` ≥ 1, exactly one credential pair, non-empty
-//! selector patterns, a stemcell target only with a director) lives in the `validate` methods, so
-//! `validate_config` catches it too.
+//! selector patterns, a stemcell target only with a director, an operation with what it needs) lives
+//! in the `validate` methods, so `validate_config` catches it too: nothing changes before it passes.
 
 use super::{Connection, DirectorSource, DurationStr, HasConnection, Login, OpsmanSource, TKGI_PRODUCT, at_least_one};
 use crate::clients::tkgi;
@@ -76,6 +80,39 @@ impl From<&VersionRouteOptions> for tkgi::VersionRoute {
     }
 }
 
+/// `source.rotate`: the HTTP request that starts one cluster's certificate rotation.
+///
+/// ASSUMPTION: TKGI does not publish the route behind `tkgi rotate-certificates`, so there is no default
+/// (docs/facts/certificates-and-backup.md): capture what the CLI sends on your platform and set it here.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRouteOptions {
+    pub method: String,
+    /// Path under `api_url`; must contain `{name}`, replaced by the URL-encoded cluster name.
+    pub path: String,
+    /// JSON body sent as is (absent or `null` sends none).
+    #[serde(default)]
+    pub body: Value,
+}
+
+impl TryFrom<&RotateRouteOptions> for tkgi::RotateRoute {
+    type Error = anyhow::Error;
+    fn try_from(options: &RotateRouteOptions) -> Result<Self> {
+        if !options.path.starts_with('/') {
+            bail!("source.rotate.path must start with `/`, got `{}`", options.path);
+        }
+        if !options.path.contains("{name}") {
+            bail!(
+                "source.rotate.path `{}` has no `{{name}}`: the route rotates one cluster, named in its path",
+                options.path
+            );
+        }
+        let method = reqwest::Method::from_bytes(options.method.as_bytes())
+            .map_err(|_| anyhow::anyhow!("source.rotate.method `{}` is not an HTTP method", options.method))?;
+        Ok(tkgi::RotateRoute { method, path: options.path.clone(), body: options.body.clone() })
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
@@ -115,6 +152,15 @@ pub struct Source {
     /// How the clusters write their TKGI version, so the tile's version maps onto it (default `build`).
     #[serde(default)]
     pub cluster_version_format: Option<ClusterVersionFormat>,
+    /// The (unpublished) rotate-certificates route; no default. Needed by `operation: rotate`.
+    #[serde(default)]
+    pub rotate: Option<RotateRouteOptions>,
+    /// `check` counts clusters whose oldest VM is older than this (`repave_due`); the repave default too.
+    #[serde(default)]
+    pub max_vm_age: Option<DurationStr>,
+    /// `check` counts clusters with a certificate expiring within this (`certs_expiring`); `in` flags them.
+    #[serde(default)]
+    pub warn_within: Option<DurationStr>,
     /// `ca_cert`, `insecure_skip_tls_verify`, `http`: parsed beside these fields by `parse_source`.
     #[serde(skip)]
     pub connection: Connection,
@@ -141,12 +187,25 @@ impl Source {
         if self.opsman_product.as_deref().is_some_and(|p| p.trim().is_empty()) {
             bail!("source.opsman_product is empty: expected a product type such as `{TKGI_PRODUCT}`");
         }
+        self.rotate_route()?;
+        for (field, set) in [("max_vm_age", self.max_vm_age.is_some()), ("warn_within", self.warn_within.is_some())] {
+            if set && self.director.is_none() {
+                bail!(
+                    "source.{field} needs source.director: VM ages and certificate expiry are read from each cluster's BOSH deployment"
+                );
+            }
+        }
         Ok(())
     }
 
     /// The TKGI tile's product type in Ops Manager.
     pub fn opsman_product(&self) -> &str {
         self.opsman_product.as_deref().unwrap_or(TKGI_PRODUCT)
+    }
+
+    /// The configured rotate-certificates route, checked.
+    pub fn rotate_route(&self) -> Result<Option<tkgi::RotateRoute>> {
+        self.rotate.as_ref().map(tkgi::RotateRoute::try_from).transpose()
     }
 
     /// Exactly one of `client_id`/`client_secret` or `username`/`password`.
@@ -284,7 +343,7 @@ pub(crate) struct PutParams {
     #[serde(default)]
     pub target_version_file: Option<String>,
     /// The stemcell version every selected cluster must run (e.g. `1.506`); a cluster on an older one is
-    /// upgraded even at the target TKGI version, which redeploys it with the director's newest stemcell.
+    /// upgraded even at the target TKGI version, which (ASSUMED) redeploys it on the TKGI tile's stemcell.
     /// Needs `source.director`.
     #[serde(default)]
     pub target_stemcell: Option<String>,
@@ -309,7 +368,120 @@ pub(crate) struct PutParams {
     /// must not wipe a fleet.
     #[serde(default)]
     pub max_prunes: Option<usize>,
+    /// What the put does to the selected clusters: `upgrade` (default; with `desired`, apply the fleet
+    /// file), `repave` (recreate every VM through the director) or `rotate` (certificates, through TKGI).
+    #[serde(default)]
+    pub operation: Operation,
+    /// Repave only clusters whose oldest VM is older than this (`14d`); default `source.max_vm_age`, else
+    /// every selected cluster. A fleet file sets it fleet-wide and per cluster.
+    #[serde(default)]
+    pub max_vm_age: Option<DurationStr>,
+    /// The director's own options for each recreate.
+    #[serde(default)]
+    pub recreate: RecreateParams,
+    /// Rotate only clusters with a certificate expiring within this; default `source.warn_within`, else
+    /// every selected cluster.
+    #[serde(default)]
+    pub warn_within: Option<DurationStr>,
+    /// A cluster failing its pre-check is skipped (`skip`, the default) or fails the put (`fail`). Needs
+    /// `source.director`; without one no pre-check runs.
+    #[serde(default)]
+    pub pre_check: Option<PreCheck>,
+    /// Touch only clusters with a verified BBR backup in this input.
+    #[serde(default)]
+    pub require_backup: Option<RequireBackup>,
 }
+
+/// `params.operation`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Operation {
+    #[default]
+    Upgrade,
+    Repave,
+    Rotate,
+}
+
+impl Operation {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Operation::Upgrade => "upgrade",
+            Operation::Repave => "repave",
+            Operation::Rotate => "rotate",
+        }
+    }
+}
+
+/// `params.pre_check`: what a cluster failing its pre-check does to the put.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PreCheck {
+    /// Leave the cluster alone, with the reason in the plan.
+    #[default]
+    Skip,
+    /// Fail the put before anything changes.
+    Fail,
+}
+
+/// `params.recreate`: the director's in-deployment rollout of one recreate (`bosh recreate`'s flags). Unset
+/// fields keep the deployment manifest's `update` block.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RecreateParams {
+    /// Instances recreated first, alone: an integer or a percentage (`1`, `10%`).
+    #[serde(default)]
+    pub canaries: Option<CountOrPercent>,
+    /// Instances recreated at once after the canaries: an integer or a percentage.
+    #[serde(default)]
+    pub max_in_flight: Option<CountOrPercent>,
+    /// Recreate instances with unresponsive agents instead of failing (`bosh recreate --fix`).
+    #[serde(default)]
+    pub fix: bool,
+    #[serde(default)]
+    pub skip_drain: bool,
+}
+
+/// An integer or `N%` (1–100), as the director takes `canaries` and `max_in_flight`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CountOrPercent(pub String);
+
+impl<'de> Deserialize<'de> for CountOrPercent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let value = Value::deserialize(d)?;
+        let bad = || serde::de::Error::custom(format!("`{value}` is not an integer or a percentage such as `25%`"));
+        match &value {
+            Value::Number(n) if n.as_u64().is_some() => Ok(CountOrPercent(n.to_string())),
+            Value::String(text) => {
+                let ok = match text.strip_suffix('%') {
+                    Some(p) => p.parse::<u8>().is_ok_and(|p| (1..=100).contains(&p)),
+                    None => text.parse::<u64>().is_ok(),
+                };
+                if ok { Ok(CountOrPercent(text.clone())) } else { Err(bad()) }
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// `params.require_backup`: a BBR backup of every cluster about to change, checked before anything starts.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RequireBackup {
+    /// The input directory (relative to the put's directory) holding the `bbr` artifact folders.
+    pub dir: String,
+    /// How old the newest verified backup may be (default [`DEFAULT_BACKUP_MAX_AGE`]).
+    #[serde(default)]
+    pub max_age: Option<DurationStr>,
+}
+
+impl RequireBackup {
+    pub(crate) fn max_age(&self) -> Duration {
+        self.max_age.map_or(DEFAULT_BACKUP_MAX_AGE, |d| d.0)
+    }
+}
+
+/// How old a backup may be when `require_backup.max_age` is not set: one day, a nightly backup's age.
+pub(crate) const DEFAULT_BACKUP_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// What `out` does outside the maintenance window (or when it closes mid-run with work left).
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -356,6 +528,53 @@ impl PutParams {
         if self.desired.is_none() && (self.prune || self.max_prunes.is_some()) {
             bail!("params.prune and params.max_prunes need params.desired: only a fleet file says what to keep");
         }
+        self.validate_day2(source)
+    }
+
+    /// What an operation needs, and params that only another operation reads (a silent no-op would mislead).
+    fn validate_day2(&self, source: &Source) -> Result<()> {
+        let op = self.operation;
+        if op != Operation::Upgrade && source.director.is_none() {
+            bail!(
+                "params.operation `{}` needs source.director: it reads each cluster's BOSH deployment `service-instance_<uuid>`",
+                op.name()
+            );
+        }
+        if op == Operation::Rotate && source.rotate.is_none() {
+            bail!(
+                "params.operation `rotate` needs source.rotate: TKGI does not publish the HTTP route behind `tkgi rotate-certificates`, so repave has no default for it. Capture the request the tkgi CLI sends on your platform (method and path, with `{{name}}` for the cluster) and set source.rotate.method and source.rotate.path"
+            );
+        }
+        if op != Operation::Upgrade && self.desired.is_some() {
+            bail!(
+                "params.operation `{}` cannot be combined with params.desired: a fleet file is applied by `operation: upgrade` (set `max_vm_age` in the file to repave by age)",
+                op.name()
+            );
+        }
+        let upgrade_only = [
+            ("target_stemcell", self.target_stemcell.is_some()),
+            ("target_stemcell_file", self.target_stemcell_file.is_some()),
+            ("repair", self.repair),
+        ];
+        if let Some((field, _)) = upgrade_only.iter().find(|(_, set)| *set).filter(|_| op != Operation::Upgrade) {
+            bail!("params.{field} applies to upgrades (operation: upgrade), not `{}`", op.name());
+        }
+        let repaves = op == Operation::Repave || (op == Operation::Upgrade && self.desired.is_some());
+        if !repaves && (self.max_vm_age.is_some() || self.recreate != RecreateParams::default()) {
+            bail!(
+                "params.max_vm_age and params.recreate apply to repaves (operation: repave, or a fleet file in params.desired), not `{}`",
+                op.name()
+            );
+        }
+        if op != Operation::Rotate && self.warn_within.is_some() {
+            bail!("params.warn_within applies to `operation: rotate` (use source.warn_within for check and in)");
+        }
+        if self.pre_check.is_some() && source.director.is_none() {
+            bail!("params.pre_check needs source.director: the pre-check reads each cluster's BOSH deployment");
+        }
+        if self.require_backup.as_ref().is_some_and(|b| b.dir.trim().is_empty()) {
+            bail!("params.require_backup.dir is empty: name the input that holds the bbr artifact folders");
+        }
         Ok(())
     }
 
@@ -379,6 +598,9 @@ impl PutParams {
         self.max_prunes.unwrap_or(DEFAULT_MAX_PRUNES)
     }
 }
+
+/// What `in` flags as expiring soon when `source.warn_within` is not set.
+pub(crate) const DEFAULT_WARN_WITHIN: Duration = Duration::from_secs(30 * 86_400);
 
 /// How many clusters one run deletes when `max_prunes` is not set.
 pub(crate) const DEFAULT_MAX_PRUNES: usize = 1;

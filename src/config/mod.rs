@@ -180,7 +180,8 @@ fn parse_unknown(message: &str, prefix: &str) -> Option<(String, Vec<String>)> {
     Some((bad.to_string(), valid))
 }
 
-/// A duration written as Go/Concourse users write them: `300ms`, `30s`, `5m`, `1h30m`, `1.5h`.
+/// A duration written as Go/Concourse users write them: `300ms`, `30s`, `5m`, `1h30m`, `1.5h` — plus days
+/// (`14d`), which VM ages and certificate lifetimes are counted in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DurationStr(pub Duration);
 
@@ -207,7 +208,8 @@ pub(crate) fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> std::result::Resu
 
 /// Parses a Go-style duration; the error says what a valid one looks like.
 pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    let bad = || format!("`{text}` is not a duration: expected a number with a unit, such as `30s`, `5m` or `1h30m`");
+    let bad =
+        || format!("`{text}` is not a duration: expected a number with a unit, such as `30s`, `5m`, `1h30m` or `14d`");
     let mut rest = text.trim();
     if rest.is_empty() {
         return Err(bad());
@@ -223,6 +225,7 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
+            "d" => 86_400.0,
             _ => return Err(bad()),
         };
         total += value * scale;
@@ -444,7 +447,8 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
-        for bad in ["", "30", "5 minutes", "m", "1x", "-1s"] {
+        assert_eq!(parse_duration("14d").unwrap(), Duration::from_secs(14 * 86_400));
+        for bad in ["", "30", "5 minutes", "m", "1x", "-1s", "2w", "14days"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -1,5 +1,6 @@
 //! The desired fleet file (`params.desired` of `out`): the clusters a platform should have, their
-//! plan, worker count, wave, hold flag and optional version pin, plus fleet-wide rollout settings.
+//! plan, worker count, wave, hold flag, optional version pin and VM age limit (`max_vm_age`: older VMs
+//! are repaved), plus fleet-wide rollout settings.
 //! Published as `schema/fleet.schema.json`; an example lives in `examples/fleet.yml`.
 //!
 //! Parsing is strict (unknown keys are errors) and every error names the file, the line and the
@@ -13,6 +14,7 @@ use crate::window::Window;
 use anyhow::{Result, anyhow};
 use serde::Deserialize;
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 /// The whole file.
 #[derive(Clone, Debug, Deserialize)]
@@ -41,6 +43,12 @@ pub struct FleetFile {
     soak_text: Option<String>,
     #[serde(skip)]
     pub soak: Option<DurationStr>,
+    /// Repave clusters whose oldest VM is older than this (`14d`); a cluster's own `max_vm_age` wins,
+    /// and `params.max_vm_age` overrides this fleet-wide value (text, like `window`).
+    #[serde(default, rename = "max_vm_age")]
+    max_vm_age_text: Option<String>,
+    #[serde(skip)]
+    pub max_vm_age: Option<Duration>,
     /// `kubernetes_master_host` of created clusters; `{name}` is replaced by the cluster name.
     #[serde(default)]
     pub(crate) master_host: Option<String>,
@@ -69,6 +77,11 @@ pub struct DesiredCluster {
     /// Overrides the fleet-wide `master_host` for this cluster.
     #[serde(default)]
     pub master_host: Option<String>,
+    /// Overrides every other `max_vm_age` for this cluster.
+    #[serde(default, rename = "max_vm_age")]
+    max_vm_age_text: Option<String>,
+    #[serde(skip)]
+    pub max_vm_age: Option<Duration>,
 }
 
 impl FleetFile {
@@ -90,6 +103,21 @@ impl FleetFile {
 
     pub(crate) fn cluster(&self, name: &str) -> Option<&DesiredCluster> {
         self.clusters.iter().find(|c| c.name == name)
+    }
+
+    /// The VM age limit of `cluster`: its own, else the put's, else the file's, else the source's.
+    pub(crate) fn max_vm_age_for(
+        &self,
+        cluster: &DesiredCluster,
+        put: Option<Duration>,
+        source: Option<Duration>,
+    ) -> Option<Duration> {
+        cluster.max_vm_age.or(put).or(self.max_vm_age).or(source)
+    }
+
+    /// Whether any `max_vm_age` is in the file.
+    pub(crate) fn repaves(&self) -> bool {
+        self.max_vm_age.is_some() || self.clusters.iter().any(|c| c.max_vm_age.is_some())
     }
 }
 
@@ -127,7 +155,24 @@ fn parse_texts(file: &mut FleetFile) -> std::result::Result<(), Invalid> {
         let soak = crate::config::parse_duration(text).map_err(|e| (Needle::Key("soak"), format!("soak: {e}")))?;
         file.soak = Some(DurationStr(soak));
     }
+    if let Some(text) = &file.max_vm_age_text {
+        file.max_vm_age = Some(age(text).map_err(|e| (Needle::Key("max_vm_age"), format!("max_vm_age: {e}")))?);
+    }
+    for c in &mut file.clusters {
+        if let Some(text) = &c.max_vm_age_text {
+            let at = |e: String| (Needle::Cluster(c.name.clone()), format!("cluster `{}`: max_vm_age: {e}", c.name));
+            c.max_vm_age = Some(age(text).map_err(at)?);
+        }
+    }
     Ok(())
+}
+
+/// A VM age limit: a duration longer than zero.
+fn age(text: &str) -> std::result::Result<Duration, String> {
+    match crate::config::parse_duration(text)? {
+        d if d.is_zero() => Err(format!("`{text}` is zero: expected an age such as `14d`")),
+        d => Ok(d),
+    }
 }
 
 /// serde_yaml_ng's message without its own trailing location (we print `file:line:col` first), with
@@ -249,7 +294,16 @@ clusters:
         assert_eq!(f.master_host_for(&f.clusters[1]).unwrap(), "dev-1.k8s.example.com");
         assert!(f.clusters[2].hold && f.clusters[2].version.as_deref() == Some("1.19.2-build.10"));
         assert_eq!(f.canaries, Some(Canaries::Names(vec!["dev-1".into()])));
+        let aged =
+            parse("max_vm_age: 14d\nclusters: [{name: a, plan: s}, {name: b, plan: s, max_vm_age: 36h}]", "f").unwrap();
+        let day = Duration::from_secs(86_400);
+        assert_eq!(aged.max_vm_age_for(&aged.clusters[0], None, None), Some(14 * day), "the file's");
+        assert_eq!(aged.max_vm_age_for(&aged.clusters[0], Some(7 * day), None), Some(7 * day), "the put's wins");
+        assert_eq!(aged.max_vm_age_for(&aged.clusters[1], Some(7 * day), None), Some(day * 3 / 2), "the cluster's");
+        assert!(aged.repaves());
         let minimal = parse("clusters: [{name: a, plan: small}]", "f").unwrap();
+        assert_eq!(minimal.max_vm_age_for(&minimal.clusters[0], None, Some(day)), Some(day), "the source's");
+        assert!(!minimal.repaves());
         assert_eq!((minimal.wave_order(), minimal.wave_of(&minimal.clusters[0])), (vec!["all".into()], "all".into()));
     }
 
@@ -264,6 +318,11 @@ clusters:
             ("window: Sat 02:00-06:00 Mars/Olympus\nclusters: []\n", "fleet.yml:1:9"),
             ("clusters: []\nsoak: soon\n", "fleet.yml:2:7: soak:"),
             ("max_in_flight: 0\nclusters: []\n", "fleet.yml:1:1: max_in_flight must be at least 1"),
+            ("max_vm_age: two weeks\nclusters: []\n", "fleet.yml:1:13: max_vm_age: `two weeks` is not a duration"),
+            (
+                "clusters:\n  - {name: a, plan: s}\n  - {name: b, plan: s, max_vm_age: 0d}\n",
+                "fleet.yml:3:12: cluster `b`: max_vm_age: `0d` is zero",
+            ),
         ] {
             let e = err(text);
             assert!(e.contains(want), "{text:?}: {e}");

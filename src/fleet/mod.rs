@@ -1,16 +1,23 @@
-//! `kind: fleet`: track the clusters of a TKGI platform (check), report them (in) and roll upgrades
-//! across them (out). This module connects and observes; the steps are in `check`, `get` and `put`.
+//! `kind: fleet`: track the clusters of a TKGI platform (check), report them (in), and roll upgrades
+//! and day-2 operations (repave, rotate) across them (out). This module connects and observes; the
+//! steps are in `check`, `get` and `put`, the day-2 reads and decisions in `deployments`, `day2`,
+//! `gates` and `backup`.
 
+mod backup;
 mod check;
+mod day2;
+mod deployments;
 pub mod desired;
+mod gates;
 mod get;
+mod plans;
 mod platform;
 mod put;
 mod reconcile;
 mod report;
 mod version;
 
-use crate::clients::director::Director;
+use crate::clients::director::{CertificateExpiry, Director};
 use crate::clients::opsman::Opsman;
 use crate::clients::tkgi::{Cluster, Tkgi};
 use crate::clients::uaa::Uaa;
@@ -19,6 +26,7 @@ use crate::config::{self, Typed};
 use crate::context::Ctx;
 use crate::http::{HttpClient, HttpConfig};
 use crate::protocol::{Request, Step};
+use crate::rollout::plan::ClusterState;
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 
@@ -27,6 +35,29 @@ use std::collections::HashMap;
 pub struct Observed {
     pub cluster: Cluster,
     pub stemcell: Option<String>,
+    /// `service-instance_<uuid>`, when the director lists it.
+    pub deployment: Option<String>,
+    /// What day-2 decisions need of the deployment, read only when asked for (`deployments::read`).
+    pub facts: Facts,
+}
+
+/// A deployment's VM ages and certificates, each `None` until read.
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    pub vms: Option<Vms>,
+    pub certificates: Option<Vec<CertificateExpiry>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vms {
+    pub count: usize,
+    /// The oldest `vm_created_at`; `None` when no instance has a VM.
+    pub oldest: Option<jiff::Timestamp>,
+}
+
+/// The BOSH deployment TKGI (through ODB) gives a cluster: `service-instance_<uuid>`.
+pub fn deployment_name(cluster: &Cluster) -> String {
+    format!("service-instance_{}", cluster.uuid)
 }
 
 impl Observed {
@@ -45,6 +76,24 @@ pub fn stemcell_version(stemcells: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
         .min_by(|a, b| crate::versions::compare(a, b))
         .map(str::to_string)
+}
+
+/// The engine's view of a cluster as TKGI reports it.
+pub(crate) fn state_of(cluster: &Cluster) -> ClusterState {
+    ClusterState {
+        name: cluster.name.clone(),
+        version: cluster.pks_version.clone(),
+        last_action: cluster.last_action.clone(),
+        last_action_state: cluster.last_action_state.clone(),
+        description: cluster.last_action_description.clone(),
+        workers: cluster.workers(),
+        stemcell: None,
+    }
+}
+
+/// [`state_of`] plus the stemcell of the cluster's deployment, for planning.
+pub(crate) fn observed_state(observed: &Observed) -> ClusterState {
+    ClusterState { stemcell: observed.stemcell_version(), ..state_of(&observed.cluster) }
 }
 
 /// A fleet request, typed and checked: [`validate`] makes it, [`run`] takes it.
@@ -84,7 +133,8 @@ pub async fn connect(source: &Source, ctx: &Ctx) -> Result<Clients> {
         uaa = uaa.with_origin("the api_url host on port 8443, as TKGI deploys it; set source.uaa_url if yours differs");
     }
     let upgrade = (&source.upgrade).try_into()?;
-    let tkgi = Tkgi::new(http, &source.api_url, uaa, upgrade, (&source.platform_version).into());
+    let tkgi = Tkgi::new(http, &source.api_url, uaa, upgrade, (&source.platform_version).into())
+        .with_rotate_route(source.rotate_route()?);
     let director = match &source.director {
         Some(d) => Some(
             Director::connect(&d.into(), &http_config, &ctx.env, &ctx.log)
@@ -116,10 +166,23 @@ pub async fn observe(conn: &Clients, selector: &Selector) -> Result<Vec<Observed
     Ok(selected
         .into_iter()
         .map(|cluster| {
-            let stemcell = conn.director.as_ref().map(|_| stemcells.get(&cluster.uuid).cloned().unwrap_or_default());
-            Observed { cluster, stemcell }
+            let listed = stemcells.get(&cluster.uuid);
+            let stemcell = conn.director.as_ref().map(|_| listed.cloned().unwrap_or_default());
+            let deployment = listed.map(|_| deployment_name(&cluster));
+            Observed { cluster, stemcell, deployment, facts: Facts::default() }
         })
         .collect())
+}
+
+/// The fleet as `check` sees it: the clusters `source.clusters` selects, with the day-2 facts its
+/// thresholds count (VM ages for `max_vm_age`, certificates for `warn_within`).
+pub async fn observe_source(conn: &Clients, source: &Source) -> Result<Vec<Observed>> {
+    let mut fleet = observe(conn, &Selector::new(&source.clusters)?).await?;
+    if let Some(director) = &conn.director {
+        let reads = deployments::Reads { vms: source.max_vm_age.is_some(), certificates: source.warn_within.is_some() };
+        deployments::read(director, &mut fleet, reads).await.context("reading the clusters' deployments")?;
+    }
+    Ok(fleet)
 }
 
 /// `uuid → "name/version"` from the director's `service-instance_<uuid>` deployments.

@@ -1,34 +1,32 @@
-//! `out`: the rolling upgrade, or — with `params.desired` — applying a desired fleet file. Check the
-//! maintenance window, observe, determine the target (TKGI version, and optionally stemcell), plan (printed as a table; `dry_run` stops
-//! there and writes `plan.json`/`plan.md`), then execute wave by wave with the rollout engine, whose
-//! start gate stops new starts once the window closes. The emitted version is computed from a fresh
-//! observation with the resource's own selector afterwards, exactly as `check` computes it.
+//! `out`: the rolling upgrade, applying a desired fleet file (`params.desired`), or a day-2 operation
+//! (`params.operation`: `repave`, `rotate`). Check the maintenance window, observe, plan (`plans`: the
+//! target, the operation's decisions, the pre-check and backup gate; printed as a table — `dry_run`
+//! stops there and writes `plan.json`/`plan.md`), then execute wave by wave with the rollout engine,
+//! whose start gate stops new starts once the window closes. The emitted version is computed from a
+//! fresh observation with the resource's own selector afterwards, exactly as `check` computes it.
 
-use super::desired::{self, FleetFile};
-use super::platform::{TkgiPlatform, observed_state};
-use super::reconcile::{Current, Options, Reconciled, reconcile};
+use super::desired::FleetFile;
+use super::plans::{self, Ask, PutPlan};
+use super::platform::{Day2Run, TkgiPlatform};
 use super::report::{plan_json, plan_text, summary_text};
 use super::version::version;
-use super::{Clients, Observed, connect, observe};
-use crate::clients::opsman::Opsman;
+use super::{Clients, Observed, connect, observe, observe_source};
+use crate::clients::director::RecreateOptions;
 use crate::config::fleet::{OutsideWindow, PutParams, Selector, Source};
 use crate::context::Ctx;
 use crate::protocol::{MetadataField, StepResponse, render_step};
 use crate::rollout::executor::{self, Executor, Halt, Outcome, StartGate};
-use crate::rollout::plan::{Plan, plan};
-use crate::versions::stemcell::is_stemcell_version;
-use crate::versions::tkgi::cluster_version;
+use crate::rollout::plan::{Change, Plan, PlanKind};
 use crate::window::Window;
 use anyhow::{Context, Result, bail};
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
 
 /// The start gate's reason; the gate is this rollout's only one, so `Halt::GateClosed` means it.
 const WINDOW_CLOSED: &str = "the maintenance window closed";
 
 pub(super) async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Result<String> {
     let file = match &params.desired {
-        Some(path) => Some(load_desired(path, ctx)?),
+        Some(path) => Some(plans::load_desired(path, ctx)?),
         None => None,
     };
     let window = params.window.clone().or_else(|| file.as_ref().and_then(|f| f.window.clone()));
@@ -38,44 +36,39 @@ pub(super) async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Resul
         if params.outside_window == OutsideWindow::Skip {
             ctx.log.line(format!("{closed}; outside_window is skip: nothing starts, the fleet is unchanged"));
             let metadata = vec![MetadataField::new("skipped", closed)];
-            return render_step(&StepResponse { version: fleet_version(&conn, source).await?, metadata });
+            return render_step(&StepResponse { version: fleet_version(&conn, source, ctx).await?, metadata });
         }
         bail!("refusing to start: {closed} (set params.outside_window: skip to succeed without changes outside it)");
     }
-    let fleet = observe(&conn, &selector).await?;
-    let target = target_version(source, params, &conn, ctx).await?;
-    let stemcell = target_stemcell(params, ctx)?;
-    let plan = match &file {
-        Some(file) => desired_plan(file, &fleet, &selector, &target, stemcell.as_deref(), params, ctx)?,
-        None => {
-            let states: Vec<_> = fleet.iter().map(observed_state).collect();
-            plan(&states, &target, stemcell.as_deref(), params.repair, &params.canaries)?
-        }
-    };
-    ctx.log.line(plan_text(&plan));
+    let mut fleet = observe(&conn, &selector).await?;
+    let ask = Ask { source, params, file: file.as_ref(), selector: &selector };
+    let put = plans::make(&ask, &mut fleet, &conn, ctx).await?;
+    let plan = &put.plan;
+    ctx.log.line(plan_text(plan));
     if params.dry_run {
-        write_plan_files(&plan, ctx)?;
+        write_plan_files(plan, ctx)?;
         ctx.log.line("dry run: nothing was changed");
-        let mut metadata = plan_metadata(&plan);
+        let mut metadata = plan_metadata(&put);
         metadata.push(MetadataField::new("dry_run", "true"));
-        return render_step(&StepResponse { version: fleet_version(&conn, source).await?, metadata });
+        return render_step(&StepResponse { version: fleet_version(&conn, source, ctx).await?, metadata });
     }
-    let report = execute(params, file.as_ref(), window, &conn, &plan, ctx).await;
+    let run = Execution { params, file: file.as_ref(), window, conn: &conn, fleet: &fleet };
+    let report = run.execute(&put, ctx).await?;
     ctx.log.line(summary_text(&report));
-    let deferred = check_outcome(&report, &plan, params)?;
-    let mut metadata = plan_metadata(&plan);
+    let deferred = check_outcome(&report, plan, params)?;
+    let mut metadata = plan_metadata(&put);
     metadata.push(MetadataField::new("changed", report.names(|o| *o == Outcome::Succeeded).len().to_string()));
     metadata.push(MetadataField::new("failed", "none"));
     if !deferred.is_empty() {
         metadata.push(MetadataField::new("deferred", deferred.join(", ")));
     }
-    let version = fleet_version(&conn, source).await.context("reading the fleet after the rollout")?;
+    let version = fleet_version(&conn, source, ctx).await.context("reading the fleet after the rollout")?;
     render_step(&StepResponse { version, metadata })
 }
 
 /// The fleet version over `source.clusters` — what `check` reports — whatever `params.clusters` says.
-async fn fleet_version(conn: &Clients, source: &Source) -> Result<crate::protocol::Version> {
-    Ok(version(&observe(conn, &Selector::new(&source.clusters)?).await?))
+async fn fleet_version(conn: &Clients, source: &Source, ctx: &Ctx) -> Result<crate::protocol::Version> {
+    Ok(version(&observe_source(conn, source).await?, source, ctx.clock.now()))
 }
 
 /// `Some(description)` when a window is configured and closed now.
@@ -101,61 +94,15 @@ fn check_outcome(report: &executor::Report, plan: &Plan, params: &PutParams) -> 
     }
     if !failed.is_empty() || !not_started.is_empty() {
         let why = report.halted.as_ref().map_or_else(|| "a cluster failed".to_string(), Halt::to_string);
-        let target = match &plan.target_stemcell {
-            Some(stemcell) => format!("TKGI {}, stemcell {stemcell}", plan.target),
-            None => format!("TKGI {}", plan.target),
+        let what = match (plan.kind, &plan.target_stemcell) {
+            (PlanKind::Repave, _) => "the repave".to_string(),
+            (PlanKind::Rotate, _) => "the certificate rotation".to_string(),
+            (PlanKind::Rollout, Some(stemcell)) => format!("the rollout to TKGI {}, stemcell {stemcell}", plan.target),
+            (PlanKind::Rollout, None) => format!("the rollout to TKGI {}", plan.target),
         };
-        bail!(
-            "the rollout to {target} did not complete ({why}): failed: {}; not started: {}",
-            list(&failed),
-            list(&not_started)
-        );
+        bail!("{what} did not complete ({why}): failed: {}; not started: {}", list(&failed), list(&not_started));
     }
     Ok(Vec::new())
-}
-
-fn load_desired(path: &str, ctx: &Ctx) -> Result<FleetFile> {
-    let full: PathBuf = ctx.dir.as_deref().map_or_else(|| path.into(), |d| d.join(path));
-    let text = std::fs::read_to_string(&full)
-        .with_context(|| format!("reading params.desired {} (relative to the put's directory)", full.display()))?;
-    desired::parse(&text, path)
-}
-
-/// The reconcile plan for a fleet file. Every cluster the file names must be within the selector:
-/// otherwise it would be invisible here (and to `check`) and be "created" a second time.
-fn desired_plan(
-    file: &FleetFile,
-    fleet: &[Observed],
-    selector: &Selector,
-    target: &str,
-    target_stemcell: Option<&str>,
-    params: &PutParams,
-    ctx: &Ctx,
-) -> Result<Plan> {
-    if let Some(outside) = file.clusters.iter().find(|c| !selector.matches(&c.name)) {
-        bail!(
-            "cluster `{}` in {} is outside the resource's cluster selector; widen source.clusters (or params.clusters)",
-            outside.name,
-            params.desired.as_deref().unwrap_or("the fleet file")
-        );
-    }
-    let current: Vec<Current> =
-        fleet.iter().map(|o| Current { state: observed_state(o), plan: o.cluster.plan_name.clone() }).collect();
-    let options = Options {
-        target: target.to_string(),
-        target_stemcell: target_stemcell.map(str::to_string),
-        prune: params.prune,
-        max_prunes: params.max_prunes(),
-        repair: params.repair,
-    };
-    let Reconciled { plan, notes, repairs } = reconcile(file, &current, &options)?;
-    for note in notes {
-        ctx.log.line(format!("note: {note}"));
-    }
-    for name in repairs {
-        ctx.log.line(format!("repair: {name}'s last action failed; retrying it once in this run"));
-    }
-    Ok(plan)
 }
 
 /// `plan.json` and `plan.md` in the put's directory, for a step that comments on a pull request.
@@ -168,30 +115,70 @@ fn write_plan_files(plan: &Plan, ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-async fn execute(
-    params: &PutParams,
-    file: Option<&FleetFile>,
+/// What running a plan needs besides the plan.
+struct Execution<'a> {
+    params: &'a PutParams,
+    file: Option<&'a FleetFile>,
     window: Option<Window>,
-    conn: &Clients,
-    plan: &Plan,
-    ctx: &Ctx,
-) -> executor::Report {
-    let file_max_in_flight = file.and_then(|f| f.max_in_flight).and_then(NonZeroUsize::new);
-    let settings = params.settings(file_max_in_flight, file.and_then(|f| f.soak).map(|d| d.0));
-    let platform = TkgiPlatform {
-        tkgi: &conn.tkgi,
-        kubernetes_health: params.health.kubernetes,
-        http_config: &conn.http_config,
-        env: &ctx.env,
-        log: &ctx.log,
-        director: conn.director.as_ref(),
-        target_stemcell: plan.target_stemcell.as_deref(),
-    };
-    let executor = Executor::new(&platform, settings, &plan.target, ctx.log.clone());
-    match window {
-        Some(window) => executor.with_start_gate(window_gate(window, ctx)).run(plan).await,
-        None => executor.run(plan).await,
+    conn: &'a Clients,
+    fleet: &'a [Observed],
+}
+
+impl Execution<'_> {
+    async fn execute(self, put: &PutPlan, ctx: &Ctx) -> Result<executor::Report> {
+        let (params, file) = (self.params, self.file);
+        let file_max_in_flight = file.and_then(|f| f.max_in_flight).and_then(NonZeroUsize::new);
+        let settings = params.settings(file_max_in_flight, file.and_then(|f| f.soak).map(|d| d.0));
+        let day2 = match &self.conn.director {
+            Some(director) => Some(day2_run(director, put, self.fleet, params).await?),
+            None => None,
+        };
+        let platform = TkgiPlatform {
+            tkgi: &self.conn.tkgi,
+            kubernetes_health: params.health.kubernetes,
+            http_config: &self.conn.http_config,
+            env: &ctx.env,
+            log: &ctx.log,
+            director: self.conn.director.as_ref(),
+            target_stemcell: put.plan.target_stemcell.as_deref(),
+            day2: day2.as_ref(),
+        };
+        let executor = Executor::new(&platform, settings, &put.plan.target, ctx.log.clone());
+        Ok(match self.window {
+            Some(window) => executor.with_start_gate(window_gate(window, ctx)).run(&put.plan).await,
+            None => executor.run(&put.plan).await,
+        })
     }
+}
+
+/// What the day-2 changes of `put` need while they run (with a director).
+async fn day2_run(
+    director: &crate::clients::director::Director,
+    put: &PutPlan,
+    fleet: &[Observed],
+    params: &PutParams,
+) -> Result<Day2Run> {
+    let repaves = put.plan.planned().any(|p| p.changes.iter().any(|c| matches!(c, Change::Repave { .. })));
+    let task_floor =
+        if repaves { director.newest_task_id().await.context("reading the director's tasks")? } else { 0 };
+    let recreate = &params.recreate;
+    Ok(Day2Run {
+        deployments: fleet.iter().filter_map(|o| Some((o.cluster.name.clone(), o.deployment.clone()?))).collect(),
+        recreate: RecreateOptions {
+            canaries: recreate.canaries.as_ref().map(|c| c.0.clone()),
+            max_in_flight: recreate.max_in_flight.as_ref().map(|c| c.0.clone()),
+            fix: recreate.fix,
+            skip_drain: recreate.skip_drain,
+            vms_created_before: None,
+        },
+        task_floor,
+        tasks: std::sync::Mutex::new(put.running.clone()),
+        rotating: Default::default(),
+        certificates_before: fleet
+            .iter()
+            .filter_map(|o| Some((o.cluster.name.clone(), o.facts.certificates.clone()?)))
+            .collect(),
+    })
 }
 
 /// Refuses new starts once the window has closed; running clusters finish (SUC's window semantics).
@@ -202,92 +189,26 @@ fn window_gate(window: Window, ctx: &Ctx) -> StartGate<'_> {
     })
 }
 
-/// `target_version`, else `target_version_file` (relative to the put's directory), else the deployed TKGI
-/// tile's version in Ops Manager (with `source.opsman`), else — a labelled fallback — what the TKGI API
-/// reports at the assumed route. Never a guess: if none can be read, the put fails and says how to set one.
-async fn target_version(source: &Source, params: &PutParams, conn: &Clients, ctx: &Ctx) -> Result<String> {
-    if let Some(v) = &params.target_version {
-        return Ok(v.trim().to_string());
+fn plan_metadata(put: &PutPlan) -> Vec<MetadataField> {
+    let plan = &put.plan;
+    let mut metadata = vec![MetadataField::new("operation", operation(plan))];
+    if plan.kind != PlanKind::Repave {
+        metadata.push(MetadataField::new("target", plan.target.clone()));
     }
-    if let Some(file) = &params.target_version_file {
-        let path = ctx.dir.as_deref().map_or_else(|| file.into(), |d| d.join(file));
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading params.target_version_file {}", path.display()))?;
-        let v = text.trim();
-        if v.is_empty() {
-            bail!("params.target_version_file {} is empty", path.display());
-        }
-        return Ok(v.to_string());
+    metadata.push(MetadataField::new("planned", plan.planned().count().to_string()));
+    metadata.push(MetadataField::new("skipped", plan.skipped.len().to_string()));
+    if !put.unverified.is_empty() {
+        metadata.push(MetadataField::new("no_verified_backup", put.unverified.join(", ")));
     }
-    if let Some(opsman) = &conn.opsman {
-        return tile_version(opsman, source, ctx).await;
-    }
-    let v = conn.tkgi.platform_version().await.context(
-        "cannot determine the target TKGI version from the platform (an assumed, unpublished route); set source.opsman to read it from Ops Manager, or params.target_version or params.target_version_file",
-    )?;
-    ctx.log.line(format!(
-        "target: TKGI {v}, as the TKGI API reports it at {} (an ASSUMED, unpublished route; source.opsman reads the target from Ops Manager instead)",
-        source.platform_version.path
-    ));
-    Ok(v)
+    metadata
 }
 
-/// The `product_version` of the deployed TKGI tile in Ops Manager, in the form the clusters report
-/// (`source.cluster_version_format`).
-async fn tile_version(opsman: &Opsman, source: &Source, ctx: &Ctx) -> Result<String> {
-    let product = source.opsman_product();
-    let deployed = opsman
-        .deployed_products()
-        .await
-        .with_context(|| format!("reading the deployed products from Ops Manager {}", opsman.base_url()))?;
-    let Some(tile) = deployed.iter().find(|p| p.kind == product) else {
-        let types: Vec<&str> = deployed.iter().map(|p| p.kind.as_str()).collect();
-        bail!(
-            "source.opsman_product: Ops Manager {} has no deployed tile of type `{product}` (deployed: {}); fix source.opsman_product or set params.target_version",
-            opsman.base_url(),
-            if types.is_empty() { "none".to_string() } else { types.join(", ") }
-        );
-    };
-    let version = cluster_version(&tile.product_version, source.cluster_version_format.unwrap_or_default());
-    ctx.log.line(format!(
-        "target: TKGI {version}, the deployed {product} tile's product_version ({}) in Ops Manager {}",
-        tile.product_version,
-        opsman.base_url()
-    ));
-    Ok(version)
-}
-
-/// `target_stemcell`, else the version in `target_stemcell_file` (relative to the put's directory,
-/// e.g. `stemcell/version` from a `kind: stemcell` get), else none: the stemcell is not a target.
-fn target_stemcell(params: &PutParams, ctx: &Ctx) -> Result<Option<String>> {
-    let version = match (&params.target_stemcell, &params.target_stemcell_file) {
-        (Some(v), _) => v.trim().to_string(),
-        (None, Some(file)) => {
-            let path = ctx.dir.as_deref().map_or_else(|| file.into(), |d| d.join(file));
-            let text = std::fs::read_to_string(&path).with_context(|| {
-                format!("reading params.target_stemcell_file {} (relative to the put's directory)", path.display())
-            })?;
-            let v = text.trim().to_string();
-            if !is_stemcell_version(&v) {
-                bail!(
-                    "params.target_stemcell_file {} holds `{v}`, not a stemcell version such as `1.506`",
-                    path.display()
-                );
-            }
-            v
-        }
-        (None, None) => return Ok(None),
-    };
-    ctx.log.line(format!("target: stemcell {version}; clusters on an older stemcell are upgraded too"));
-    Ok(Some(version))
-}
-
-fn plan_metadata(plan: &Plan) -> Vec<MetadataField> {
-    vec![
-        MetadataField::new("target", plan.target.clone()),
-        MetadataField::new("planned", plan.planned().count().to_string()),
-        MetadataField::new("skipped", plan.skipped.len().to_string()),
-    ]
+fn operation(plan: &Plan) -> &'static str {
+    match plan.kind {
+        PlanKind::Rollout => "upgrade",
+        PlanKind::Repave => "repave",
+        PlanKind::Rotate => "rotate",
+    }
 }
 
 fn list(names: &[String]) -> String {

@@ -10,8 +10,13 @@
 //! time. So a pin or target more than one minor ahead of a cluster is refused with the chained path,
 //! using the same skew check as `kind: kubernetes`.
 //!
+//! Repave rule: a cluster with nothing else to do whose VMs are older than its `max_vm_age` (decided by
+//! the caller from the deployment's VM ages, `Current::repave`) is repaved; a repave still running from
+//! an earlier build is adopted. A cluster that also needs an upgrade or resize is not repaved in the same
+//! run: its VM ages are judged again the next time.
+//!
 //! Stemcell rule: with a target stemcell, a cluster at the platform's TKGI version whose stemcell is
-//! older is upgraded too (the same call redeploys it on the director's newest stemcell) — unless it is
+//! older is upgraded too (the same call redeploys it on the TKGI tile's stemcell) — unless it is
 //! pinned to another TKGI version, because that call would also move its TKGI version.
 
 use super::desired::{DesiredCluster, FleetFile};
@@ -26,6 +31,10 @@ use anyhow::{Result, bail};
 pub(super) struct Current {
     pub state: ClusterState,
     pub plan: String,
+    /// The repave its VM ages call for, if any (see `day2::decide_repave`).
+    pub repave: Option<Change>,
+    /// A repave an earlier build started is still running on the director.
+    pub repave_running: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,6 +126,10 @@ fn decide(
     let target = d.version.clone().unwrap_or_else(|| options.target.clone());
     let Some(now) = now else { return create(file, d, &target, options) };
     let s = &now.state;
+    if now.repave_running {
+        let repave = Change::Repave { created_before: None };
+        return Ok(Decision::Job(Planned { action: Action::Adopt, ..day2_job(d, s, repave) }));
+    }
     let resize = d.workers.filter(|w| s.workers != Some(*w)).map(|to| Change::Resize { from: s.workers, to });
     let wanted_stemcell = options.target_stemcell.as_deref();
     let stemcell = StemcellStep::of(s, wanted_stemcell);
@@ -154,11 +167,26 @@ fn decide(
             if !changes.is_empty() {
                 return Ok(job(Action::Start, changes));
             }
+            if let Some(repave) = &now.repave {
+                return Ok(Decision::Job(day2_job(d, s, repave.clone())));
+            }
             Ok(Decision::Skip(match &d.version {
                 Some(pin) if *pin != options.target => SkipReason::Pinned { version: pin.clone() },
                 _ => stemcell.skip_reason(wanted_stemcell).unwrap_or(SkipReason::AlreadyCurrent),
             }))
         }
+    }
+}
+
+/// A job of one day-2 change (it moves no version and no stemcell).
+fn day2_job(d: &DesiredCluster, s: &ClusterState, change: Change) -> Planned {
+    Planned {
+        name: d.name.clone(),
+        action: Action::Start,
+        canary: false,
+        from_version: s.version.clone(),
+        stemcell: None,
+        changes: vec![change],
     }
 }
 
@@ -260,9 +288,10 @@ fn prune_wave(
 }
 
 /// Canary jobs run alone before the rest of their wave. Named canaries stay in their own waves; a
-/// count picks the first upgrades of the first wave that has upgrades. Only upgrades can be canaries.
+/// count picks the first upgrades (or repaves) of the first wave that has any. Only upgrades and repaves
+/// — the changes that redeploy a running cluster's VMs — can be canaries.
 fn mark_canaries(waves: &mut [Wave], canaries: Option<&Canaries>) {
-    let is_upgrade = |p: &Planned| p.changes.contains(&Change::Upgrade);
+    let is_upgrade = |p: &Planned| p.changes.iter().any(|c| matches!(c, Change::Upgrade | Change::Repave { .. }));
     for wave in waves.iter_mut() {
         let (picked, rest): (Vec<Planned>, Vec<Planned>) = match canaries {
             Some(Canaries::Names(names)) => {
@@ -307,7 +336,7 @@ mod tests {
             workers: Some(workers),
             stemcell: None,
         };
-        Current { state, plan: "small".into() }
+        Current { state, plan: "small".into(), repave: None, repave_running: false }
     }
 
     fn ok(name: &str, version: &str, workers: u64) -> Current {
@@ -492,6 +521,29 @@ clusters:
         let r = run(&named, &current, &opts(false, 1, false)).unwrap();
         assert_eq!(jobs(&r)[0], "dev: d-3 upgrade (canary)");
         assert_eq!(jobs(&r)[4], "prod: p-1 upgrade (canary)");
+    }
+
+    #[test]
+    fn old_vms_are_repaved_only_when_nothing_else_is_due_and_a_running_repave_is_adopted() {
+        let file = "clusters:\n  - {name: a, plan: small}\n  - {name: b, plan: small}\n  - {name: c, plan: small}\n  - {name: d, plan: small, hold: true}\n";
+        let repave = Change::Repave { created_before: Some("2026-05-18T00:00:00Z".into()) };
+        let due = |c: Current| Current { repave: Some(repave.clone()), ..c };
+        let current = [
+            due(ok("a", TARGET, 3)),
+            due(ok("b", OLD, 3)),
+            Current { repave_running: true, ..ok("c", TARGET, 3) },
+            due(ok("d", TARGET, 3)),
+        ];
+        let r = run(file, &current, &opts(false, 1, false)).unwrap();
+        assert_eq!(
+            jobs(&r),
+            [
+                "all: c repave (every VM) (adopt)",
+                "all: a repave (VMs created before 2026-05-18T00:00:00Z)",
+                "all: b upgrade"
+            ]
+        );
+        assert_eq!(skips(&r), ["d: held (`hold: true`): never touched"]);
     }
 
     #[test]

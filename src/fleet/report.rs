@@ -1,11 +1,19 @@
-//! Human-readable tables: the fleet (`fleet.md`), the rollout plan, and the end-of-rollout summary.
-//! Markdown with padded columns, so the same text reads well in a build log and in a notification.
+//! Human-readable tables: the fleet (`fleet.md`, with VM ages and certificate expiry when read), the
+//! plan of every operation, and the end-of-rollout summary. Markdown with padded columns, so the same
+//! text reads well in a build log and in a notification.
 
 use super::Observed;
+use super::day2::{days, expires_within, expiry_text, soonest};
 use crate::rollout::executor::{Outcome, Report};
 use crate::rollout::human;
-use crate::rollout::plan::{Action, Change, Plan, Planned};
+use crate::rollout::plan::{Action, Change, Plan, PlanKind, Planned};
+use jiff::Timestamp;
 use serde_json::{Value, json};
+use std::time::Duration;
+
+/// Printed with any plan that repaves: what a recreate from the stored manifest does not change.
+pub(super) const REPAVE_KEEPS: &str =
+    "A repave recreates VMs from the deployment's stored manifest: it never changes the stemcell or the releases.";
 
 /// A Markdown table with columns padded to their widest cell.
 pub(super) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -26,13 +34,15 @@ pub(super) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// `fleet.md`: one row per cluster; "behind" is relative to `target`.
-pub(super) fn fleet_markdown(fleet: &[Observed], target: &str) -> String {
+/// `fleet.md`: one row per cluster; "behind" is relative to `target`. With a director, the oldest VM's
+/// age and the soonest certificate expiry too, flagged `⚠` when it is within `warn_within`.
+pub(super) fn fleet_markdown(fleet: &[Observed], target: &str, warn_within: Duration, now: Timestamp) -> String {
+    let day2 = fleet.iter().any(|o| o.facts.vms.is_some() || o.facts.certificates.is_some());
     let rows: Vec<Vec<String>> = fleet
         .iter()
         .map(|o| {
             let c = &o.cluster;
-            vec![
+            let mut row = vec![
                 c.name.clone(),
                 c.plan_name.clone(),
                 c.pks_version.clone(),
@@ -40,12 +50,41 @@ pub(super) fn fleet_markdown(fleet: &[Observed], target: &str) -> String {
                 o.stemcell.clone().unwrap_or_else(|| "—".into()),
                 format!("{} {}", c.last_action, c.last_action_state).trim().to_string(),
                 if c.pks_version == target { "no".into() } else { "yes".into() },
-            ]
+            ];
+            if day2 {
+                row.push(vm_age(o, now));
+                row.push(certificate_cell(o, warn_within, now));
+            }
+            row
         })
         .collect();
-    let headers = ["cluster", "plan", "TKGI version", "k8s version", "stemcell", "state", "behind?"];
+    let mut headers = vec!["cluster", "plan", "TKGI version", "k8s version", "stemcell", "state", "behind?"];
     let behind = fleet.iter().filter(|o| o.cluster.pks_version != target).count();
-    format!("# TKGI fleet\n\n{} clusters, {behind} behind TKGI {target}.\n\n{}", fleet.len(), table(&headers, &rows))
+    let mut summary = format!("{} clusters, {behind} behind TKGI {target}.", fleet.len());
+    if day2 {
+        headers.extend(["oldest VM", "soonest certificate expiry"]);
+        let warned = fleet.iter().filter(|o| warned(o, warn_within, now)).count();
+        summary.push_str(&format!(" {warned} with a certificate expiring within {} (⚠).", days(warn_within)));
+    }
+    format!("# TKGI fleet\n\n{summary}\n\n{}", table(&headers, &rows))
+}
+
+fn vm_age(o: &Observed, now: Timestamp) -> String {
+    match o.facts.vms.as_ref().and_then(|v| v.oldest) {
+        Some(t) => format!("{} old", days(Duration::try_from(now.duration_since(t)).unwrap_or_default())),
+        None => "—".into(),
+    }
+}
+
+fn warned(o: &Observed, within: Duration, now: Timestamp) -> bool {
+    o.facts.certificates.as_deref().and_then(soonest).is_some_and(|c| expires_within(c, within, now))
+}
+
+fn certificate_cell(o: &Observed, within: Duration, now: Timestamp) -> String {
+    let Some(c) = o.facts.certificates.as_deref().and_then(soonest) else { return "—".into() };
+    let name = c.name.rsplit('/').next().unwrap_or(&c.name);
+    let flag = if expires_within(c, within, now) { "⚠ " } else { "" };
+    format!("{flag}{name} {}", expiry_text(c))
 }
 
 /// The plan as printed before anything changes: one row per job in execution order, with its wave.
@@ -62,14 +101,24 @@ pub(super) fn plan_text(plan: &Plan) -> String {
             ]);
         }
     }
-    let mut out = match &plan.target_stemcell {
-        Some(stemcell) => format!("Rollout plan to TKGI {}, stemcell {stemcell}:\n", plan.target),
-        None => format!("Rollout plan to TKGI {}:\n", plan.target),
+    let mut out = match (plan.kind, &plan.target_stemcell) {
+        (PlanKind::Repave, _) => "Repave plan (every VM recreated through the BOSH director):\n".to_string(),
+        (PlanKind::Rotate, _) => "Certificate rotation plan (through TKGI's configured rotate route):\n".to_string(),
+        (PlanKind::Rollout, Some(stemcell)) => format!("Rollout plan to TKGI {}, stemcell {stemcell}:\n", plan.target),
+        (PlanKind::Rollout, None) => format!("Rollout plan to TKGI {}:\n", plan.target),
     };
     if rows.is_empty() {
-        out.push_str("nothing to upgrade.\n");
+        out.push_str(match plan.kind {
+            PlanKind::Rollout => "nothing to upgrade.\n",
+            PlanKind::Repave => "nothing to repave.\n",
+            PlanKind::Rotate => "nothing to rotate.\n",
+        });
     } else {
         out.push_str(&table(&["#", "cluster", "step", "version", "wave"], &rows));
+    }
+    if plan.planned().any(|p| p.changes.iter().any(|c| matches!(c, Change::Repave { .. }))) {
+        out.push_str(REPAVE_KEEPS);
+        out.push('\n');
     }
     if !plan.skipped.is_empty() {
         let skipped: Vec<Vec<String>> = plan.skipped.iter().map(|(n, r)| vec![n.clone(), r.to_string()]).collect();
@@ -80,7 +129,7 @@ pub(super) fn plan_text(plan: &Plan) -> String {
 
 fn step(p: &Planned) -> String {
     match (p.action, p.canary) {
-        (Action::Adopt, _) => format!("adopt (upgrade already running): {}", p.describe()),
+        (Action::Adopt, _) => format!("adopt (already running): {}", p.describe()),
         (Action::Start, true) => format!("canary {}", p.describe()),
         (Action::Start, false) => p.describe(),
     }
@@ -109,6 +158,9 @@ pub(super) fn plan_json(plan: &Plan) -> Value {
         }
         Change::Resize { from, to } => json!({"change": "resize", "from_workers": from, "to_workers": to}),
         Change::Delete => json!({"change": "delete"}),
+        Change::Repave { created_before } => json!({"change": "repave", "recreate_vms_created_before": created_before,
+                                                    "keeps_stemcell_and_releases": true}),
+        Change::Rotate => json!({"change": "rotate_certificates"}),
     };
     let waves: Vec<Value> = plan
         .waves
@@ -131,7 +183,12 @@ pub(super) fn plan_json(plan: &Plan) -> Value {
         .collect();
     let skipped: Vec<Value> =
         plan.skipped.iter().map(|(n, r)| json!({"cluster": n, "reason": r.to_string()})).collect();
-    let mut out = json!({"target": plan.target, "waves": waves, "skipped": skipped});
+    let operation = match plan.kind {
+        PlanKind::Rollout => "upgrade",
+        PlanKind::Repave => "repave",
+        PlanKind::Rotate => "rotate",
+    };
+    let mut out = json!({"operation": operation, "target": plan.target, "waves": waves, "skipped": skipped});
     if let Some(stemcell) = &plan.target_stemcell {
         out["target_stemcell"] = json!(stemcell);
     }

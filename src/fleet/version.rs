@@ -2,22 +2,41 @@
 //! readable fields. `check` and `out` both build it with [`version`] from the same observation code, so
 //! a put emits byte for byte what a check of the same state reports (Concourse stores a put's version
 //! straight into history).
+//!
+//! With `source.max_vm_age` / `source.warn_within`, two counts join it: `repave_due` (clusters whose
+//! oldest VM passed the age) and `certs_expiring` (clusters with a certificate expiring within the
+//! threshold). A count changes only when a cluster crosses its threshold (or is repaved or rotated), so
+//! a pipeline triggers by itself when VMs age; ages and days left are never in the version, so it does
+//! not change every day (no trigger loops).
 
 use super::Observed;
+use super::day2::{certs_expiring, repave_due};
+use crate::config::fleet::Source;
 use crate::protocol::Version;
 use crate::versions::compare;
+use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
-/// `{digest, clusters, newest_tkgi, behind}` for the selected clusters.
-pub(super) fn version(fleet: &[Observed]) -> Version {
+/// `{digest, clusters, newest_tkgi, behind}` for the selected clusters, plus the day-2 counts `source`
+/// asks for, judged at `now`.
+pub(super) fn version(fleet: &[Observed], source: &Source, now: Timestamp) -> Version {
     let newest = newest_tkgi(fleet).unwrap_or_default();
     let behind = fleet.iter().filter(|o| o.cluster.pks_version != newest).count();
-    Version::from([
+    let mut version = Version::from([
         ("digest".to_string(), digest(fleet)),
         ("clusters".to_string(), fleet.len().to_string()),
         ("newest_tkgi".to_string(), newest),
         ("behind".to_string(), behind.to_string()),
-    ])
+    ]);
+    if let Some(max) = source.max_vm_age {
+        let due = fleet.iter().filter(|o| repave_due(o, max.0, now)).count();
+        version.insert("repave_due".into(), due.to_string());
+    }
+    if let Some(within) = source.warn_within {
+        let expiring = fleet.iter().filter(|o| certs_expiring(o, within.0, now)).count();
+        version.insert("certs_expiring".into(), expiring.to_string());
+    }
+    version
 }
 
 /// sha256 (first 16 hex digits) over name, TKGI version, Kubernetes version, last action and state,
@@ -67,7 +86,7 @@ mod tests {
             last_action_state: state.into(),
             ..Cluster::default()
         };
-        Observed { cluster, stemcell: stemcell.map(str::to_string) }
+        Observed { cluster, stemcell: stemcell.map(str::to_string), deployment: None, facts: Default::default() }
     }
 
     #[test]
@@ -84,6 +103,40 @@ mod tests {
         assert_ne!(digest(&[o("ab", "c", "x", None)]), digest(&[o("a", "bc", "x", None)]));
     }
 
+    fn source(extra: serde_json::Value) -> Source {
+        let mut map =
+            serde_json::json!({"kind": "fleet", "api_url": "https://api", "client_id": "c", "client_secret": "s"});
+        map.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        crate::config::parse_source(map.as_object().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn day2_counts_change_only_when_a_cluster_crosses_its_threshold() {
+        use crate::clients::director::CertificateExpiry;
+        use crate::fleet::Vms;
+        let now: Timestamp = "2026-06-01T00:00:00Z".parse().unwrap();
+        let aged = |days: i64| {
+            let mut o = o("a", "1.19", "succeeded", None);
+            let oldest = now.checked_sub(jiff::SignedDuration::from_hours(24 * days)).unwrap();
+            o.facts.vms = Some(Vms { count: 3, oldest: Some(oldest) });
+            o.facts.certificates = Some(vec![CertificateExpiry {
+                name: "/p-bosh/x/tls".into(),
+                expiry_date: now.checked_add(jiff::SignedDuration::from_hours(24 * days)).unwrap().to_string(),
+                days_left: days,
+            }]);
+            o
+        };
+        let source = source(serde_json::json!({"max_vm_age": "14d", "warn_within": "30d",
+            "director": {"url": "https://d", "client": "c", "client_secret": "s"}}));
+        let young = version(&[aged(3)], &source, now);
+        assert_eq!((young["repave_due"].as_str(), young["certs_expiring"].as_str()), ("0", "1"));
+        let a_day_older = version(&[aged(4)], &source, now);
+        assert_eq!(young, a_day_older, "ages and days left are not part of the version");
+        let old = version(&[aged(40)], &source, now);
+        assert_eq!((old["repave_due"].as_str(), old["certs_expiring"].as_str()), ("1", "0"));
+        assert_eq!(old["digest"], young["digest"], "the digest stays what TKGI and the stemcell say");
+    }
+
     #[test]
     fn readable_fields() {
         let fleet = [
@@ -91,10 +144,12 @@ mod tests {
             o("b", "1.10.1-build.2", "succeeded", None),
             o("c", "1.10.1-build.2", "failed", None),
         ];
-        let v = version(&fleet);
+        let now = Timestamp::now();
+        let v = version(&fleet, &source(serde_json::json!({})), now);
         assert_eq!(v["newest_tkgi"], "1.10.1-build.2");
         assert_eq!((v["clusters"].as_str(), v["behind"].as_str()), ("3", "1"));
-        assert_eq!(version(&[])["clusters"], "0");
+        assert_eq!(version(&[], &source(serde_json::json!({})), now)["clusters"], "0");
+        assert!(!v.contains_key("repave_due") && !v.contains_key("certs_expiring"), "only when the source asks");
         assert_eq!(compare("1.19.2-build.10", "1.19.2-build.9"), Ordering::Greater);
     }
 }

@@ -42,6 +42,13 @@ pub(crate) trait Platform {
     /// The cluster as the platform reports it now; `None` when it does not exist (not created yet, or
     /// deleted).
     fn status(&self, name: &str) -> impl Future<Output = Result<Option<ClusterState>>>;
+    /// The cluster as seen while `change` runs on it. A change the platform tracks elsewhere than in the
+    /// cluster's own state (a repave is a director task) is reported under [`Change::action_name`], so the
+    /// engine's rules (adopt, wait, fail) apply to it unchanged. Default: [`Platform::status`].
+    fn status_of(&self, name: &str, change: &Change) -> impl Future<Output = Result<Option<ClusterState>>> {
+        let _ = change;
+        self.status(name)
+    }
     /// Extra health checks after the platform reports success (e.g. Kubernetes `/readyz`); `Ok` when
     /// none are configured. Retried until `Settings::health_timeout`.
     fn health(&self, name: &str) -> impl Future<Output = Result<()>>;
@@ -330,7 +337,8 @@ impl<'a, P: Platform> Executor<'a, P> {
         let name = &planned.name;
         for (index, change) in planned.changes.iter().enumerate() {
             if index == 0 && planned.action == Action::Adopt {
-                self.progress(name, "upgrade already in progress: adopting it (not starting another)");
+                let what = change.describe();
+                self.progress(name, &format!("{what} already in progress: adopting it (not starting another)"));
             } else {
                 self.start(name, change, planned.canary).await?;
             }
@@ -368,7 +376,7 @@ impl<'a, P: Platform> Executor<'a, P> {
             sleep(self.settings.poll_interval).await;
             // A stemcell-only upgrade leaves the TKGI version as it was, so "UPGRADE succeeded at the
             // target" may be the previous upgrade: only a running action or a verified result counts.
-            if let Ok(state) = self.platform.status(name).await
+            if let Ok(state) = self.platform.status_of(name, change).await
                 && already_started(change, state.as_ref(), &self.target)
                 && (state.as_ref().is_some_and(|s| s.phase() == Phase::Running)
                     || self.platform.verify(name, change).await.is_ok())
@@ -389,7 +397,7 @@ impl<'a, P: Platform> Executor<'a, P> {
         let mut last_seen = String::new();
         let mut seen_running = false;
         loop {
-            let seen = match self.platform.status(name).await {
+            let seen = match self.platform.status_of(name, change).await {
                 Ok(state) => {
                     seen_running |= state.as_ref().is_some_and(|s| {
                         s.phase() == Phase::Running && s.last_action.eq_ignore_ascii_case(change.action_name())
@@ -466,6 +474,9 @@ pub(crate) fn already_started(change: &Change, state: Option<&ClusterState>, tar
         Change::Create { .. } => true,
         Change::Resize { to, .. } => same_action && (s.phase() == Phase::Running || s.workers == Some(*to)),
         Change::Delete => same_action,
+        // The platform reports a repave only for a task of this run or one still running: it did start.
+        Change::Repave { .. } => same_action,
+        Change::Rotate => same_action && s.phase() == Phase::Running,
     }
 }
 

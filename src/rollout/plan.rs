@@ -4,10 +4,12 @@
 //! A plan is a list of waves; each wave has its canaries (run one at a time) and its other clusters
 //! (run `max_in_flight` at a time). [`plan`] builds the one-wave upgrade plan of a plain rolling
 //! upgrade; desired fleet files (`fleet::reconcile`) build several waves whose jobs may also create,
-//! resize or delete clusters ([`Change`]).
+//! resize or delete clusters ([`Change`]). Day-2 operations are changes like the others — a repave
+//! recreates a cluster's VMs, a rotation renews its certificates — and the fleet decides when to plan them.
 //!
 //! An upgrade may also be asked to reach a stemcell (`target_stemcell`): TKGI's upgrade of a cluster
-//! already on the platform's version redeploys it with the newest stemcell on the director, so a
+//! already on the platform's version redeploys it (ASSUMED, docs/facts/tkgi-stemcell-path.md) with the
+//! stemcell of the TKGI tile, which the broker builds every cluster from, so a
 //! cluster is behind when its TKGI version differs from the target OR its stemcell is older than the
 //! target stemcell. Versions compare numerically (`1.10` > `1.9`); a newer stemcell is never
 //! "upgraded" back down.
@@ -82,6 +84,35 @@ pub enum SkipReason {
     },
     /// On the platform but not in the fleet file, and `prune` is not set.
     NotInFleetFile,
+    /// Every VM is younger than `max_vm_age`: nothing to repave.
+    VmsYoung {
+        oldest: String,
+        max: String,
+    },
+    /// The director lists no `service-instance_<uuid>` deployment for the cluster.
+    NoDeployment,
+    /// The last action failed: a day-2 operation waits until it is repaired.
+    LastActionFailed {
+        action: String,
+    },
+    /// No certificate expires within the threshold.
+    CertificatesNotDue {
+        soonest: String,
+        within: String,
+    },
+    /// Behind the platform's TKGI version: TKGI rotates certificates only of upgraded clusters.
+    NotUpgraded {
+        version: String,
+        target: String,
+    },
+    /// The pre-check before a change failed (`pre_check: skip`).
+    PreCheck {
+        reason: String,
+    },
+    /// `require_backup` is set and no backup of the cluster could be verified.
+    NoVerifiedBackup {
+        reason: String,
+    },
     /// Would be pruned, but this run already deletes as many clusters as `max_prunes` allows.
     PruneCapReached {
         cap: usize,
@@ -121,6 +152,20 @@ impl fmt::Display for SkipReason {
             SkipReason::StemcellUnknown => {
                 write!(f, "stemcell unknown: the director lists no `service-instance_<uuid>` deployment for it")
             }
+            SkipReason::VmsYoung { oldest, max } => write!(f, "oldest VM is {oldest} old, within max_vm_age {max}"),
+            SkipReason::NoDeployment => write!(f, "the director lists no `service-instance_<uuid>` deployment for it"),
+            SkipReason::LastActionFailed { action } => {
+                write!(f, "last action {action} failed: repair it first (operation upgrade with `repair: true`)")
+            }
+            SkipReason::CertificatesNotDue { soonest, within } => {
+                write!(f, "soonest certificate expires {soonest}, not within {within}")
+            }
+            SkipReason::NotUpgraded { version, target } => write!(
+                f,
+                "at {version}, not the platform's {target}: TKGI rotates certificates of upgraded clusters only"
+            ),
+            SkipReason::PreCheck { reason } => write!(f, "pre-check failed: {reason}"),
+            SkipReason::NoVerifiedBackup { reason } => write!(f, "not touched without a verified backup: {reason}"),
         }
     }
 }
@@ -150,16 +195,26 @@ pub enum Change {
         to: u64,
     },
     Delete,
+    /// Recreate every VM of the cluster's deployment from its stored manifest (stemcell and releases
+    /// unchanged); with a cutoff (RFC 3339), only the VMs created before it.
+    Repave {
+        created_before: Option<String>,
+    },
+    /// Renew the cluster's certificates.
+    Rotate,
 }
 
 impl Change {
-    /// The platform's `last_action` while this change runs.
+    /// The platform's `last_action` while this change runs. TKGI has no action for a repave (the director
+    /// runs it) and its name for a rotation is unknown, so the platform reports both under these names.
     pub fn action_name(&self) -> &'static str {
         match self {
             Change::Upgrade => "UPGRADE",
             Change::Create { .. } => "CREATE",
             Change::Resize { .. } => "UPDATE",
             Change::Delete => "DELETE",
+            Change::Repave { .. } => "REPAVE",
+            Change::Rotate => "ROTATE",
         }
     }
 
@@ -172,7 +227,15 @@ impl Change {
             Change::Resize { from: Some(f), to } => format!("resize {f} → {to} workers"),
             Change::Resize { from: None, to } => format!("resize to {to} workers"),
             Change::Delete => "delete".into(),
+            Change::Repave { created_before: Some(cutoff) } => format!("repave (VMs created before {cutoff})"),
+            Change::Repave { created_before: None } => "repave (every VM)".into(),
+            Change::Rotate => "rotate certificates".into(),
         }
+    }
+
+    /// Whether the change works on the cluster's existing deployment (everything but a create).
+    pub fn on_existing(&self) -> bool {
+        !matches!(self, Change::Create { .. })
     }
 }
 
@@ -231,8 +294,20 @@ impl Wave {
     }
 }
 
+/// What a plan does, for its headings and messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PlanKind {
+    /// Upgrades (and, from a fleet file, creates, resizes, deletes and repaves).
+    #[default]
+    Rollout,
+    Repave,
+    Rotate,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
+    pub kind: PlanKind,
+    /// The TKGI version upgrades reach (empty for a repave, which changes no version).
     pub target: String,
     /// The stemcell version every upgraded cluster must end on (`params.target_stemcell`).
     pub target_stemcell: Option<String>,
@@ -244,6 +319,22 @@ impl Plan {
     /// Planned clusters in execution order.
     pub fn planned(&self) -> impl Iterator<Item = &Planned> {
         self.waves.iter().flat_map(Wave::all)
+    }
+
+    /// Takes `name`'s job out of the plan and records why; true when it was planned.
+    pub fn skip(&mut self, name: &str, reason: SkipReason) -> bool {
+        let mut found = false;
+        for wave in &mut self.waves {
+            for list in [&mut wave.adopted, &mut wave.canaries, &mut wave.clusters] {
+                let before = list.len();
+                list.retain(|p| p.name != name);
+                found |= list.len() != before;
+            }
+        }
+        if found {
+            self.skipped.push((name.to_string(), reason));
+        }
+        found
     }
 
     #[cfg(test)]
@@ -316,7 +407,7 @@ impl StemcellStep {
 }
 
 /// What the planner decides for one cluster. `target_stemcell` only matters for a cluster already at
-/// the target TKGI version: any upgrade lands on the director's newest stemcell anyway.
+/// the target TKGI version: any upgrade lands on the TKGI tile's stemcell anyway.
 pub fn decide(
     cluster: &ClusterState,
     target: &str,
@@ -348,25 +439,42 @@ pub fn plan(
 ) -> Result<Plan> {
     let mut sorted: Vec<&ClusterState> = clusters.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    if let Canaries::Names(names) = canaries
-        && let Some(missing) = names.iter().find(|n| !sorted.iter().any(|c| &c.name == *n))
-    {
-        bail!("canary `{missing}` is not one of the selected clusters");
-    }
-    let mut wave = Wave { name: "all".into(), ..Wave::default() };
-    let mut skipped = Vec::new();
-    let mut to_start = Vec::new();
+    check_canaries(canaries, sorted.iter().map(|c| c.name.as_str()))?;
+    let (mut adopted, mut skipped, mut to_start) = (Vec::new(), Vec::new(), Vec::new());
     for cluster in sorted {
         let planned = |action| Planned {
             stemcell: StemcellStep::of(cluster, target_stemcell).change(target_stemcell),
             ..Planned::upgrade(&cluster.name, action, &cluster.version)
         };
         match decide(cluster, target, target_stemcell, repair) {
-            Ok(Action::Adopt) => wave.adopted.push(planned(Action::Adopt)),
+            Ok(Action::Adopt) => adopted.push(planned(Action::Adopt)),
             Ok(Action::Start) => to_start.push(planned(Action::Start)),
             Err(reason) => skipped.push((cluster.name.clone(), reason)),
         }
     }
+    Ok(Plan {
+        kind: PlanKind::Rollout,
+        target: target.to_string(),
+        target_stemcell: target_stemcell.map(str::to_string),
+        waves: vec![one_wave(adopted, to_start, canaries)],
+        skipped,
+    })
+}
+
+/// Named canaries must be among the selected clusters: a typo must not leave the rollout without one.
+pub fn check_canaries<'a>(canaries: &Canaries, selected: impl Iterator<Item = &'a str>) -> Result<()> {
+    let Canaries::Names(names) = canaries else { return Ok(()) };
+    let selected: Vec<&str> = selected.collect();
+    if let Some(missing) = names.iter().find(|n| !selected.contains(&n.as_str())) {
+        bail!("canary `{missing}` is not one of the selected clusters");
+    }
+    Ok(())
+}
+
+/// The one wave of a plan over the whole selection (`all`): `adopted` first, then the canaries — the
+/// named ones in the order given, or the first `n` of `to_start` — then the rest of `to_start` in order.
+pub fn one_wave(adopted: Vec<Planned>, to_start: Vec<Planned>, canaries: &Canaries) -> Wave {
+    let mut wave = Wave { name: "all".into(), adopted, ..Wave::default() };
     let is_canary = |p: &Planned, index: usize| match canaries {
         Canaries::Count(n) => index < *n,
         Canaries::Names(names) => names.contains(&p.name),
@@ -378,12 +486,7 @@ pub fn plan(
     if let Canaries::Names(names) = canaries {
         wave.canaries.sort_by_key(|p| names.iter().position(|n| n == &p.name));
     }
-    Ok(Plan {
-        target: target.to_string(),
-        target_stemcell: target_stemcell.map(str::to_string),
-        waves: vec![wave],
-        skipped,
-    })
+    wave
 }
 
 #[cfg(test)]

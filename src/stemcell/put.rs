@@ -9,15 +9,16 @@
 
 use super::check::to_version;
 use super::fetched::{Fetched, find_tarball, read_fetched};
-use crate::clients::director::{Director, Task};
+use crate::clients::director::Director;
+use crate::clients::director_task::wait_for_task;
 use crate::clients::opsman::Opsman;
 use crate::config::stemcell::{PutParams, S3Auth, Source};
 use crate::protocol::{MetadataField, StepResponse};
 use crate::redact::Log;
 use crate::sigv4;
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Where this put sends the stemcell: the configured director and Ops Manager.
 pub(crate) struct Targets<'a> {
@@ -26,8 +27,6 @@ pub(crate) struct Targets<'a> {
 }
 
 const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(3600);
-const FIRST_POLL: Duration = Duration::from_millis(250);
-const MAX_POLL: Duration = Duration::from_secs(5);
 
 /// Puts the stemcell in `dir/params.from` into Ops Manager and onto the director, whichever are
 /// configured (Ops Manager first), skipping each one that already has it.
@@ -76,9 +75,8 @@ async fn to_director(
         }
         None => start_upload(source, params, fetched, director, &context, log).await?,
     };
-    let timeout = task_timeout(params);
-    let poll_cap = MAX_POLL.min(director.http().config().max_backoff).max(Duration::from_millis(10));
-    wait_for_task(director, task_id, timeout, poll_cap, log).await?;
+    let rerun = "the next put follows it instead of uploading again";
+    wait_for_task(director, task_id, task_timeout(params), Some(log), rerun).await?;
     metadata.push(MetadataField::new("task", task_id.to_string()));
     Ok(metadata)
 }
@@ -136,99 +134,9 @@ fn task_timeout(params: &PutParams) -> Duration {
     params.task_timeout.map_or(DEFAULT_TASK_TIMEOUT, |d| d.0)
 }
 
-/// Polls the task with backoff until it ends, printing its events; fails unless it is `done`.
-async fn wait_for_task(director: &Director, id: u64, timeout: Duration, poll_cap: Duration, log: &Log) -> Result<Task> {
-    log.line(format!("director task {id} started"));
-    let deadline = Instant::now() + timeout;
-    let mut events = EventPrinter::default();
-    let mut delay = FIRST_POLL.min(poll_cap);
-    loop {
-        let task = director.task(id).await?;
-        let output = director.task_output(id, "event", events.offset).await?;
-        events.feed(&output, log);
-        if !task.is_running() {
-            events.flush(log);
-            return finished(task, &events);
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "director task {id} ({}) is still {} after {}s; it goes on running on the director (see `bosh task {id}`), \
-                 and the next put follows it instead of uploading again",
-                task.description,
-                task.state,
-                timeout.as_secs()
-            );
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(poll_cap);
-    }
-}
-
-fn finished(task: Task, events: &EventPrinter) -> Result<Task> {
-    if task.state == "done" {
-        return Ok(task);
-    }
-    let reason = task
-        .result
-        .clone()
-        .filter(|r| !r.is_empty())
-        .or_else(|| events.last_error.clone())
-        .unwrap_or_else(|| "no error message".to_string());
-    Err(anyhow!("director task {} ({}) ended in state `{}`: {reason}", task.id, task.description, task.state))
-}
-
-/// Turns the task's NDJSON event stream into readable lines, across partial reads.
-#[derive(Default)]
-struct EventPrinter {
-    offset: u64,
-    partial: Vec<u8>,
-    last_error: Option<String>,
-}
-
-impl EventPrinter {
-    fn feed(&mut self, bytes: &[u8], log: &Log) {
-        self.offset += bytes.len() as u64;
-        self.partial.extend_from_slice(bytes);
-        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=end).collect();
-            self.print(&String::from_utf8_lossy(&line), log);
-        }
-    }
-
-    fn flush(&mut self, log: &Log) {
-        let rest = std::mem::take(&mut self.partial);
-        self.print(&String::from_utf8_lossy(&rest), log);
-    }
-
-    fn print(&mut self, line: &str, log: &Log) {
-        let line = line.trim();
-        if line.is_empty() {
-            return;
-        }
-        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
-            log.line(format!("  {line}"));
-            return;
-        };
-        let text = |key: &str| event.get(key).and_then(|v| v.as_str()).unwrap_or("").to_string();
-        if let Some(message) = event.pointer("/error/message").and_then(|m| m.as_str()) {
-            self.last_error = Some(message.to_string());
-            log.line(format!("  error: {message}"));
-            return;
-        }
-        let mut out = format!("  {} > {}: {}", text("stage"), text("task"), text("state"));
-        if let Some(err) = event.pointer("/data/error").and_then(|m| m.as_str()) {
-            self.last_error = Some(err.to_string());
-            out.push_str(&format!(" ({err})"));
-        }
-        log.line(out);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
 
     #[test]
     fn context_ids_fit_boshs_64_characters_and_tell_versions_and_names_apart() {
@@ -239,32 +147,5 @@ mod tests {
         assert_ne!(id, context_id(name, "1.507"));
         assert_ne!(id, context_id("bosh-aws-xen-hvm-ubuntu-jammy-go_agent", "1.506"));
         assert!(context_id(&"x".repeat(300), &"9".repeat(100)).chars().count() <= 64);
-    }
-
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn events_across_partial_reads() {
-        let buf = Buf::default();
-        let log = Log::new(Box::new(buf.clone()));
-        let mut p = EventPrinter::default();
-        let stream = b"{\"stage\":\"Update stemcell\",\"task\":\"Uploading\",\"state\":\"started\"}\n{\"error\":{\"code\":100,\"message\":\"boom\"}}\n";
-        p.feed(&stream[..20], &log);
-        p.feed(&stream[20..], &log);
-        p.flush(&log);
-        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        assert_eq!(text, "  Update stemcell > Uploading: started\n  error: boom\n");
-        assert_eq!(p.offset, stream.len() as u64);
-        assert_eq!(p.last_error.as_deref(), Some("boom"));
     }
 }

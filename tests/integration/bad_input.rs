@@ -23,6 +23,11 @@ fn opsman(extra: Value) -> Value {
     merge(base, extra)
 }
 
+/// A director block for the fleet source, unreachable like everything here.
+fn director() -> Value {
+    json!({"director": {"url": CLOSED, "client": "ci", "client_secret": SENTINEL}})
+}
+
 fn kubernetes(extra: Value) -> Value {
     merge(json!({"kind": "kubernetes", "feed_url": CLOSED, "http": {"attempts": 1}}), extra)
 }
@@ -181,6 +186,49 @@ fn cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
             "out",
             json!({"source": opsman(json!({})), "params": {"ignore_warning": true}}),
             vec!["did you mean `ignore_warnings`"],
+        ),
+        // Day-2 operations: refused before any change (no director is reachable at all).
+        (
+            "out",
+            json!({"source": fleet(director()), "params": {"operation": "repave", "max_vm_age": "two weeks"}}),
+            vec!["params.max_vm_age", "`two weeks` is not a duration", "14d"],
+        ),
+        (
+            "out",
+            json!({"source": fleet(director()), "params": {"operation": "repaev"}}),
+            vec!["params.operation", "did you mean `repave`"],
+        ),
+        (
+            "check",
+            json!({"source": fleet(merge(director(), json!({"rotate": {"method": "POST", "path": "/v1/rotate"}})))}),
+            vec!["source.rotate.path", "{name}"],
+        ),
+        (
+            "out",
+            json!({"source": fleet(director()), "params": {"operation": "rotate"}}),
+            vec!["source.rotate", "does not publish", "no default"],
+        ),
+        (
+            "out",
+            json!({"source": fleet(director()), "params": {"operation": "repave", "recreate": {"max_in_flight": "lots"}}}),
+            vec!["params.recreate.max_in_flight", "percentage"],
+        ),
+        ("out", json!({"source": fleet(json!({})), "params": {"operation": "repave"}}), vec!["source.director"]),
+        ("check", json!({"source": fleet(json!({"max_vm_age": "14d"}))}), vec!["source.max_vm_age", "director"]),
+        (
+            "out",
+            json!({"source": fleet(director()), "params": {"pre_check": "skp"}}),
+            vec!["params.pre_check", "did you mean `skip`"],
+        ),
+        (
+            "out",
+            json!({"source": fleet(director()), "params": {"require_backup": {"dir": " "}}}),
+            vec!["params.require_backup.dir"],
+        ),
+        (
+            "out",
+            json!({"source": fleet(director()), "params": {"operation": "repave", "warn_within": "30d"}}),
+            vec!["params.warn_within", "rotate"],
         ),
         ("check", json!({"source": kubernetes(json!({"channel": "stable-x"}))}), vec!["channel"]),
         (

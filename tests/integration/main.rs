@@ -13,6 +13,7 @@ mod bad_input;
 mod demo;
 mod download_order;
 mod fleet_blackbox;
+mod fleet_day2;
 mod fleet_gitops;
 mod fleet_oidc;
 mod fuzz_parsing;

@@ -7,8 +7,14 @@
 //! for `task_polls` polls of `GET /tasks/{id}`, then ends `done` (the stemcell is added) or `error`. The
 //! director "fetches" a location by resolving it against the simulated bosh.io tarballs and identifies an
 //! uploaded tarball by its size and sha1, so no bytes are stored.
+//!
+//! Services above it start *timed* tasks on it ([`Director::start_task`]): a deployment's recreate or its
+//! `retrieve vm-stats`, which end by (scaled) time rather than by polls. A running task that works on a
+//! deployment holds `lock:deployment:NAME`, which `GET /locks` lists as BOSH does (`type`, `resource`,
+//! `timeout`, `task_id`).
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -37,11 +43,34 @@ pub struct Config {
     pub task_polls: u32,
     /// Uploads of these stemcell versions end in `error` with this message.
     pub fail_uploads: Vec<FailConfig>,
+    /// What `/info` reports as the director's version. `recreate_vms_created_before` is read by directors from
+    /// v282.1.3 on (docs/facts/bosh-director.md); an older version here makes the simulator ignore it.
+    pub version: String,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { name: "sim-director".into(), stemcells: Vec::new(), task_polls: 2, fail_uploads: Vec::new() }
+        Self {
+            name: "sim-director".into(),
+            stemcells: Vec::new(),
+            task_polls: 2,
+            fail_uploads: Vec::new(),
+            version: "282.1.3 (00000000)".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Whether this director version reads `recreate_vms_created_before` (v282.1.3 and later).
+    pub(crate) fn reads_created_before(&self) -> bool {
+        let numbers: Vec<u64> = self
+            .version
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|p| !p.is_empty())
+            .take(3)
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        numbers >= vec![282, 1, 3]
     }
 }
 
@@ -87,6 +116,41 @@ struct Task {
     events: String,
     /// `X-Bosh-Context-Id` of the request that started it ("" when none).
     context_id: String,
+    /// The deployment it works on, if any.
+    deployment: Option<String>,
+    /// A timed task (started by [`Director::start_task`]) ends at this instant instead of after its polls.
+    timed: Option<Timed>,
+}
+
+/// How a timed task ends.
+struct Timed {
+    ends: Instant,
+    /// `Ok(result)` ends `done`, `Err(message)` ends `error`.
+    outcome: Result<String, String>,
+    /// Holds `lock:deployment:NAME` while running.
+    locks: bool,
+    /// What `GET /tasks/{id}/output?type=result` answers once done (e.g. vm-stats lines).
+    output: Option<String>,
+}
+
+/// What a service asks the director to run as a timed task.
+pub(crate) struct TaskSpec {
+    pub description: String,
+    pub deployment: Option<String>,
+    pub context_id: String,
+    /// Real time until it ends (already scaled).
+    pub duration: Duration,
+    pub outcome: Result<String, String>,
+    pub locks: bool,
+    pub output: Option<String>,
+}
+
+/// A deployment lock as `GET /locks` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DeploymentLock {
+    pub deployment: String,
+    pub task_id: u64,
+    pub description: String,
 }
 
 impl Director {
@@ -95,8 +159,59 @@ impl Director {
         Self { config, uaa, boshio, world }
     }
 
+    /// The director's state with every timed task that is due ended, under its one short lock.
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        lock(&self.world)
+        let mut inner = lock(&self.world);
+        settle(&mut inner);
+        inner
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Starts a timed task (a recreate, a vm-stats read, another team's errand) and returns its id.
+    pub(crate) fn start_task(&self, spec: TaskSpec) -> u64 {
+        let mut inner = self.lock();
+        let id = inner.tasks.len() as u64 + 1;
+        let timed = Timed {
+            ends: Instant::now() + spec.duration,
+            outcome: spec.outcome,
+            locks: spec.locks,
+            output: spec.output,
+        };
+        inner.tasks.push(Task {
+            id,
+            state: "processing",
+            description: spec.description,
+            result: None,
+            polls_left: 0,
+            outcome: Err(String::new()),
+            events: String::new(),
+            context_id: spec.context_id.chars().take(64).collect(),
+            deployment: spec.deployment,
+            timed: Some(timed),
+        });
+        id
+    }
+
+    /// The running tasks' deployment locks, oldest first.
+    pub(crate) fn deployment_locks(&self) -> Vec<DeploymentLock> {
+        let inner = self.lock();
+        inner
+            .tasks
+            .iter()
+            .filter(|t| t.state == "processing" && t.timed.as_ref().is_some_and(|x| x.locks))
+            .filter_map(|t| {
+                let deployment = t.deployment.clone()?;
+                Some(DeploymentLock { deployment, task_id: t.id, description: t.description.clone() })
+            })
+            .collect()
+    }
+
+    /// The lock on `deployment`, if a running task holds it.
+    pub(crate) fn lock_on(&self, deployment: &str) -> Option<DeploymentLock> {
+        self.deployment_locks().into_iter().find(|l| l.deployment == deployment)
     }
 
     /// Stemcells on the director now, as `(name, version)`.
@@ -130,6 +245,7 @@ pub(crate) fn routes(director: Arc<Director>) -> Router {
         .route("/tasks", get(list_tasks))
         .route("/tasks/{id}", get(task))
         .route("/tasks/{id}/output", get(task_output))
+        .route("/locks", get(locks))
         .with_state(director)
 }
 
@@ -158,7 +274,7 @@ async fn info(State(director): State<Arc<Director>>, headers: HeaderMap) -> Resp
     Json(json!({
         "name": director.config.name,
         "uuid": UUID,
-        "version": "282.0.0 (00000000)",
+        "version": director.config.version,
         "user": null,
         "cpi": "sim_cpi",
         "stemcell_os": "ubuntu-jammy",
@@ -299,8 +415,44 @@ fn create_task(director: &Director, outcome: Result<(String, String), String>, c
         outcome,
         events,
         context_id,
+        deployment: None,
+        timed: None,
     });
     id
+}
+
+/// Ends every timed task whose time has come.
+fn settle(inner: &mut Inner) {
+    let now = Instant::now();
+    for task in inner.tasks.iter_mut().filter(|t| t.state == "processing") {
+        let Some(timed) = task.timed.as_ref().filter(|t| t.ends <= now) else { continue };
+        let (state, result, events) = match &timed.outcome {
+            Ok(result) => ("done", result.clone(), event(&task.description, "Finished", "finished", None)),
+            Err(message) => ("error", message.clone(), event(&task.description, "Failed", "failed", Some(message))),
+        };
+        task.state = state;
+        task.result = Some(result);
+        task.events.push_str(&events);
+    }
+}
+
+/// `GET /locks`: one entry per deployment a running task holds (docs/facts/bosh-director.md). `timeout` is when
+/// the lock would expire unless renewed; a held lock is renewed, so it is always a little in the future.
+async fn locks(State(director): State<Arc<Director>>, headers: HeaderMap) -> Response {
+    if let Err(denied) = authorize(&director, &headers, READ_SCOPES) {
+        return denied;
+    }
+    let expires =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() + 240.0);
+    let list: Vec<_> = director
+        .deployment_locks()
+        .into_iter()
+        .map(|l| {
+            json!({"type": "deployment", "resource": [l.deployment], "timeout": format!("{expires:.6}"),
+                   "task_id": l.task_id.to_string()})
+        })
+        .collect();
+    Json(list).into_response()
 }
 
 fn event(stage: &str, task: &str, state: &str, error: Option<&str>) -> String {
@@ -316,7 +468,8 @@ fn event(stage: &str, task: &str, state: &str, error: Option<&str>) -> String {
 fn advance(inner: &mut Inner, id: u64) -> Option<serde_json::Value> {
     let index = inner.tasks.iter().position(|t| t.id == id)?;
     let task = &mut inner.tasks[index];
-    if task.state == "processing" {
+    // Timed tasks end by time (`settle`), not by polls.
+    if task.state == "processing" && task.timed.is_none() {
         if task.polls_left > 0 {
             task.polls_left -= 1;
         } else {
@@ -335,7 +488,7 @@ fn advance(inner: &mut Inner, id: u64) -> Option<serde_json::Value> {
 /// A task as `GET /tasks/{id}` and `GET /tasks` show it (docs/facts/bosh-director.md).
 fn task_json(task: &Task) -> serde_json::Value {
     json!({"id": task.id, "state": task.state, "description": task.description, "timestamp": 1_724_141_100,
-           "started_at": 1_724_140_790, "result": task.result, "user": "repave", "deployment": null,
+           "started_at": 1_724_140_790, "result": task.result, "user": "repave", "deployment": task.deployment,
            "context_id": task.context_id})
 }
 
@@ -419,7 +572,9 @@ async fn task_output(
         let Some(task) = inner.tasks.iter().find(|t| t.id == id) else {
             return director_error(StatusCode::NOT_FOUND, 10000, &format!("Task {id} could not be found"));
         };
+        let timed_output = task.timed.as_ref().and_then(|t| t.output.clone()).filter(|_| task.state == "done");
         match query.kind.as_deref() {
+            Some("result") if task.timed.is_some() => timed_output.unwrap_or_default(),
             Some("result") => task.result.clone().map(|r| format!("{r}\n")).unwrap_or_default(),
             _ => task.events.clone(),
         }

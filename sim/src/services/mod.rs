@@ -8,7 +8,7 @@
 //! ([`uaa::Uaa`], [`director::Director`], [`tkgi::Fleet`], [`opsman::OpsMan`]) with the few methods tests use.
 
 pub mod boshio;
-pub(crate) mod deployments;
+pub mod deployments;
 pub mod director;
 pub mod k8s;
 pub mod opsman;

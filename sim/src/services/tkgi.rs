@@ -22,6 +22,13 @@
 //! counted as `tkgi.creates`, `tkgi.resizes`, `tkgi.deletes` (and `.<name>`); `tkgi.actions_in_flight` counts every
 //! running action of any kind, with its high-water mark.
 //!
+//! Certificate rotation (`tkgi rotate-certificates`) is served only when the scenario names its route
+//! (`rotate_method`, `rotate_path`): TKGI does not publish it, and repave has no default for it either. A rotation
+//! shows the cluster as `rotate_action in progress` (ASSUMED `UPDATE`: the real action name is unknown) for
+//! `rotate_secs`, then counts in the cluster's `rotations`, which the director's certificate expiry reads — unless
+//! the cluster is scripted with `rotate_noop` (the action succeeds, the certificates stay) or `rotate_failures`.
+//! Counted as `tkgi.rotations`, `tkgi.rotations.<name>` and `tkgi.rotations_in_flight`.
+//!
 //! ASSUMED, unpublished routes (configurable, same defaults as repave): the upgrade request
 //! `PATCH /v1/clusters/{name}` with `{"upgrade":true}`, and the platform version at `GET /actuator/info`
 //! (`build.version`). 409 while another action runs is assumed too.
@@ -71,6 +78,13 @@ pub struct Config {
     pub upgrade_path: String,
     /// Where the platform reports its own version. ASSUMED default: `/actuator/info`.
     pub version_path: String,
+    /// The rotate-certificates request's method and path (`{name}` = cluster); not served when the path is unset.
+    /// The path must differ from the other cluster routes.
+    pub rotate_method: String,
+    pub rotate_path: Option<String>,
+    /// Simulated seconds a rotation takes, and the `last_action` it shows meanwhile.
+    pub rotate_secs: f64,
+    pub rotate_action: String,
     pub plans: Vec<PlanConfig>,
     pub clusters: Vec<ClusterConfig>,
 }
@@ -89,6 +103,10 @@ impl Default for Config {
             upgrade_method: "PATCH".into(),
             upgrade_path: "/v1/clusters/{name}".into(),
             version_path: "/actuator/info".into(),
+            rotate_method: "POST".into(),
+            rotate_path: None,
+            rotate_secs: 900.0,
+            rotate_action: "UPDATE".into(),
             plans: vec![
                 PlanConfig { name: "small".into(), worker_instances: 3 },
                 PlanConfig { name: "medium".into(), worker_instances: 5 },
@@ -140,6 +158,12 @@ pub struct ClusterConfig {
     /// Worker count; default: the plan's `worker_instances`.
     #[serde(default)]
     pub workers: Option<u32>,
+    /// The first N rotations of this cluster fail.
+    #[serde(default)]
+    pub rotate_failures: u32,
+    /// Rotations succeed but leave the certificates as they were.
+    #[serde(default)]
+    pub rotate_noop: bool,
 }
 
 fn default_plan() -> String {
@@ -203,6 +227,11 @@ struct Cluster {
     upgrade_failed: bool,
     /// The broker's configuration when the running upgrade started: what it lands on.
     upgrade_target: Option<Broker>,
+    /// Rotations that regenerated the certificates.
+    rotations: u32,
+    rotate_failures_left: u32,
+    /// The running action is a rotation.
+    rotating: bool,
 }
 
 /// The broker's `service_deployment` as far as the sim models it: the TKGI version and the stemcell version every
@@ -220,6 +249,9 @@ pub struct ClusterView {
     pub uuid: String,
     pub k8s_version: String,
     pub stemcell: String,
+    pub workers: u32,
+    /// Rotations that regenerated the cluster's certificates so far.
+    pub rotations: u32,
 }
 
 impl Fleet {
@@ -254,6 +286,9 @@ impl Fleet {
                     master_host: format!("{}.k8s.example.com", c.name),
                     upgrade_failed: false,
                     upgrade_target: None,
+                    rotations: 0,
+                    rotate_failures_left: c.rotate_failures,
+                    rotating: false,
                     config: c.clone(),
                 };
                 (c.name.clone(), cluster)
@@ -290,6 +325,8 @@ impl Fleet {
                 uuid: c.uuid.clone(),
                 k8s_version: c.k8s_version.clone(),
                 stemcell: c.stemcell.clone(),
+                workers: c.workers,
+                rotations: c.rotations,
             })
             .collect()
     }
@@ -323,6 +360,14 @@ impl Fleet {
             if upgrade {
                 self.counters.add("tkgi.upgrades_in_flight", -1);
             }
+            let rotation = c.rotating;
+            if rotation {
+                c.rotating = false;
+                self.counters.add("tkgi.rotations_in_flight", -1);
+                if ok && !c.config.rotate_noop {
+                    c.rotations += 1;
+                }
+            }
             if ok && c.last_action == "DELETE" {
                 gone.push(c.config.name.clone());
             } else if ok {
@@ -333,6 +378,9 @@ impl Fleet {
                     c.k8s_version = self.config.k8s_version.clone();
                     c.stemcell = target.stemcell;
                 }
+            } else if rotation {
+                c.last_action_state = c.config.failure_state.clone();
+                c.description = "Instance update failed: bosh task failed: certificate rotation failed".into();
             } else {
                 c.last_action_state = c.config.failure_state.clone();
                 c.upgrade_failed = upgrade;
@@ -423,6 +471,16 @@ pub(crate) fn routes(fleet: Arc<Fleet>) -> Router {
         .route("/v1/plans", get(plans))
         .route(&version_path, get(platform_version));
     let router = if shared { router } else { router.route(&upgrade_path, on(upgrade_filter, upgrade)) };
+    let router = match &cfg.rotate_path {
+        Some(path) => {
+            let filter = Method::from_bytes(cfg.rotate_method.as_bytes())
+                .ok()
+                .and_then(|m| MethodFilter::try_from(m).ok())
+                .unwrap_or(MethodFilter::POST);
+            router.route(path, on(filter, rotate))
+        }
+        None => router,
+    };
     router.with_state(fleet)
 }
 
@@ -523,6 +581,27 @@ impl Fleet {
     }
 }
 
+/// The configured rotate-certificates route: the cluster shows `rotate_action in progress`, then its certificates
+/// change (unless scripted otherwise).
+async fn rotate(State(fleet): State<Arc<Fleet>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = fleet.auth(&headers) {
+        return r;
+    }
+    let cfg = &fleet.config;
+    let mut clusters = fleet.clusters();
+    let Some(c) = clusters.get_mut(&name) else { return not_found(&name) };
+    if let Some(refused) = busy(c) {
+        return refused;
+    }
+    let ok = c.rotate_failures_left == 0;
+    c.rotate_failures_left = c.rotate_failures_left.saturating_sub(1);
+    fleet.begin(c, &cfg.rotate_action, cfg.rotate_secs, ok);
+    c.rotating = true;
+    fleet.counters.add("tkgi.rotations_in_flight", 1);
+    fleet.count("rotations", &name);
+    (StatusCode::ACCEPTED, Json(cluster_json(c))).into_response()
+}
+
 /// True when the (assumed) upgrade route is TKGI's own `PATCH /v1/clusters/{name}` update route.
 fn shares_update_route(cfg: &Config) -> bool {
     cfg.upgrade_path == "/v1/clusters/{name}" && cfg.upgrade_method.eq_ignore_ascii_case("PATCH")
@@ -620,6 +699,8 @@ fn new_cluster(broker: &Broker, k8s_version: &str, name: &str, plan_name: &str) 
         busy_secs: None,
         upgrade_secs: None,
         workers: None,
+        rotate_failures: 0,
+        rotate_noop: false,
     };
     Cluster {
         uuid: uuid_for(name),
@@ -635,6 +716,9 @@ fn new_cluster(broker: &Broker, k8s_version: &str, name: &str, plan_name: &str) 
         master_host: format!("{name}.k8s.example.com"),
         upgrade_failed: false,
         upgrade_target: None,
+        rotations: 0,
+        rotate_failures_left: 0,
+        rotating: false,
         config,
     }
 }

@@ -2,6 +2,7 @@
 //! stdin, a directory argument, a controlled environment) and check the harness-wide rules on every
 //! run — a sentinel secret never appears in stdout, stderr or any file the step wrote.
 
+pub mod day2;
 pub mod fleet;
 pub mod opsman;
 

@@ -216,6 +216,14 @@ impl HttpClient {
         let client = self.client_for(&probe);
         self.retry(&what, || async {
             let mut request = build(client).build().map_err(|e| Failure::fatal(anyhow!("building request: {e}")))?;
+            // A streamed body (a tarball) must come with the deadline its size sets: the API deadline
+            // would cut a large upload short. Never silently: the test suite meets this error first.
+            let streamed = request.body().is_some_and(|b| b.as_bytes().is_none());
+            if streamed && request.timeout().is_none() {
+                return Err(Failure::fatal(anyhow!(
+                    "{what}: a streamed upload needs a deadline from its size (HttpConfig::transfer_deadline)"
+                )));
+            }
             request.timeout_mut().get_or_insert(self.config.request_timeout);
             let response = client.execute(request).await.map_err(|e| classify(e, retry))?;
             let status = response.status();
@@ -254,6 +262,49 @@ impl HttpClient {
         })
         .await
     }
+}
+
+/// A request body that streams a file from disk: memory does not grow with the file, and a retried
+/// request (built again) starts from its first byte. The file is opened when the body is first polled,
+/// so a request that is built but never sent reads nothing.
+pub(crate) fn file_body(path: std::path::PathBuf) -> reqwest::Body {
+    use futures_util::StreamExt;
+    let stream = futures_util::stream::once(async move { read_in_background(path) }).flatten();
+    reqwest::Body::wrap_stream(stream)
+}
+
+/// Bytes read per chunk of a streamed file.
+const FILE_CHUNK: usize = 256 << 10;
+/// Chunks read ahead of the connection: at most this many (plus one in hand) are in memory.
+const FILE_CHUNKS_AHEAD: usize = 4;
+
+/// Reads `path` on one blocking thread into a small bounded channel. One thread for the whole file costs
+/// far less CPU than an async read per chunk (each a hop to the blocking pool), which matters when a
+/// 1 GiB stemcell upload shares two cores with the TLS encryption. The thread stops when the body is
+/// dropped (the channel closes), so an aborted request leaves nothing reading.
+fn read_in_background(path: std::path::PathBuf) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> {
+    use std::io::Read;
+    let (chunks, received) = tokio::sync::mpsc::channel(FILE_CHUNKS_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let mut file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(error) => return drop(chunks.blocking_send(Err(error))),
+        };
+        loop {
+            let mut chunk = vec![0u8; FILE_CHUNK];
+            let read = match file.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => return drop(chunks.blocking_send(Err(error))),
+            };
+            chunk.truncate(read);
+            if chunks.blocking_send(Ok(chunk)).is_err() {
+                return;
+            }
+        }
+    });
+    futures_util::stream::unfold(received, |mut received| async move { received.recv().await.map(|c| (c, received)) })
 }
 
 /// Reads a whole body, failing once it exceeds `limit` bytes (a hostile or broken server must not

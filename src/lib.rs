@@ -1,5 +1,5 @@
-//! repave: a Concourse resource type that tracks bosh.io stemcells, Kubernetes releases and TKGI
-//! fleets, and rolls upgrades across them.
+//! repave: a Concourse resource type that tracks bosh.io stemcells, Kubernetes releases, TKGI fleets
+//! and their Ops Manager, and rolls upgrades across them.
 //!
 //! The binaries are thin: each calls [`run`] with the real stdin, stdout, stderr, argv and environment.
 //! Everything below takes its I/O as arguments so tests can run a step in-process or as a process.
@@ -16,6 +16,7 @@ pub mod env;
 pub mod fleet;
 pub mod http;
 mod kubernetes;
+mod opsman;
 pub mod protocol;
 pub mod redact;
 mod rollout;
@@ -146,6 +147,7 @@ enum Parsed {
     Stemcell(Box<stemcell::Parsed>),
     Kubernetes(Box<kubernetes::Parsed>),
     Fleet(Box<fleet::Parsed>),
+    Opsman(Box<opsman::Parsed>),
 }
 
 fn parse(kind: Kind, step: Step, request: &Request) -> Result<Parsed> {
@@ -153,6 +155,7 @@ fn parse(kind: Kind, step: Step, request: &Request) -> Result<Parsed> {
         Kind::Stemcell => Parsed::Stemcell(Box::new(stemcell::validate(step, request)?)),
         Kind::Kubernetes => Parsed::Kubernetes(Box::new(kubernetes::validate(step, request)?)),
         Kind::Fleet => Parsed::Fleet(Box::new(fleet::validate(step, request)?)),
+        Kind::Opsman => Parsed::Opsman(Box::new(opsman::validate(step, request)?)),
     })
 }
 
@@ -161,5 +164,6 @@ async fn dispatch(parsed: Parsed, ctx: Ctx) -> Result<String> {
         Parsed::Stemcell(request) => stemcell::run(*request, ctx).await,
         Parsed::Kubernetes(request) => kubernetes::run(*request, ctx).await,
         Parsed::Fleet(request) => fleet::run(*request, ctx).await,
+        Parsed::Opsman(request) => opsman::run(*request, ctx).await,
     }
 }

@@ -1,8 +1,10 @@
 //! repave-demo (run by `ci/demo`): the main job of repave, end to end, on the simulator.
 //!
 //! It starts repave-sim in-process with `sim/scenarios/demo.yaml` (a vSphere foundation: bosh.io with two stemcell
-//! lines, a BOSH director, a 12-cluster TKGI platform where one upgrade fails), then runs the real `check`, `in`
-//! and `out` binaries exactly as Concourse would: one JSON request on stdin, a fresh directory as the argument of
+//! lines, Ops Manager with the TKGI tile, a BOSH director, a 12-cluster TKGI platform where one upgrade fails), then
+//! follows a new stemcell the way a TKGI foundation takes it — into Ops Manager, Apply Changes with the "Upgrade all
+//! clusters" errand off, then the fleet in canaries and waves — running the real `check`, `in` and `out` binaries
+//! exactly as Concourse would: one JSON request on stdin, a fresh directory as the argument of
 //! `in`/`out`, Concourse's `BUILD_*` variables for `in`/`out` and an otherwise empty environment. Each step prints
 //! the request (secrets as `***`), the binary's stderr (what the build log shows) as it arrives, its exit status
 //! and stdout, and a short reading of the answer, so a reader learns the protocol by watching.
@@ -30,6 +32,7 @@ pub const SCENARIO: &str = include_str!("../../sim/scenarios/demo.yaml");
 pub const FLEET_FILE: &str = include_str!("../../sim/scenarios/demo-fleet.yml");
 
 const JAMMY: &str = "bosh-vsphere-esxi-ubuntu-jammy-go_agent";
+const TKGI: &str = "pivotal-container-service";
 const WINDOWS: &str = "bosh-vsphere-esxi-windows2019-go_agent";
 /// The cluster whose upgrade the scenario makes fail.
 const FAILING: &str = "prod-eu-2";
@@ -90,7 +93,16 @@ pub fn run(options: &Options, out: &mut dyn Write) -> anyhow::Result<bool> {
     let sim = RunningSim::start_with(scenario);
     let ca = std::fs::read_to_string(sim.ca_cert_path()).context("reading the simulator's CA")?;
     let work = tempfile::Builder::new().prefix("repave-demo-").tempdir().context("creating a work directory")?;
-    let mut demo = Demo { out, options, sim: &sim, ca, secrets, work: work.path().to_owned(), surprises: Vec::new() };
+    let mut demo = Demo {
+        out,
+        options,
+        sim: &sim,
+        ca,
+        secrets,
+        work: work.path().to_owned(),
+        opsman_dir: None,
+        surprises: Vec::new(),
+    };
     demo.story()?;
     Ok(demo.surprises.is_empty())
 }
@@ -141,6 +153,8 @@ struct Demo<'a> {
     /// Secret values from the scenario: never printed, and a binary that prints one is a surprise.
     secrets: Vec<String>,
     work: PathBuf,
+    /// Where the opsman get wrote its files (`version`, `stemcell`), mounted into the fleet puts.
+    opsman_dir: Option<PathBuf>,
     surprises: Vec<String>,
 }
 
@@ -148,13 +162,14 @@ impl Demo<'_> {
     fn story(&mut self) -> anyhow::Result<()> {
         self.intro()?;
         self.stemcell_half()?;
+        self.opsman_half()?;
         self.fleet_half()?;
         self.outro()
     }
 
-    /// Find a new stemcell, fetch and verify it, upload it to the director (job upload-stemcell).
+    /// Find a new stemcell, fetch and verify it, import it into Ops Manager for the TKGI tile (job upload-stemcell).
     fn stemcell_half(&mut self) -> anyhow::Result<()> {
-        self.chapter("A new stemcell: check → get → put (job upload-stemcell)")?;
+        self.chapter("A new stemcell: check → get → put into Ops Manager (job upload-stemcell)")?;
         let jammy = self.stemcell_source(JAMMY);
         let ran = self.step(
             "check: has bosh.io published a newer Jammy stemcell?",
@@ -209,20 +224,86 @@ impl Demo<'_> {
         let put_dir = self.fresh_dir("put-jammy-stemcell")?;
         link_tree(&get_dir, &put_dir.join("jammy-stemcell"))?;
         let ran = self.step(
-            "put: upload it to the BOSH director",
+            "put: import it into Ops Manager and assign it to the TKGI tile",
             "jammy-stemcell",
             Script::Out,
-            &json!({"source": jammy, "params": {"from": "jammy-stemcell"}}),
+            &json!({"source": jammy, "params": {"from": "jammy-stemcell", "products": [TKGI]}}),
             Some(&put_dir),
             Some(&build),
         )?;
         self.note("The put's directory holds the get's files as jammy-stemcell/, as Concourse mounts inputs.")?;
-        let on_director = self.sim.state().director.stemcells().contains(&(JAMMY.to_owned(), "1.506".to_owned()));
+        let staged = self.sim.state().opsman.staged_stemcells(TKGI);
         self.expect(
-            ran.status == Some(0) && ran.json()["version"] == json!({"version": "1.506"}) && on_director,
-            "put uploads 1.506 and the director lists it",
+            ran.status == Some(0)
+                && ran.json()["version"] == json!({"version": "1.506"})
+                && staged == ["ubuntu-jammy/1.506"],
+            "put imports 1.506 into Ops Manager and stages it on the TKGI tile",
         )?;
-        self.read("the director now has Jammy 1.506 (the simulator's director confirms it)")
+        self.read(
+            "Ops Manager has Jammy 1.506, staged on the TKGI tile. Not on the director: the TKGI broker builds clusters \
+             from the tile's stemcell, so an upload to the director alone would never reach them",
+        )
+    }
+
+    /// Apply Changes for the TKGI tile with its errand off, then the get the fleet puts read (job apply-changes).
+    fn opsman_half(&mut self) -> anyhow::Result<()> {
+        self.chapter("Ops Manager: check → put (Apply Changes, errand off) → get (job apply-changes)")?;
+        let opsman = self.opsman_source();
+        let ran = self.step(
+            "check: what has Ops Manager deployed?",
+            "opsman",
+            Script::Check,
+            &json!({"source": opsman}),
+            None,
+            None,
+        )?;
+        let before = ran.json()[0].clone();
+        self.expect(
+            ran.status == Some(0) && before[format!("{TKGI}.stemcell")] == "ubuntu-jammy/1.505",
+            "the TKGI tile is deployed on 1.505",
+        )?;
+        self.read(&format!("opsman version {}: the tile's version and its deployed stemcell", compact(&before)))?;
+
+        let build = Build { id: 4102, name: 5, job: "apply-changes" };
+        let put_dir = self.fresh_dir("put-opsman")?;
+        let ran = self.step(
+            "put: Apply Changes for the TKGI tile",
+            "opsman",
+            Script::Out,
+            &json!({"source": opsman, "params": {"pre_deploy_check": true, "poll_interval": "100ms"}}),
+            Some(&put_dir),
+            Some(&build),
+        )?;
+        self.note("poll_interval 100ms: the simulated Apply Changes takes 0.24 s; the default (10s) suits real ones.")?;
+        let after = ran.json()["version"].clone();
+        let untouched = self.sim.state().counter("tkgi.upgrade_starts") == 0;
+        self.expect(
+            ran.status == Some(0) && after[format!("{TKGI}.stemcell")] == "ubuntu-jammy/1.506" && untouched,
+            "Apply Changes deploys the tile on 1.506 and no cluster is upgraded (the errand is off)",
+        )?;
+        self.read(
+            "the errand upgrade-all-service-instances was off, so Ops Manager upgraded no cluster: the TKGI API VMs run \
+             the tile's new stemcell, the clusters are still on 1.505. The fleet put below rolls them, canaries first",
+        )?;
+
+        let get_dir = self.fresh_dir("get-opsman")?;
+        let ran = self.step(
+            "get: the targets for the fleet",
+            "opsman",
+            Script::In,
+            &json!({"source": opsman, "version": after, "params": {}}),
+            Some(&get_dir),
+            Some(&build),
+        )?;
+        let read = |name: &str| std::fs::read_to_string(get_dir.join(name)).unwrap_or_default();
+        self.expect(
+            ran.status == Some(0) && read("version").trim() == "1.19.2-build.10" && read("stemcell").trim() == "1.506",
+            "the get writes version 1.19.2-build.10 and stemcell 1.506",
+        )?;
+        self.files(&get_dir)?;
+        self.block("certificates.md", &read("certificates.md"))?;
+        self.opsman_dir = Some(get_dir);
+        Ok(())
     }
 
     /// Observe the fleet, plan with a dry run, roll canaries and waves, report (job upgrade-fleet).
@@ -252,17 +333,20 @@ impl Demo<'_> {
              of the check",
         )?;
 
-        let build = Build { id: 4102, name: 8, job: "upgrade-fleet" };
+        let build = Build { id: 4103, name: 8, job: "upgrade-fleet" };
         let dry_dir = self.fleet_put_dir("put-fleet-dry-run")?;
         let ran = self.step(
             "put (dry run): the plan, and nothing changes",
             "fleet",
             Script::Out,
-            &json!({"source": fleet, "params": {"desired": "fleet-repo/fleet.yml", "dry_run": true}}),
+            &json!({"source": fleet, "params": fleet_params(json!({"dry_run": true}))}),
             Some(&dry_dir),
             Some(&build),
         )?;
-        self.note("fleet-repo/ is the fleet file's repository (a git resource in a pipeline), mounted as an input.")?;
+        self.note(
+            "fleet-repo/ is the fleet file's repository (a git resource in a pipeline) and opsman/ the opsman get above, \
+             both mounted as inputs: the targets are the tile's version and stemcell",
+        )?;
         let dry = ran.json();
         self.expect(
             ran.status == Some(0) && dry["version"] == before && self.sim.state().counter("tkgi.upgrade_starts") == 0,
@@ -279,12 +363,12 @@ impl Demo<'_> {
     /// The real put (canaries, waves, the failing prod cluster), then check and the report get.
     fn fleet_rollout(&mut self, fleet: &serde_json::Value, before: &serde_json::Value) -> anyhow::Result<()> {
         let put_dir = self.fleet_put_dir("put-fleet")?;
-        let build = Build { id: 4103, name: 9, job: "upgrade-fleet" };
+        let build = Build { id: 4104, name: 9, job: "upgrade-fleet" };
         let ran = self.step(
             "put: canaries one at a time, then the dev and prod waves",
             "fleet",
             Script::Out,
-            &json!({"source": fleet, "params": {"desired": "fleet-repo/fleet.yml", "poll_interval": "250ms"}}),
+            &json!({"source": fleet, "params": fleet_params(json!({"poll_interval": "250ms"}))}),
             Some(&put_dir),
             Some(&build),
         )?;
@@ -314,7 +398,7 @@ impl Demo<'_> {
         self.read(&format!("new fleet version {}: the report job (or a human) sees what happened", compact(&after)))?;
 
         let get_dir = self.fresh_dir("get-fleet")?;
-        let build = Build { id: 4104, name: 3, job: "fleet-report" };
+        let build = Build { id: 4105, name: 3, job: "fleet-report" };
         let ran = self.step(
             "get: the fleet report",
             "fleet",
@@ -331,9 +415,10 @@ impl Demo<'_> {
                 self.expect(failed_row, &format!("fleet.md shows {FAILING} as failed"))?;
                 self.block("fleet.md (post it to chat as is)", &report)?;
                 self.read(
-                    "the 7 upgraded clusters run stemcell 1.506, the one uploaded above. Re-running the job is safe: \
-                     clusters at the target are skipped, and nothing starts while prod-eu-2's failure stands (under \
-                     on_failure: stop): `repair: true` retries it, then the 4 not started are upgraded",
+                    "the 7 upgraded clusters run stemcell 1.506, the one Ops Manager applied to the tile above. \
+                     Re-running the job is safe: clusters at the target are skipped, and nothing starts while \
+                     prod-eu-2's failure stands (under on_failure: stop): `repair: true` retries it, then the 4 not \
+                     started are upgraded",
                 )?;
             }
             Err(e) => self.surprise(&format!("the report get wrote no fleet.md: {e}"))?,
@@ -347,7 +432,9 @@ impl Demo<'_> {
             self.out,
             "repave demo: the main job of repave on the built-in simulator\n\n\
              repave-sim is serving, at {url}, a vSphere foundation: bosh.io with two stemcell lines (Ubuntu Jammy,\n\
-             Windows 2019), a BOSH director, and a TKGI platform on 1.19.2 whose 12 clusters are still on 1.18.5.\n\
+             Windows 2019), Ops Manager with the TKGI tile 1.19.2 on stemcell 1.505, a BOSH director, and 12 TKGI\n\
+             clusters still on 1.18.5. A new stemcell takes the path a TKGI foundation needs: into Ops Manager,\n\
+             Apply Changes with the \"Upgrade all clusters\" errand off, then the clusters in canaries and waves.\n\
              One cluster ({FAILING}) will fail its upgrade. The world is sim/scenarios/demo.yaml.\n\n\
              Each step below runs a real resource binary the way Concourse does:\n  \
              check: {check}\n  in:    {get}\n  out:   {put}\n\
@@ -366,11 +453,13 @@ impl Demo<'_> {
         writeln!(
             self.out,
             "The same steps in real pipelines, ready for `fly set-pipeline` (each with a *.vars.example.yml):\n  \
-             pipelines/stemcell-to-fleet.yml   stemcell upload, then canaries and one job per wave in a nightly window\n  \
+             pipelines/stemcell-to-fleet.yml   stemcell into Ops Manager, Apply Changes (errand off), then canaries and\n  \
+                                               one job per wave in a nightly window\n  \
              pipelines/gitops-fleet.yml        a fleet file in git, as here: dry run on change, apply, nightly repair\n  \
              pipelines/promotion.yml           dev → staging → prod, one Kubernetes minor at a time\n  \
              pipelines/self-updating.yml       a pipeline that sets itself and one pipeline per environment\n\
-             Reference for every source field and param: docs/stemcell.md, docs/kubernetes.md, docs/fleet.md.\n"
+             Reference for every source field and param: docs/stemcell.md, docs/opsman.md, docs/fleet.md,\n\
+             docs/kubernetes.md; why the errand is off: docs/tkgi-stemcells.md.\n"
         )?;
         if self.surprises.is_empty() {
             writeln!(self.out, "demo: everything behaved as the scenario predicts (the failed put included).")?;
@@ -515,11 +604,14 @@ impl Demo<'_> {
         Ok((Ran { status: status.code(), stdout, stderr: stderr_text }, timed_out))
     }
 
-    /// The fleet put's directory: the fleet file as the `fleet-repo` input.
+    /// The fleet put's directory: the fleet file as the `fleet-repo` input, the opsman get as `opsman`.
     fn fleet_put_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
         let dir = self.fresh_dir(name)?;
         std::fs::create_dir(dir.join("fleet-repo"))?;
         std::fs::write(dir.join("fleet-repo/fleet.yml"), FLEET_FILE)?;
+        if let Some(opsman) = &self.opsman_dir {
+            link_tree(opsman, &dir.join("opsman"))?;
+        }
         Ok(dir)
     }
 
@@ -536,7 +628,7 @@ impl Demo<'_> {
             // The simulator stands in for bosh.io (a mirror would be set the same way).
             "api_url": self.sim.url(),
             "ca_cert": self.ca,
-            "director": self.director(),
+            "opsman": self.opsman_login(),
         })
     }
 
@@ -550,6 +642,20 @@ impl Demo<'_> {
             "ca_cert": self.ca,
             "director": self.director(),
         })
+    }
+
+    fn opsman_source(&self) -> Value {
+        json!({
+            "kind": "opsman",
+            "url": self.sim.url(),
+            "client_id": "opsman-ci",
+            "client_secret": self.secret_of("opsman-ci"),
+            "ca_cert": self.ca,
+        })
+    }
+
+    fn opsman_login(&self) -> Value {
+        json!({"url": self.sim.url(), "client_id": "opsman-ci", "client_secret": self.secret_of("opsman-ci"), "ca_cert": self.ca})
     }
 
     fn director(&self) -> Value {
@@ -633,7 +739,14 @@ impl Demo<'_> {
     }
 }
 
-/// The variables Concourse sets for a get or put in this demo's pipeline (it never passes the resource name).
+/// The fleet puts' params: the fleet file, and the targets the opsman get wrote, plus `extra`.
+fn fleet_params(extra: Value) -> Value {
+    let mut params = json!({"desired": "fleet-repo/fleet.yml", "target_version_file": "opsman/version",
+                            "target_stemcell_file": "opsman/stemcell"});
+    params.as_object_mut().expect("an object").extend(extra.as_object().expect("an object").clone());
+    params
+}
+
 /// The lines of `reader`, read on their own thread, as they arrive.
 fn lines_of(reader: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -648,6 +761,7 @@ fn lines_of(reader: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     rx
 }
 
+/// The variables Concourse sets for a get or put in this demo's pipeline (it never passes the resource name).
 fn build_env(build: &Build) -> Vec<(&'static str, String)> {
     vec![
         ("BUILD_ID", build.id.to_string()),

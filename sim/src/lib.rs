@@ -1,5 +1,5 @@
 //! repave-sim: one HTTPS server on 127.0.0.1 that simulates the platforms repave talks to (bosh.io, UAA, TKGI,
-//! the BOSH director, Kubernetes feeds), seeded from a [`Scenario`], with fault injection and a control API
+//! Ops Manager, the BOSH director, Kubernetes feeds), seeded from a [`Scenario`], with fault injection and a control API
 //! under `/_sim` that shows tests what happened.
 //!
 //! Async tests call [`start`]; sync `#[test]`s use [`testing::RunningSim`], which runs the server on its own

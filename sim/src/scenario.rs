@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::services::{boshio, deployments, director, k8s, releases, tkgi, uaa};
+use crate::services::{boshio, deployments, director, k8s, opsman, releases, tkgi, uaa};
 use crate::shared::faults::FaultRule;
 
 /// Everything the simulator is seeded with.
@@ -25,6 +25,7 @@ pub struct Scenario {
     pub deployments: deployments::Config,
     pub uaa: uaa::Config,
     pub tkgi: tkgi::Config,
+    pub opsman: opsman::Config,
     pub kubernetes: k8s::Config,
     pub releases: releases::Config,
 }
@@ -39,6 +40,7 @@ impl Default for Scenario {
             deployments: Default::default(),
             uaa: Default::default(),
             tkgi: Default::default(),
+            opsman: Default::default(),
             kubernetes: Default::default(),
             releases: Default::default(),
         }

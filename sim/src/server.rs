@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::control;
 use crate::scenario::Scenario;
-use crate::services::{boshio, deployments, director, k8s, releases, tkgi, uaa};
+use crate::services::{boshio, deployments, director, k8s, opsman, releases, tkgi, uaa};
 use crate::shared::{faults, reqlog};
 use crate::state::SimState;
 use crate::tls;
@@ -90,6 +90,7 @@ fn router(state: &SimState) -> Router {
         .merge(director::routes(Arc::clone(&state.director)))
         .merge(uaa::routes(Arc::clone(&state.uaa)))
         .merge(tkgi::routes(Arc::clone(&state.fleet)))
+        .merge(opsman::routes(Arc::clone(&state.opsman)))
         .merge(k8s::routes(Arc::clone(&state.kubernetes)))
         .merge(deployments::routes(Arc::clone(&state.deployments)))
         .merge(releases::routes(Arc::clone(&state.releases)))

@@ -1,6 +1,7 @@
 //! [`SimState`]: one simulator's services, built from its scenario and wired to each other, plus what tests may
 //! observe of them. The only module that knows every service; the services know only the shared core and the
-//! services below them (UAA ← bosh.io ← director ← TKGI ← deployments, Kubernetes; release feeds alone).
+//! services below them (UAA ← bosh.io ← director ← TKGI ← deployments, Kubernetes, Ops Manager; release feeds
+//! alone).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,6 +11,7 @@ use crate::services::boshio::{self, BoshIo};
 use crate::services::deployments::Deployments;
 use crate::services::director::Director;
 use crate::services::k8s::Kubernetes;
+use crate::services::opsman::{self, OpsMan};
 use crate::services::releases;
 use crate::services::tkgi::Fleet;
 use crate::services::uaa::Uaa;
@@ -32,6 +34,8 @@ pub struct SimState {
     pub director: Arc<Director>,
     /// The TKGI clusters.
     pub fleet: Arc<Fleet>,
+    /// Ops Manager: its stemcell library, tiles and installations.
+    pub opsman: Arc<OpsMan>,
     pub(crate) boshio: Arc<BoshIo>,
     pub(crate) deployments: Arc<Deployments>,
     pub(crate) kubernetes: Arc<Kubernetes>,
@@ -51,7 +55,15 @@ impl SimState {
             scenario.time_scale,
             ca_pem,
             Arc::clone(&uaa),
+            Arc::clone(&shared.counters),
+        ));
+        let opsman = Arc::new(OpsMan::new(
+            scenario.opsman.clone(),
+            tkgi_tile(&scenario.tkgi),
+            scenario.time_scale,
+            Arc::clone(&uaa),
             Arc::clone(&director),
+            Arc::clone(&fleet),
             Arc::clone(&shared.counters),
         ));
         let deployments = Arc::new(Deployments::new(
@@ -70,6 +82,7 @@ impl SimState {
             uaa,
             director,
             fleet,
+            opsman,
             boshio,
             deployments,
             kubernetes,
@@ -133,5 +146,19 @@ impl SimState {
     /// scenario overrides or falsifies them).
     pub fn tarball_digests(&self, name: &str, version: &str, flavor: &str, size: u64) -> BlobDigests {
         self.blob_digests(boshio::seed(name, version, flavor), size)
+    }
+}
+
+/// The TKGI tile as the `tkgi` section implies it when the `opsman` section lists none: deployed at the platform's
+/// version on the clusters' stemcell line.
+fn tkgi_tile(tkgi: &crate::services::tkgi::Config) -> opsman::ProductConfig {
+    opsman::ProductConfig {
+        kind: opsman::TKGI.into(),
+        version: tkgi.platform_version.clone(),
+        staged_version: None,
+        deployed: true,
+        stemcells: vec![format!("{}/{}", tkgi.stemcell_name, tkgi.stemcell_version)],
+        errands: None,
+        incomplete: false,
     }
 }

@@ -182,7 +182,7 @@ impl Director {
                     .header(CONTEXT_ID, context)
                     .header(reqwest::header::CONTENT_TYPE, "application/x-compressed")
                     .header(reqwest::header::CONTENT_LENGTH, len)
-                    .body(file_body(path.to_path_buf()))
+                    .body(crate::http::file_body(path.to_path_buf()))
             })
             .await?;
         task_from_redirect(response, &format!("uploading {} to {url}", path.display())).await
@@ -272,26 +272,6 @@ async fn task_from_redirect(response: Response, what: &str) -> Result<u64> {
         .rsplit_once("/tasks/")
         .and_then(|(_, id)| id.trim_end_matches('/').parse().ok())
         .ok_or_else(|| anyhow::anyhow!("{what}: the director redirected to `{location}`, not to /tasks/ID"))
-}
-
-/// A request body that reads the file lazily in 64 KiB chunks, so memory does not grow with it and
-/// a retried request (built again) starts from the beginning.
-fn file_body(path: std::path::PathBuf) -> reqwest::Body {
-    use tokio::io::AsyncReadExt;
-    let stream = futures_util::stream::try_unfold((path, None::<tokio::fs::File>), |(path, file)| async move {
-        let mut file = match file {
-            Some(file) => file,
-            None => tokio::fs::File::open(&path).await?,
-        };
-        let mut buf = vec![0u8; 64 << 10];
-        let n = file.read(&mut buf).await?;
-        if n == 0 {
-            return Ok::<_, std::io::Error>(None);
-        }
-        buf.truncate(n);
-        Ok(Some((buf, (path, Some(file)))))
-    });
-    reqwest::Body::wrap_stream(stream)
 }
 
 // --- deployments ---

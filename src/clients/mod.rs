@@ -6,5 +6,6 @@ pub(crate) mod director;
 pub(crate) mod director_task;
 pub(crate) mod k8s_feed;
 pub(crate) mod kube;
+pub(crate) mod opsman;
 pub(crate) mod tkgi;
 pub mod uaa;

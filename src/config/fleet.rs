@@ -10,12 +10,13 @@
 //! selector patterns, a stemcell target only with a director, an operation with what it needs) lives
 //! in the `validate` methods, so `validate_config` catches it too: nothing changes before it passes.
 
-use super::{Connection, DirectorSource, DurationStr, HasConnection, at_least_one};
+use super::{Connection, DirectorSource, DurationStr, HasConnection, Login, OpsmanSource, TKGI_PRODUCT, at_least_one};
 use crate::clients::tkgi;
 use crate::rollout::executor::OnFailure;
 use crate::rollout::executor::Settings;
 use crate::rollout::plan::Canaries;
 use crate::versions::stemcell::is_stemcell_version;
+use crate::versions::tkgi::ClusterVersionFormat;
 use crate::window::Window;
 use anyhow::{Result, bail};
 use serde::Deserialize;
@@ -141,6 +142,16 @@ pub struct Source {
     pub upgrade: UpgradeRouteOptions,
     #[serde(default)]
     pub platform_version: VersionRouteOptions,
+    /// The Ops Manager of the foundation: with it, `out`'s default target is the deployed TKGI tile's
+    /// `product_version` (the assumed `platform_version` route is then not used).
+    #[serde(default)]
+    pub opsman: Option<OpsmanSource>,
+    /// The TKGI tile's product type in Ops Manager (default `pivotal-container-service`).
+    #[serde(default)]
+    pub opsman_product: Option<String>,
+    /// How the clusters write their TKGI version, so the tile's version maps onto it (default `build`).
+    #[serde(default)]
+    pub cluster_version_format: Option<ClusterVersionFormat>,
     /// The (unpublished) rotate-certificates route; no default. Needed by `operation: rotate`.
     #[serde(default)]
     pub rotate: Option<RotateRouteOptions>,
@@ -161,18 +172,21 @@ impl HasConnection for Source {
     }
 }
 
-/// Which identity logs in to UAA.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Login {
-    Client { id: String, secret: String },
-    User { username: String, password: String },
-}
-
 impl Source {
     pub fn validate(&self) -> Result<()> {
         self.login()?;
         Selector::new(&self.clusters)?;
         tkgi::UpgradeRoute::try_from(&self.upgrade)?;
+        match &self.opsman {
+            Some(opsman) => drop(opsman.login("source.opsman")?),
+            None if self.opsman_product.is_some() || self.cluster_version_format.is_some() => bail!(
+                "source.opsman_product and source.cluster_version_format need source.opsman: they say how to read the target from Ops Manager"
+            ),
+            None => {}
+        }
+        if self.opsman_product.as_deref().is_some_and(|p| p.trim().is_empty()) {
+            bail!("source.opsman_product is empty: expected a product type such as `{TKGI_PRODUCT}`");
+        }
         self.rotate_route()?;
         for (field, set) in [("max_vm_age", self.max_vm_age.is_some()), ("warn_within", self.warn_within.is_some())] {
             if set && self.director.is_none() {
@@ -184,6 +198,11 @@ impl Source {
         Ok(())
     }
 
+    /// The TKGI tile's product type in Ops Manager.
+    pub fn opsman_product(&self) -> &str {
+        self.opsman_product.as_deref().unwrap_or(TKGI_PRODUCT)
+    }
+
     /// The configured rotate-certificates route, checked.
     pub fn rotate_route(&self) -> Result<Option<tkgi::RotateRoute>> {
         self.rotate.as_ref().map(tkgi::RotateRoute::try_from).transpose()
@@ -191,16 +210,7 @@ impl Source {
 
     /// Exactly one of `client_id`/`client_secret` or `username`/`password`.
     pub fn login(&self) -> Result<Login> {
-        match (&self.client_id, &self.client_secret, &self.username, &self.password) {
-            (Some(id), Some(secret), None, None) => Ok(Login::Client { id: id.clone(), secret: secret.clone() }),
-            (None, None, Some(u), Some(p)) => Ok(Login::User { username: u.clone(), password: p.clone() }),
-            (Some(_), None, None, None) => bail!("source.client_secret is required with source.client_id"),
-            (None, None, Some(_), None) => bail!("source.password is required with source.username"),
-            (None, None, None, None) => bail!(
-                "source needs credentials: `client_id` and `client_secret` (client_credentials), or `username` and `password`"
-            ),
-            _ => bail!("source: set either `client_id`/`client_secret` or `username`/`password`, not both"),
-        }
+        Login::one_of("source", &self.client_id, &self.client_secret, &self.username, &self.password)
     }
 
     /// `uaa_url`, or the API host on port 8443 as TKGI deploys them (one VM, two processes).
@@ -333,7 +343,7 @@ pub(crate) struct PutParams {
     #[serde(default)]
     pub target_version_file: Option<String>,
     /// The stemcell version every selected cluster must run (e.g. `1.506`); a cluster on an older one is
-    /// upgraded even at the target TKGI version, which redeploys it with the director's newest stemcell.
+    /// upgraded even at the target TKGI version, which (ASSUMED) redeploys it on the TKGI tile's stemcell.
     /// Needs `source.director`.
     #[serde(default)]
     pub target_stemcell: Option<String>,

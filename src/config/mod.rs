@@ -3,14 +3,17 @@
 //! Parsing is strict: an unknown key is an error that names the key and suggests the nearest valid
 //! one ("unknown field `nmae` in source, did you mean `name`?"); a wrong type names the field path and
 //! the expected type. Per-kind types live in the submodules; the shared pieces (kinds, HTTP tuning,
-//! durations, the director block) live here.
+//! durations, logins, the director and Ops Manager blocks) live here.
 
 pub(crate) mod errors;
 pub(crate) mod fleet;
 pub(crate) mod kubernetes;
+pub(crate) mod opsman;
 pub(crate) mod stemcell;
 
 use crate::clients::director;
+use crate::clients::opsman as opsman_api;
+use crate::clients::uaa::Grant;
 use crate::http::HttpConfig;
 use crate::protocol::Version;
 use crate::suggest::suggestion;
@@ -28,10 +31,11 @@ pub enum Kind {
     Stemcell,
     Kubernetes,
     Fleet,
+    Opsman,
 }
 
 const KINDS: &[(&str, Kind)] =
-    &[("stemcell", Kind::Stemcell), ("kubernetes", Kind::Kubernetes), ("fleet", Kind::Fleet)];
+    &[("stemcell", Kind::Stemcell), ("kubernetes", Kind::Kubernetes), ("fleet", Kind::Fleet), ("opsman", Kind::Opsman)];
 
 impl Kind {
     pub fn name(self) -> &'static str {
@@ -80,6 +84,29 @@ pub(crate) enum Typed<S, G, P> {
     },
 }
 
+impl<S, G: DeserializeOwned, P: DeserializeOwned> Typed<S, G, P> {
+    /// The request of `step` around an already checked `source`: `in`'s params parsed, `out`'s parsed and
+    /// then checked against the source by `check_put`.
+    pub(crate) fn for_step(
+        step: crate::protocol::Step,
+        request: &crate::protocol::Request,
+        source: S,
+        check_put: impl FnOnce(&P, &S) -> Result<()>,
+    ) -> Result<Self> {
+        use crate::protocol::Step;
+        let version = request.version.clone();
+        Ok(match step {
+            Step::Check => Typed::Check { source, version },
+            Step::In => Typed::In { source, params: parse(&request.params, "params")?, version },
+            Step::Out => {
+                let params: P = parse(&request.params, "params")?;
+                check_put(&params, &source)?;
+                Typed::Out { source, params }
+            }
+        })
+    }
+}
+
 /// Deserializes `map` (the request's `source` or `params`, named `root` in errors) into `T`, turning
 /// serde's messages into ones that name the full field path and suggest fixes.
 pub(crate) fn parse<T: DeserializeOwned>(map: &Map<String, Value>, root: &str) -> Result<T> {
@@ -91,11 +118,28 @@ pub(crate) fn parse<T: DeserializeOwned>(map: &Map<String, Value>, root: &str) -
 /// [`Connection::FIELDS`] first; an unknown key is still named with the nearest valid field of both
 /// parts, listed in the order the fields are documented (the kind's own, then the shared ones).
 pub(crate) fn parse_source<T: DeserializeOwned + HasConnection>(map: &Map<String, Value>) -> Result<T> {
+    parse_source_beside(map, &[])
+}
+
+/// [`parse_source`] for a kind whose `source` also holds the fields `beside` at its top level, parsed
+/// into another type by the caller (the Ops Manager login of `kind: opsman`): they are left out here
+/// but count as valid names in unknown-field errors.
+pub(crate) fn parse_source_beside<T: DeserializeOwned + HasConnection>(
+    map: &Map<String, Value>,
+    beside: &[&str],
+) -> Result<T> {
     let (shared, own): (Map<String, Value>, Map<String, Value>) =
         map.clone().into_iter().partition(|(key, _)| Connection::FIELDS.contains(&key.as_str()));
-    let mut source: T = parse_with(&own, "source", Connection::FIELDS)?;
+    let own: Map<String, Value> = own.into_iter().filter(|(key, _)| !beside.contains(&key.as_str())).collect();
+    let valid: Vec<&str> = beside.iter().chain(Connection::FIELDS).copied().collect();
+    let mut source: T = parse_with(&own, "source", &valid)?;
     *source.connection_mut() = parse(&shared, "source")?;
     Ok(source)
+}
+
+/// The entries of `map` whose keys are in `fields`.
+pub(crate) fn only(map: &Map<String, Value>, fields: &[&str]) -> Map<String, Value> {
+    map.iter().filter(|(key, _)| fields.contains(&key.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// A duration written as Go/Concourse users write them: `300ms`, `30s`, `5m`, `1h30m`, `1.5h` — plus days
@@ -316,6 +360,113 @@ impl From<&DirectorSource> for director::Login {
     }
 }
 
+/// Which identity logs in to a UAA: exactly one of the two credential pairs a `source` may hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Login {
+    Client { id: String, secret: String },
+    User { username: String, password: String },
+}
+
+impl Login {
+    /// Exactly one of `client_id`/`client_secret` or `username`/`password`; errors name the fields
+    /// under `at` (`source`, `source.opsman`).
+    pub(crate) fn one_of(
+        at: &str,
+        client_id: &Option<String>,
+        client_secret: &Option<String>,
+        username: &Option<String>,
+        password: &Option<String>,
+    ) -> Result<Login> {
+        match (client_id, client_secret, username, password) {
+            (Some(id), Some(secret), None, None) => Ok(Login::Client { id: id.clone(), secret: secret.clone() }),
+            (None, None, Some(u), Some(p)) => Ok(Login::User { username: u.clone(), password: p.clone() }),
+            (Some(_), None, None, None) => bail!("{at}.client_secret is required with {at}.client_id"),
+            (None, Some(_), None, None) => bail!("{at}.client_id is required with {at}.client_secret"),
+            (None, None, Some(_), None) => bail!("{at}.password is required with {at}.username"),
+            (None, None, None, Some(_)) => bail!("{at}.username is required with {at}.password"),
+            (None, None, None, None) => bail!(
+                "{at} needs credentials: `client_id` and `client_secret` (client_credentials), or `username` and `password`"
+            ),
+            _ => bail!("{at}: set either `client_id`/`client_secret` or `username`/`password`, not both"),
+        }
+    }
+
+    /// The UAA grant: client credentials, or a password grant through `public_client` (empty secret).
+    pub(crate) fn grant(self, public_client: &str) -> Grant {
+        match self {
+            Login::Client { id, secret } => Grant::ClientCredentials { client_id: id, client_secret: secret },
+            Login::User { username, password } => {
+                Grant::Password { client_id: public_client.to_string(), username, password }
+            }
+        }
+    }
+}
+
+/// The TKGI tile's product type in Ops Manager (docs/facts/opsman.md).
+pub(crate) const TKGI_PRODUCT: &str = "pivotal-container-service";
+
+/// An Ops Manager (`source.opsman` of `kind: stemcell` and `kind: fleet`; the top-level login fields of
+/// `kind: opsman`); the client takes it as an [`opsman_api::Login`].
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsmanSource {
+    /// e.g. `https://opsman.example.com`
+    pub url: String,
+    /// Its UAA; default: `url` with the path `/uaa`, where Ops Manager runs it.
+    #[serde(default)]
+    pub uaa_url: Option<String>,
+    /// client_credentials login (a UAA client with the `opsman.admin` authority).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// password login through the public client `opsman`.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// PEM of the CA that signed Ops Manager's certificate (`kind: opsman` uses the source's `ca_cert`).
+    #[serde(default)]
+    pub ca_cert: Option<String>,
+}
+
+impl OpsmanSource {
+    /// The fields `kind: opsman` takes at the top level of its `source` (its `ca_cert` is the connection's).
+    pub(crate) const LOGIN_FIELDS: &[&str] = &["url", "uaa_url", "client_id", "client_secret", "username", "password"];
+
+    /// Checks the block (`at` names it in errors) and turns it into the client's login.
+    pub(crate) fn login(&self, at: &str) -> Result<opsman_api::Login> {
+        check_https(&format!("{at}.url"), &self.url)?;
+        if let Some(uaa) = &self.uaa_url {
+            check_https(&format!("{at}.uaa_url"), uaa)?;
+        }
+        let login = Login::one_of(at, &self.client_id, &self.client_secret, &self.username, &self.password)?;
+        let url = self.url.trim_end_matches('/').to_string();
+        let (uaa_url, uaa_origin) = match &self.uaa_url {
+            Some(uaa) => (uaa.trim_end_matches('/').to_string(), None),
+            None => (
+                format!("{url}/uaa"),
+                Some(format!(
+                    "{at}.url with the path /uaa, where Ops Manager runs its UAA; set {at}.uaa_url if yours differs"
+                )),
+            ),
+        };
+        let grant = login.grant(opsman_api::PUBLIC_CLIENT);
+        Ok(opsman_api::Login { url, uaa_url, uaa_origin, grant, ca_cert: self.ca_cert.clone() })
+    }
+}
+
+/// An https URL with a host: credentials and tokens never travel over plain http.
+fn check_https(field: &str, url: &str) -> Result<()> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.scheme() == "https" && u.host().is_some() => Ok(()),
+        Ok(u) if u.scheme() == "http" => {
+            bail!("{field} `{url}` is plain http: use https (credentials and tokens never travel unencrypted)")
+        }
+        _ => bail!("{field} `{url}` is not a URL: expected https://HOST, e.g. https://opsman.example.com"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,11 +503,35 @@ mod tests {
     #[test]
     fn kind_errors() {
         let mut m = Map::new();
-        assert!(Kind::from_source(&m).unwrap_err().to_string().contains("`stemcell`, `kubernetes`, `fleet`"));
+        assert!(Kind::from_source(&m).unwrap_err().to_string().contains("`stemcell`, `kubernetes`, `fleet`, `opsman`"));
         m.insert("knid".into(), Value::String("stemcell".into()));
         let err = Kind::from_source(&m).unwrap_err().to_string();
         assert!(err.contains("source.kind is required") && err.contains("`knid`, did you mean `kind`?"), "{err}");
         m.insert("kind".into(), Value::String("stemcel".into()));
         assert!(Kind::from_source(&m).unwrap_err().to_string().contains("did you mean `stemcell`"));
+    }
+
+    #[test]
+    fn opsman_logins() {
+        let block = |v: serde_json::Value| -> Result<opsman_api::Login> {
+            parse::<OpsmanSource>(v.as_object().unwrap(), "source.opsman")?.login("source.opsman")
+        };
+        let login =
+            block(serde_json::json!({"url": "https://om.example.com/", "username": "u", "password": "p"})).unwrap();
+        assert_eq!(
+            (login.url.as_str(), login.uaa_url.as_str()),
+            ("https://om.example.com", "https://om.example.com/uaa")
+        );
+        assert!(matches!(login.grant, Grant::Password { ref client_id, .. } if client_id == "opsman"));
+        let own_uaa = serde_json::json!({"url": "https://om", "uaa_url": "https://uaa:8443", "client_id": "c", "client_secret": "s"});
+        assert_eq!(block(own_uaa).unwrap().uaa_url, "https://uaa:8443");
+        let err = block(serde_json::json!({"url": "http://om", "client_id": "c", "client_secret": "s"})).unwrap_err();
+        assert!(err.to_string().contains("source.opsman.url") && err.to_string().contains("plain http"), "{err}");
+        let both = serde_json::json!({"url": "https://om", "client_id": "c", "client_secret": "s", "username": "u", "password": "p"});
+        assert!(block(both).unwrap_err().to_string().contains("source.opsman: set either"));
+        let err = block(serde_json::json!({"url": "https://om"})).unwrap_err().to_string();
+        assert!(err.contains("source.opsman needs credentials"), "{err}");
+        let err = block(serde_json::json!({"client_id": "c", "client_secret": "s"})).unwrap_err().to_string();
+        assert_eq!(err, "source.opsman.url is required");
     }
 }

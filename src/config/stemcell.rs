@@ -4,7 +4,7 @@
 //! `force_regular`, params `tarball`, `preserve_filename`) so a pipeline switches type by changing one
 //! line; everything else is additive.
 
-use super::{Connection, DirectorSource, DurationStr, HasConnection};
+use super::{Connection, DirectorSource, DurationStr, HasConnection, OpsmanSource, TKGI_PRODUCT};
 use serde::Deserialize;
 
 /// Which tarball variant of a stemcell version to track and fetch.
@@ -44,9 +44,13 @@ pub(crate) struct Source {
     /// HMAC keys for tarballs in a private S3-compatible bucket (the peer's `auth`).
     #[serde(default)]
     pub auth: Option<S3Auth>,
-    /// Where `out` uploads the stemcell.
+    /// A BOSH director `out` uploads the stemcell to.
     #[serde(default)]
     pub director: Option<DirectorSource>,
+    /// An Ops Manager `out` imports the stemcell into and assigns to tiles (instead of, or as well as, the
+    /// director): the path a TKGI foundation's clusters take their stemcell from.
+    #[serde(default)]
+    pub opsman: Option<OpsmanSource>,
     /// `ca_cert`, `insecure_skip_tls_verify`, `http`: parsed beside these fields by `parse_source`.
     #[serde(skip)]
     pub connection: Connection,
@@ -114,6 +118,20 @@ pub(crate) struct PutParams {
     /// How long to wait for the director's upload task.
     #[serde(default)]
     pub task_timeout: Option<DurationStr>,
+    /// Ops Manager: the product types of the tiles to assign the stemcell to (default: the TKGI tile).
+    #[serde(default)]
+    pub products: Option<Vec<String>>,
+    /// Ops Manager: import it as a floating stemcell, which Ops Manager itself assigns to every tile that can
+    /// use it (default `false`: only the tiles in `products` get it).
+    #[serde(default)]
+    pub floating: Option<bool>,
+}
+
+impl PutParams {
+    /// The tiles to assign the stemcell to in Ops Manager.
+    pub(crate) fn products(&self) -> Vec<String> {
+        self.products.clone().unwrap_or_else(|| vec![TKGI_PRODUCT.to_string()])
+    }
 }
 
 fn yes() -> bool {

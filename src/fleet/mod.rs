@@ -18,9 +18,10 @@ mod report;
 mod version;
 
 use crate::clients::director::{CertificateExpiry, Director};
+use crate::clients::opsman::Opsman;
 use crate::clients::tkgi::{Cluster, Tkgi};
-use crate::clients::uaa::{Grant, Uaa};
-use crate::config::fleet::{GetParams, Login, PutParams, Selector, Source};
+use crate::clients::uaa::Uaa;
+use crate::config::fleet::{GetParams, PutParams, Selector, Source};
 use crate::config::{self, Typed};
 use crate::context::Ctx;
 use crate::http::{HttpClient, HttpConfig};
@@ -102,16 +103,7 @@ pub(crate) type Parsed = Typed<Source, GetParams, PutParams>;
 pub(crate) fn validate(step: Step, request: &Request) -> Result<Parsed> {
     let source = config::parse_source::<Source>(&request.source)?;
     source.validate()?;
-    let version = request.version.clone();
-    Ok(match step {
-        Step::Check => Typed::Check { source, version },
-        Step::In => Typed::In { source, params: config::parse(&request.params, "params")?, version },
-        Step::Out => {
-            let params: PutParams = config::parse(&request.params, "params")?;
-            params.validate(&source)?;
-            Typed::Out { source, params }
-        }
-    })
+    Typed::for_step(step, request, source, PutParams::validate)
 }
 
 /// Runs one step of the fleet kind and returns the JSON answer.
@@ -123,21 +115,19 @@ pub(crate) async fn run(request: Parsed, ctx: Ctx) -> Result<String> {
     }
 }
 
-/// Open clients of the TKGI API (and the director, when configured).
+/// Open clients of the TKGI API (and the director and Ops Manager, when configured).
 pub struct Clients {
     pub tkgi: Tkgi,
     pub director: Option<Director>,
+    pub opsman: Option<Opsman>,
     pub http_config: HttpConfig,
 }
 
 pub async fn connect(source: &Source, ctx: &Ctx) -> Result<Clients> {
     let http_config = HttpConfig::from(&source.connection);
     let http = HttpClient::new(http_config.clone(), &ctx.env, &ctx.log)?;
-    let grant = match source.login()? {
-        Login::Client { id, secret } => Grant::ClientCredentials { client_id: id, client_secret: secret },
-        // The public client the tkgi CLI uses for users, with an empty secret.
-        Login::User { username, password } => Grant::Password { client_id: "pks_cli".into(), username, password },
-    };
+    // Users log in through the public client the tkgi CLI uses, with an empty secret.
+    let grant = source.login()?.grant("pks_cli");
     let mut uaa = Uaa::new(http.clone(), &source.uaa_url()?, grant);
     if source.uaa_url.is_none() {
         uaa = uaa.with_origin("the api_url host on port 8443, as TKGI deploys it; set source.uaa_url if yours differs");
@@ -153,7 +143,11 @@ pub async fn connect(source: &Source, ctx: &Ctx) -> Result<Clients> {
         ),
         None => None,
     };
-    Ok(Clients { tkgi, director, http_config })
+    let opsman = match &source.opsman {
+        Some(block) => Some(Opsman::new(&block.login("source.opsman")?, &http_config, &ctx.env, &ctx.log)?),
+        None => None,
+    };
+    Ok(Clients { tkgi, director, opsman, http_config })
 }
 
 /// Reads the selected clusters, sorted by name, joined with their stemcells. A name without wildcards

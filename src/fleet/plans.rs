@@ -18,6 +18,7 @@ use super::desired::{self, FleetFile};
 use super::gates::{self, PreCheckRun};
 use super::reconcile::{Current, Options, Reconciled, reconcile};
 use super::{Clients, Observed, observed_state};
+use crate::clients::opsman::Opsman;
 use crate::config::fleet::{Operation, PutParams, Selector, Source};
 use crate::context::Ctx;
 use crate::rollout::executor::OnFailure;
@@ -25,6 +26,7 @@ use crate::rollout::plan::{Action, Change, Plan, PlanKind, SkipReason, check_tar
 use crate::stepdir::{StepDir, preview};
 use crate::suggest::suggestion;
 use crate::versions::stemcell::is_stemcell_version;
+use crate::versions::tkgi::cluster_version;
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -186,16 +188,17 @@ fn file_repave(ask: &Ask<'_>, file: &FleetFile, o: &Observed, conn: &Clients, ct
 }
 
 /// `target_version`, else `target_version_file` (relative to the put's directory), else the platform's
-/// own version. Never a guess: if none can be read, the put fails and says how to set one.
+/// own version ([`platform_version`]). Never a guess: if none can be read, the put fails and says how
+/// to set one.
 ///
-/// An explicit target must be the platform's own version when the platform reports one: TKGI
-/// upgrades a cluster only to it, so any other target could never be reached (every cluster would
-/// be upgraded, then failed).
+/// An explicit target must be the platform's own version when that can be read: TKGI upgrades a
+/// cluster only to it, so any other target could never be reached (every cluster would be upgraded,
+/// then failed).
 async fn target_version(ask: &Ask<'_>, conn: &Clients, ctx: &Ctx) -> Result<String> {
     let params = ask.params;
     let explicit = params.target_version.as_ref().map(|v| v.trim().to_string()).or(ask.targets.version_file.clone());
     let field = if params.target_version.is_some() { "params.target_version" } else { "params.target_version_file" };
-    match (explicit, conn.tkgi.platform_version().await) {
+    match (explicit, platform_version(ask.source, conn, ctx).await) {
         (Some(target), Ok(platform)) if target != platform => bail!(
             "{field} is {target}, but the platform reports TKGI {platform}: TKGI upgrades clusters only to the \
              platform's own version, so the rollout could never reach {target}; set the target to {platform}, or \
@@ -206,14 +209,49 @@ async fn target_version(ask: &Ask<'_>, conn: &Clients, ctx: &Ctx) -> Result<Stri
             ctx.log.line(format!("note: the platform's own version could not be read ({e:#}); the target is {target}"));
             Ok(target)
         }
-        (None, Ok(platform)) => {
-            ctx.log.line(format!("target: TKGI {platform}, as reported by the platform"));
-            Ok(platform)
-        }
-        (None, Err(e)) => Err(e.context(
-            "cannot determine the target TKGI version from the platform (an assumed, unpublished route); set params.target_version or params.target_version_file",
-        )),
+        (None, platform) => platform,
     }
+}
+
+/// The platform's own TKGI version: the deployed TKGI tile's in Ops Manager (with `source.opsman`),
+/// else — a labelled fallback — what the TKGI API reports at the assumed route.
+async fn platform_version(source: &Source, conn: &Clients, ctx: &Ctx) -> Result<String> {
+    if let Some(opsman) = &conn.opsman {
+        return tile_version(opsman, source, ctx).await;
+    }
+    let v = conn.tkgi.platform_version().await.context(
+        "cannot determine the target TKGI version from the platform (an assumed, unpublished route); set source.opsman to read it from Ops Manager, or params.target_version or params.target_version_file",
+    )?;
+    ctx.log.line(format!(
+        "target: TKGI {v}, as the TKGI API reports it at {} (an ASSUMED, unpublished route; source.opsman reads the target from Ops Manager instead)",
+        source.platform_version.path
+    ));
+    Ok(v)
+}
+
+/// The `product_version` of the deployed TKGI tile in Ops Manager, in the form the clusters report
+/// (`source.cluster_version_format`).
+async fn tile_version(opsman: &Opsman, source: &Source, ctx: &Ctx) -> Result<String> {
+    let product = source.opsman_product();
+    let deployed = opsman
+        .deployed_products()
+        .await
+        .with_context(|| format!("reading the deployed products from Ops Manager {}", opsman.base_url()))?;
+    let Some(tile) = deployed.iter().find(|p| p.kind == product) else {
+        let types: Vec<&str> = deployed.iter().map(|p| p.kind.as_str()).collect();
+        bail!(
+            "source.opsman_product: Ops Manager {} has no deployed tile of type `{product}` (deployed: {}); fix source.opsman_product or set params.target_version",
+            opsman.base_url(),
+            if types.is_empty() { "none".to_string() } else { types.join(", ") }
+        );
+    };
+    let version = cluster_version(&tile.product_version, source.cluster_version_format.unwrap_or_default());
+    ctx.log.line(format!(
+        "target: TKGI {version}, the deployed {product} tile's product_version ({}) in Ops Manager {}",
+        tile.product_version,
+        opsman.base_url()
+    ));
+    Ok(version)
 }
 
 /// The versions `target_version_file` and `target_stemcell(_file)` name, read from the put's

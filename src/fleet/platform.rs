@@ -166,7 +166,7 @@ impl TkgiPlatform<'_> {
         match stemcell_version(listed) {
             Some(v) if compare(&v, target).is_ge() => Ok(()),
             Some(v) => bail!(
-                "the upgrade reports success, but deployment {deployment} ended on stemcell {v}, not the target {target} (is {target} uploaded to the director and used by the TKGI tile?)"
+                "the upgrade reports success, but deployment {deployment} ended on stemcell {v}, not the target {target}: clusters take the stemcell used by the TKGI tile, so assign {target} to the tile in Ops Manager and Apply Changes first (an upload to the director alone is not enough)"
             ),
             None => bail!("the upgrade reports success, but deployment {deployment} lists no stemcell"),
         }

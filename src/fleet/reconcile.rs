@@ -21,7 +21,7 @@
 //! run: its VM ages are judged again the next time.
 //!
 //! Stemcell rule: with a target stemcell, a cluster at the platform's TKGI version whose stemcell is
-//! older is upgraded too (the same call redeploys it on the director's newest stemcell) — unless it is
+//! older is upgraded too (the same call redeploys it on the TKGI tile's stemcell) — unless it is
 //! pinned to another TKGI version, because that call would also move its TKGI version.
 
 use super::desired::{DesiredCluster, FleetFile};

@@ -8,7 +8,8 @@
 //! recreates a cluster's VMs, a rotation renews its certificates — and the fleet decides when to plan them.
 //!
 //! An upgrade may also be asked to reach a stemcell (`target_stemcell`): TKGI's upgrade of a cluster
-//! already on the platform's version redeploys it with the newest stemcell on the director, so a
+//! already on the platform's version redeploys it (ASSUMED, docs/facts/tkgi-stemcell-path.md) with the
+//! stemcell of the TKGI tile, which the broker builds every cluster from, so a
 //! cluster is behind when its TKGI version differs from the target OR its stemcell is older than the
 //! target stemcell. Versions compare numerically (`1.10` > `1.9`); a newer stemcell is never
 //! "upgraded" back down.
@@ -444,7 +445,7 @@ impl StemcellStep {
 }
 
 /// What the planner decides for one cluster. `target_stemcell` only matters for a cluster already at
-/// the target TKGI version: any upgrade lands on the director's newest stemcell anyway.
+/// the target TKGI version: any upgrade lands on the TKGI tile's stemcell anyway.
 pub fn decide(
     cluster: &ClusterState,
     target: &str,

@@ -1,16 +1,20 @@
 //! `kind: stemcell`: track bosh.io stemcells (check), download and verify them (in), upload them to a
-//! BOSH director (out). This module parses the request and wires clients to the step modules.
+//! BOSH director and/or import them into Ops Manager for its tiles (out). This module parses the
+//! request and wires clients to the step modules.
 
 pub(crate) mod catalog;
 pub(crate) mod check;
 // Its `Downloaded` report has no reader yet; the engine is being reworked on the download branch.
 #[allow(dead_code)]
 pub(crate) mod download;
+mod fetched;
 pub(crate) mod get;
+mod opsman;
 pub(crate) mod put;
 
 use crate::clients::boshio::BoshIo;
 use crate::clients::director::Director;
+use crate::clients::opsman::Opsman;
 use crate::config::{
     self, Typed,
     stemcell::{GetParams, PutParams, S3Auth, Source},
@@ -46,7 +50,7 @@ pub(crate) fn validate(step: Step, request: &Request) -> Result<Parsed> {
         }
         Step::Out => {
             let params: PutParams = config::parse(&request.params, "params")?;
-            director_of(&source)?;
+            check_targets(&source, &params)?;
             Typed::Out { source, params }
         }
     })
@@ -96,10 +100,27 @@ fn check_auth(auth: Option<&S3Auth>) -> Result<()> {
     Ok(())
 }
 
-fn director_of(source: &Source) -> Result<&crate::config::DirectorSource> {
-    source.director.as_ref().ok_or_else(|| {
-        anyhow!("source.director is required to put a stemcell: {{url, client, client_secret, ca_cert}}")
-    })
+/// A put needs somewhere to put the stemcell: a director, an Ops Manager, or both; the Ops Manager params
+/// only with an Ops Manager.
+fn check_targets(source: &Source, params: &PutParams) -> Result<()> {
+    match &source.opsman {
+        Some(opsman) => drop(opsman.login("source.opsman")?),
+        None if source.director.is_none() => bail!(
+            "source.director or source.opsman is required to put a stemcell: a BOSH director {{url, client, client_secret, ca_cert}}, or an Ops Manager {{url, client_id, client_secret (or username, password), ca_cert}}"
+        ),
+        None if params.products.is_some() || params.floating.is_some() => {
+            bail!(
+                "params.products and params.floating need source.opsman: they say which Ops Manager tiles get the stemcell"
+            )
+        }
+        None => {}
+    }
+    if let Some(products) = &params.products
+        && (products.is_empty() || products.iter().any(|p| p.trim().is_empty()))
+    {
+        bail!("params.products must list product types, e.g. [pivotal-container-service]");
+    }
+    Ok(())
 }
 
 /// Runs one step of the stemcell kind and returns the JSON answer.
@@ -120,10 +141,17 @@ pub(crate) async fn run(request: Parsed, ctx: Ctx) -> Result<String> {
             protocol::render_step(&response)
         }
         Typed::Out { source, params } => {
-            let login = director_of(&source)?.into();
             let http_config = HttpConfig::from(&source.connection);
-            let director = Director::connect(&login, &http_config, &ctx.env, &ctx.log).await?;
-            let response = put::put(&source, &params, dir("out")?, &director, &ctx.log).await?;
+            let opsman = match &source.opsman {
+                Some(block) => Some(Opsman::new(&block.login("source.opsman")?, &http_config, &ctx.env, &ctx.log)?),
+                None => None,
+            };
+            let director = match &source.director {
+                Some(block) => Some(Director::connect(&block.into(), &http_config, &ctx.env, &ctx.log).await?),
+                None => None,
+            };
+            let targets = put::Targets { director: director.as_ref(), opsman: opsman.as_ref() };
+            let response = put::put(&source, &params, dir("out")?, targets, &ctx.log).await?;
             protocol::render_step(&response)
         }
     }

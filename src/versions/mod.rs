@@ -1,6 +1,7 @@
 //! Version numbers, one home for every kind: how stemcell and TKGI versions order ([`compare`] and
-//! [`stemcell`]), what a Kubernetes version is ([`kubernetes`], on the `semver` crate), and which
-//! Kubernetes upgrades the skew policy allows ([`skew`]).
+//! [`stemcell`]), what a Kubernetes version is ([`kubernetes`], on the `semver` crate), which
+//! Kubernetes upgrades the skew policy allows ([`skew`]), and how Ops Manager's TKGI tile version maps
+//! to the clusters' ([`tkgi`]).
 //!
 //! A domain module below the kinds: `kind: stemcell` filters bosh.io versions with it, `kind:
 //! kubernetes` writes upgrade paths with it, and the fleet planner compares cluster stemcells and
@@ -9,6 +10,7 @@
 pub(crate) mod kubernetes;
 pub(crate) mod skew;
 pub mod stemcell;
+pub mod tkgi;
 
 use std::cmp::Ordering;
 

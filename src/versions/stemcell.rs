@@ -227,6 +227,29 @@ pub fn window(mut versions: Vec<StemcellVersion>, current: Option<&str>) -> Vec<
     }
 }
 
+/// The operating system in a bosh.io stemcell name, as the stemcell's manifest states it and Ops Manager
+/// lists it: `bosh-vsphere-esxi-ubuntu-jammy-go_agent` → `ubuntu-jammy`, `…-windows2019-go_agent` →
+/// `windows2019`, `…-centos-7-go_agent` → `centos-7` (docs/facts/bosh-io.md). `None` for a name without a
+/// known OS family.
+pub(crate) fn operating_system(name: &str) -> Option<String> {
+    let parts: Vec<&str> = name.trim_end_matches("-go_agent").split('-').collect();
+    let at = parts.iter().position(|p| ["ubuntu", "centos", "windows"].iter().any(|f| p.starts_with(f)))?;
+    match parts[at] {
+        family @ ("ubuntu" | "centos") => parts.get(at + 1).map(|release| format!("{family}-{release}")),
+        windows => Some(windows.to_string()),
+    }
+}
+
+/// `(name, version)` from the file name bosh.io publishes a tarball under,
+/// `[light-]bosh-stemcell-VERSION-INFRASTRUCTURE-…-go_agent.tgz` (the name is given back with its `bosh-`).
+pub(crate) fn from_file_name(file: &str) -> Option<(String, String)> {
+    let rest = file.strip_prefix("light-").unwrap_or(file).strip_prefix("bosh-stemcell-")?.strip_suffix(".tgz")?;
+    let (version, name) = rest.split_once('-')?;
+    StemcellVersion::parse(version)?;
+    let name = if name.starts_with("bosh-") { name.to_string() } else { format!("bosh-{name}") };
+    Some((name, version.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,5 +321,17 @@ mod tests {
         assert_eq!(raws(&window(list(), Some("1.10"))), ["1.10"]);
         assert_eq!(raws(&window(list(), Some("1.3"))), ["1.10"], "a vanished version yields the latest");
         assert!(window(Vec::new(), Some("1")).is_empty());
+    }
+
+    #[test]
+    fn operating_systems_and_file_names() {
+        assert_eq!(operating_system("bosh-vsphere-esxi-ubuntu-jammy-go_agent").as_deref(), Some("ubuntu-jammy"));
+        assert_eq!(operating_system("bosh-aws-xen-hvm-windows2019-go_agent").as_deref(), Some("windows2019"));
+        assert_eq!(operating_system("bosh-google-kvm-centos-7-go_agent").as_deref(), Some("centos-7"));
+        assert_eq!(operating_system("bosh-bench-stemcell"), None);
+        let light = from_file_name("light-bosh-stemcell-3263.8-aws-xen-hvm-ubuntu-trusty-go_agent.tgz").unwrap();
+        assert_eq!(light, ("bosh-aws-xen-hvm-ubuntu-trusty-go_agent".to_string(), "3263.8".to_string()));
+        assert!(from_file_name("stemcell.tgz").is_none());
+        assert!(from_file_name("bosh-stemcell-x.y-vsphere.tgz").is_none());
     }
 }

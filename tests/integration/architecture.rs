@@ -18,7 +18,12 @@ use std::path::{Path, PathBuf};
 /// keeps the two equal. `lib.rs` stands for the crate root.
 const LAYERS: &[(&str, &[&str], &[&str], bool)] = &[
     ("entry", &["lib.rs"], &["kinds", "request", "domain", "clients", "transport", "base"], false),
-    ("kinds", &["stemcell", "kubernetes", "fleet"], &["request", "domain", "clients", "transport", "base"], false),
+    (
+        "kinds",
+        &["stemcell", "kubernetes", "fleet", "opsman"],
+        &["request", "domain", "clients", "transport", "base"],
+        false,
+    ),
     ("request", &["config", "context"], &["domain", "clients", "transport", "base"], false),
     ("domain", &["rollout", "versions", "window"], &["clients", "transport", "base"], true),
     ("clients", &["clients"], &["transport", "base"], false),

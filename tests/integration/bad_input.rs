@@ -18,6 +18,12 @@ fn fleet(extra: Value) -> Value {
     merge(base, extra)
 }
 
+fn opsman(extra: Value) -> Value {
+    let base =
+        json!({"kind": "opsman", "url": CLOSED, "client_id": "ci", "client_secret": SENTINEL, "http": {"attempts": 1}});
+    merge(base, extra)
+}
+
 /// A director block for the fleet source, unreachable like everything here.
 fn director() -> Value {
     json!({"director": {"url": CLOSED, "client": "ci", "client_secret": SENTINEL}})
@@ -64,7 +70,33 @@ fn cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
         ),
         ("in", json!({"source": stemcell(json!({})), "version": {"version": ""}}), vec!["version"]),
         ("out", json!({"source": stemcell(json!({})), "params": {}}), vec!["params.from is required"]),
-        ("out", json!({"source": stemcell(json!({})), "params": {"from": "x"}}), vec!["source.director is required"]),
+        (
+            "out",
+            json!({"source": stemcell(json!({})), "params": {"from": "x"}}),
+            vec!["source.director or source.opsman is required"],
+        ),
+        (
+            "out",
+            json!({"source": stemcell(json!({"opsman": {"client_id": "ci", "client_secret": SENTINEL}})), "params": {"from": "x"}}),
+            vec!["source.opsman.url is required"],
+        ),
+        (
+            "out",
+            json!({"source": stemcell(json!({"opsman": {"url": CLOSED, "client_id": "ci", "client_secret": SENTINEL,
+                   "username": "u", "password": SENTINEL}})), "params": {"from": "x"}}),
+            vec!["source.opsman: set either", "not both"],
+        ),
+        (
+            "out",
+            json!({"source": stemcell(json!({"director": {"url": CLOSED, "client": "c", "client_secret": SENTINEL}})),
+                   "params": {"from": "x", "products": ["cf"]}}),
+            vec!["params.products", "need source.opsman"],
+        ),
+        (
+            "out",
+            json!({"source": stemcell(json!({"opsman": {"url": CLOSED, "password": SENTINEL}})), "params": {"from": "x"}}),
+            vec!["source.opsman.username is required with source.opsman.password"],
+        ),
         (
             "check",
             json!({"source": stemcell(json!({"auth": {"access_key": "", "secret_key": SENTINEL}}))}),
@@ -124,6 +156,58 @@ fn cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
             vec!["missing/fleet.yml"],
         ),
         ("out", json!({"source": fleet(json!({})), "params": {"clusters": ["[bad"]}}), vec!["clusters"]),
+        (
+            "check",
+            json!({"source": fleet(json!({"opsman_product": "x"}))}),
+            vec!["source.opsman_product", "need source.opsman"],
+        ),
+        (
+            "check",
+            json!({"source": fleet(json!({"opsman": {"url": "http://127.0.0.1:9", "client_id": "c", "client_secret": SENTINEL}}))}),
+            vec!["source.opsman.url", "plain http"],
+        ),
+        (
+            "check",
+            json!({"source": opsman(json!({"client_id": null, "client_secret": null}))}),
+            vec!["source needs credentials", "client_id", "username"],
+        ),
+        (
+            "check",
+            json!({"source": opsman(json!({"username": "admin", "password": SENTINEL}))}),
+            vec!["source: set either", "not both"],
+        ),
+        (
+            "check",
+            json!({"source": opsman(json!({"client_id": null}))}),
+            vec!["source.client_id is required with source.client_secret"],
+        ),
+        ("check", json!({"source": opsman(json!({"url": null}))}), vec!["source.url is required"]),
+        ("check", json!({"source": opsman(json!({"url": "http://127.0.0.1:9"}))}), vec!["source.url", "plain http"]),
+        ("check", json!({"source": opsman(json!({"url": "opsman"}))}), vec!["source.url", "not a URL"]),
+        ("check", json!({"source": opsman(json!({"products": []}))}), vec!["source.products is empty"]),
+        ("check", json!({"source": opsman(json!({"prodcts": ["x"]}))}), vec!["prodcts", "did you mean `products`"]),
+        ("check", json!({"source": opsman(json!({"products": "cf"}))}), vec!["source.products", "sequence"]),
+        (
+            "in",
+            json!({"source": opsman(json!({})), "version": {"x": "1"}, "params": {"expires_within": "3 months"}}),
+            vec!["params.expires_within", "d, w, m or y"],
+        ),
+        (
+            "out",
+            json!({"source": opsman(json!({})), "params": {"errands": {"cf": {"smoke-tests": true}}}}),
+            vec!["params.errands.cf", "not one of source.products"],
+        ),
+        (
+            "out",
+            json!({"source": opsman(json!({})), "params": {"errands": {"pivotal-container-service": {"upgrade-all-service-instances": "yes"}}}}),
+            vec!["params.errands", "true, false or \"default\""],
+        ),
+        ("out", json!({"source": opsman(json!({})), "params": {"timeout": "0s"}}), vec!["params.timeout", "zero"]),
+        (
+            "out",
+            json!({"source": opsman(json!({})), "params": {"ignore_warning": true}}),
+            vec!["did you mean `ignore_warnings`"],
+        ),
         // Day-2 operations: refused before any change (no director is reachable at all).
         (
             "out",

@@ -27,7 +27,12 @@ fn the_demo_tells_the_whole_story_and_exits_0() {
         r#"exit 0 · stdout: [{"version":"2019.86"}]"#,
         "sha256 verified",
         "BUILD_ID=4101 BUILD_NAME=17 BUILD_JOB_NAME=upload-stemcell BUILD_PIPELINE_NAME=repave-demo",
-        "Update stemcell > Uploading stemcell to the cloud: finished",
+        "assigned ubuntu-jammy 1.506 to pivotal-container-service",
+        // Ops Manager: Apply Changes with the errand off, its log, and the targets for the fleet.
+        "(\"Upgrade all clusters\"): OFF, repave's default",
+        "is off for this installation: no cluster is upgraded",
+        "installation 1 succeeded",
+        "stemcell (6 B), version (16 B)",
         // The fleet: plan, canaries alone, the failure stopping the prod wave, the report.
         "| 1   | canary-eu-1 | canary upgrade |",
         "wrote ",
@@ -44,7 +49,7 @@ fn the_demo_tells_the_whole_story_and_exits_0() {
         assert!(story.contains(line), "the demo's output lacks {line:?}:\n{story}");
     }
     assert!(story.contains(r#""client_secret": "***""#), "secrets are shown masked:\n{story}");
-    for secret in ["tkgi-ci-secret-4c1d", "bosh-ci-secret-77ae"] {
+    for secret in ["tkgi-ci-secret-4c1d", "bosh-ci-secret-77ae", "opsman-ci-secret-5e0b"] {
         assert!(!story.contains(secret), "the demo printed a secret:\n{story}");
     }
     assert!(!story.contains("SURPRISE"), "{story}");

@@ -296,10 +296,9 @@ async fn director_deployments_match_the_tkgi_clusters() {
 /// The stemcell line of the sim's TKGI clusters (its `tkgi.stemcell_name` default).
 const STEMCELL: &str = "bosh-vsphere-esxi-ubuntu-jammy-go_agent";
 
-/// Four clusters already at the platform's TKGI version on stemcell 1.445 (the sim's default), with a
-/// director that has 1.445 and a bosh.io that publishes 1.506. An upgrade lands on the director's newest
-/// stemcell of the line (the sim's fallback `stemcell_version` 1.500 only applies when the director has
-/// none), so without an upload of 1.506 it redeploys on 1.445.
+/// Four clusters already at the platform's TKGI version on stemcell 1.445 (the sim's default), a TKGI tile in
+/// Ops Manager on 1.445 too, a director that has 1.445 and a bosh.io that publishes 1.506. An upgrade lands on the
+/// tile's stemcell (the broker's configuration), never on one only uploaded to the director.
 fn stemcell_world() -> String {
     let clusters: Vec<String> = (1..=4).map(|i| format!("{{name: c-{i:02}, pks_version: 1.19.2-build.10}}")).collect();
     let refs: Vec<&str> = clusters.iter().map(String::as_str).collect();
@@ -308,7 +307,7 @@ fn stemcell_world() -> String {
     );
     world(&refs, 1200, &extra)
         .replace("scopes: [pks.clusters.admin]", "scopes: [pks.clusters.admin, bosh.admin]")
-        .replace("tkgi:\n", "tkgi:\n  stemcell_version: \"1.500\"\n")
+        .replace("tkgi:\n", "tkgi:\n  stemcell_version: \"1.445\"\n")
 }
 
 fn director(sim: &RunningSim) -> Value {
@@ -328,11 +327,13 @@ fn fleet_put(sim: &RunningSim, work: &std::path::Path, params: Value) -> crate::
     run_step("out", &request.to_string(), Some(work), &[])
 }
 
+/// What the old pipeline did — upload the stemcell to the director, then upgrade the clusters — does not move
+/// them on a TKGI foundation: the broker builds clusters from the tile's stemcell. The put says so instead of
+/// reporting success (the path that works, through Ops Manager, is `opsman_flow`).
 #[test]
-fn a_new_stemcell_uploaded_to_the_director_rolls_to_every_cluster() {
+fn a_stemcell_only_uploaded_to_the_director_does_not_reach_the_clusters() {
     let sim = RunningSim::start(&stemcell_world());
     let work = tempfile::tempdir().unwrap();
-    // The pipeline's upload-stemcell job: get the stemcell's metadata, put it to the director.
     let ca = std::fs::read_to_string(sim.ca_cert_path()).unwrap();
     let stemcell_source = json!({"kind": "stemcell", "name": STEMCELL, "api_url": sim.url(), "ca_cert": ca,
         "http": {"max_backoff": "20ms"}, "director": {"url": sim.url(), "client": "repave", "client_secret": SENTINEL}});
@@ -341,29 +342,23 @@ fn a_new_stemcell_uploaded_to_the_director_rolls_to_every_cluster() {
     run_step("in", &get.to_string(), Some(&work.path().join("stemcell")), &[]).json();
     let put = json!({"source": stemcell_source, "params": {"from": "stemcell"}});
     assert_eq!(run_step("out", &put.to_string(), Some(work.path()), &[]).json()["version"]["version"], "1.506");
-    assert_eq!(deployed_stemcells(&sim), ["1.445"; 4]);
+    assert!(sim.state().director.stemcells().contains(&(STEMCELL.to_string(), "1.506".to_string())));
 
     let params = json!({"target_stemcell_file": "stemcell/version", "canaries": 1, "max_in_flight": 2});
-    let result = fleet_put(&sim, work.path(), params.clone());
-    let answer = result.json();
-    assert!(result.stderr.contains("Rollout plan to TKGI 1.19.2-build.10, stemcell 1.506"), "{}", result.stderr);
+    let result = fleet_put(&sim, work.path(), params);
     assert!(result.stderr.contains("| canary upgrade | stemcell 1.445 → 1.506 |"), "{}", result.stderr);
-    assert!(result.stderr.contains("4 succeeded, 0 failed"), "{}", result.stderr);
-    assert_eq!(deployed_stemcells(&sim), ["1.506"; 4], "rolled to the uploaded stemcell");
-    assert!((1..=4).all(|i| starts(&sim, &format!("c-{i:02}")) == 1));
-    assert!(sim.state().high_water("tkgi.upgrades_in_flight") <= 2);
-    assert_eq!(answer["version"], check(&sim, director(&sim)).json()[0], "the put emits what check reports");
-
-    // Idempotent: every cluster is on the target stemcell now.
-    let again = fleet_put(&sim, work.path(), params);
-    again.json();
-    assert!(again.stderr.contains("nothing to upgrade"), "{}", again.stderr);
-    assert_eq!(total_starts(&sim), 4);
+    result.assert_fails_with(&[
+        "canary c-01 failed",
+        "ended on stemcell 1.445, not the target 1.506",
+        "used by the TKGI tile",
+    ]);
+    assert_eq!(deployed_stemcells(&sim), ["1.445"; 4]);
+    assert_eq!(total_starts(&sim), 1, "the failed canary stopped the rollout");
 }
 
 #[test]
 fn an_upgrade_that_lands_on_an_older_stemcell_fails_naming_it() {
-    // Nothing uploaded: TKGI redeploys with the newest stemcell the director has, 1.445.
+    // Nothing assigned to the tile: TKGI redeploys with the tile's stemcell, 1.445.
     let sim = RunningSim::start(&stemcell_world());
     let work = tempfile::tempdir().unwrap();
     let result = fleet_put(&sim, work.path(), json!({"target_stemcell": "1.506", "canaries": 1}));

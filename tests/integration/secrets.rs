@@ -70,6 +70,12 @@ fn stemcell(sim: &RunningSim, extra: Value) -> Value {
     json!({"source": source})
 }
 
+fn opsman(sim: &RunningSim, login: Value) -> Value {
+    let mut source = json!({"kind": "opsman", "url": sim.url(), "ca_cert": ca(sim), "http": {"attempts": 1}});
+    source.as_object_mut().unwrap().extend(login.as_object().unwrap().clone());
+    json!({"source": source})
+}
+
 /// `https://repave:<secret>@127.0.0.1:PORT{path}`, the secret percent-encoded as a URL carries it.
 fn with_password(base: &str, path: &str, secret: &str) -> String {
     let mut url = reqwest::Url::parse(&format!("{base}{path}")).unwrap();
@@ -134,6 +140,49 @@ const CASES: &[Case] = &[
         },
     },
     Case {
+        name: "opsman client_secret",
+        step: "check",
+        echo: "*/oauth/token",
+        any_shape: true,
+        sent: true,
+        build: |sim, v, _| opsman(sim, json!({"client_id": "repave", "client_secret": v})),
+    },
+    Case {
+        name: "opsman password",
+        step: "check",
+        echo: "*/oauth/token",
+        any_shape: true,
+        sent: true,
+        build: |sim, v, _| opsman(sim, json!({"username": "admin", "password": v})),
+    },
+    Case {
+        name: "stemcell opsman.client_secret",
+        step: "out",
+        echo: "*/oauth/token",
+        any_shape: true,
+        sent: true,
+        build: |sim, v, _| {
+            let login = json!({"url": sim.url(), "client_id": "repave", "client_secret": v, "ca_cert": ca(sim)});
+            let mut request = stemcell(sim, json!({"opsman": login}));
+            request["params"] = json!({"from": "stemcell"});
+            request
+        },
+    },
+    Case {
+        name: "fleet opsman.password",
+        step: "out",
+        echo: "/uaa/oauth/token",
+        any_shape: true,
+        sent: true,
+        build: |sim, v, _| {
+            let login = json!({"url": sim.url(), "username": "admin", "password": v, "ca_cert": ca(sim)});
+            let mut request =
+                fleet(sim, json!({"client_id": "repave", "client_secret": "repave-secret", "opsman": login}));
+            request["params"] = json!({"dry_run": true});
+            request
+        },
+    },
+    Case {
         name: "stemcell auth.secret_key",
         step: "check",
         echo: "*",
@@ -183,12 +232,15 @@ fn run_case(case: &Case, shape: Shape, text_secret: &str, number_secret: &str) -
     std::fs::create_dir(&stemcell).unwrap();
     std::fs::write(stemcell.join("version"), "1.506").unwrap();
     std::fs::write(stemcell.join("url"), "https://bosh.io/x.tgz").unwrap();
+    std::fs::write(stemcell.join("stemcell.tgz"), "a tarball Ops Manager would be sent").unwrap();
     let request = (case.build)(&sim, shaped(shape, secret), secret);
     let dir = (case.step != "check").then_some(work.path());
     let out = run_step(case.step, &request.to_string(), dir, &[]);
     assert_no_leak(&out, dir, secret);
     if matches!(shape, Shape::Text) && case.sent && case.echo != "*" {
-        assert!(sim.requests().iter().any(|r| r.path == case.echo), "{}: the secret never went out", case.name);
+        let echoed = |path: &str| sim.requests().iter().any(|r| r.path == path && r.fault.as_deref() == Some("echo"));
+        let paths = if case.echo.starts_with('*') { vec!["/oauth/token", "/uaa/oauth/token"] } else { vec![case.echo] };
+        assert!(paths.into_iter().any(echoed), "{}: the secret never went out", case.name);
     }
     out
 }

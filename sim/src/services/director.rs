@@ -92,7 +92,7 @@ pub struct FailConfig {
 }
 
 /// The simulated BOSH director: its uploaded stemcells and its tasks. It checks tokens with the UAA and fetches
-/// (by resolving) tarballs from bosh.io; TKGI asks it which stemcell an upgrade lands on.
+/// (by resolving) tarballs from bosh.io; Ops Manager uploads the stemcells its deploys need to it.
 pub struct Director {
     config: Config,
     uaa: Arc<Uaa>,
@@ -220,16 +220,17 @@ impl Director {
         self.lock().stemcells.iter().map(|s| (s.name.clone(), s.version.clone())).collect()
     }
 
-    /// The newest uploaded version of stemcell `name` (numeric comparison: `1.10` > `1.9`).
-    pub(crate) fn newest_stemcell(&self, name: &str) -> Option<String> {
-        let numbers =
-            |v: &str| -> Vec<u64> { v.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok()).collect() };
-        self.lock()
-            .stemcells
-            .iter()
-            .filter(|s| s.name == name)
-            .map(|s| s.version.clone())
-            .max_by(|a, b| numbers(a).cmp(&numbers(b)).then_with(|| a.cmp(b)))
+    /// What Ops Manager does for every stemcell a deploy needs: upload it to its director (idempotent).
+    pub fn add_stemcell(&self, name: &str, version: &str, operating_system: &str) {
+        let mut world = self.lock();
+        if !world.stemcells.iter().any(|s| s.name == name && s.version == version) {
+            let stemcell = StemcellConfig {
+                name: name.to_owned(),
+                version: version.to_owned(),
+                operating_system: operating_system.to_owned(),
+            };
+            world.stemcells.push(stemcell);
+        }
     }
 
     /// How many tasks were created.

@@ -3,13 +3,16 @@
 //!
 //! Every cluster is `(last_action, last_action_state)`; an upgrade moves it to `UPGRADE in progress` for a
 //! configurable, `time_scale`d duration, then to `succeeded` (bumping `pks_version`, `k8s_version` and the
-//! stemcell) or to a scripted failure. The stemcell an upgrade lands on is the newest one named
-//! `stemcell_name` on the simulated director when the upgrade starts (as BOSH renders the manifest then),
-//! else `stemcell_version` — so "upload a stemcell, then upgrade" rolls it, even at an unchanged TKGI version.
+//! stemcell) or to a scripted failure. What an upgrade lands on is the broker's configuration when it starts:
+//! the TKGI version and the stemcell of the TKGI tile as Ops Manager last deployed it (Apply Changes, see
+//! [`super::opsman`]), as the On-Demand Service Broker renders every cluster manifest from its configured
+//! `service_deployment` (docs/facts/tkgi-stemcell-path.md). A stemcell only uploaded to the director is never
+//! used. Before any Apply Changes the broker runs the scenario's `platform_version` and `stemcell_version`.
 //! Transitions are applied lazily, under one short lock, whenever the fleet is touched — so a client only ever
 //! sees a cluster finish when it looks, and the concurrency counter
 //! `tkgi.upgrades_in_flight` (with its high-water mark) counts exactly the upgrades a client could see running.
-//! `tkgi.upgrade_starts` and `tkgi.upgrade_starts.<name>` count accepted upgrade requests. Once a response has
+//! `tkgi.upgrade_starts` and `tkgi.upgrade_starts.<name>` count accepted upgrade requests (the Ops Manager errand's
+//! included). Once a response has
 //! shown a client an upgrade that failed during the run, every further accepted start also counts in
 //! `tkgi.starts_after_failure_seen`: the sim's evidence for "nothing starts after a stop".
 //!
@@ -45,7 +48,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::director::Director;
 use super::uaa::Uaa;
 use crate::shared::counters::Counters;
 use crate::shared::{base_url, lock, random_u64};
@@ -57,11 +59,12 @@ const SCOPES: &[&str] = &["pks.clusters.admin", "pks.clusters.manage"];
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// What the platform version route reports; the version clusters reach when upgraded.
+    /// The broker's TKGI version before any Apply Changes: what the platform version route reports and the
+    /// version clusters reach when upgraded.
     pub platform_version: String,
     /// The Kubernetes version an upgraded cluster runs.
     pub k8s_version: String,
-    /// The stemcell version an upgraded cluster's deployment uses.
+    /// The broker's stemcell before any Apply Changes: the version an upgraded cluster's deployment uses.
     pub stemcell_version: String,
     pub stemcell_name: String,
     /// Simulated seconds an upgrade takes (scaled by `time_scale`).
@@ -185,17 +188,19 @@ fn default_failure_state() -> String {
     "failed".into()
 }
 
-/// The simulated TKGI platform: its live clusters and the kubeconfig tokens its binds handed out. It checks
-/// tokens with the UAA, asks the director for the newest stemcell when an upgrade starts, and counts what it
-/// did in the shared counters. The director's deployments and the Kubernetes apiservers read its clusters.
+/// The simulated TKGI platform: its live clusters, the broker's configuration and the kubeconfig tokens its binds
+/// handed out. It checks tokens with the UAA and counts what it did in the shared counters. The director's
+/// deployments and the Kubernetes apiservers read its clusters; Ops Manager configures its broker and runs the
+/// "Upgrade all clusters" errand through it.
 pub struct Fleet {
     config: Config,
     time_scale: f64,
     /// The simulator's CA (PEM); kubeconfigs from binds embed it.
     ca_pem: String,
     uaa: Arc<Uaa>,
-    director: Arc<Director>,
     counters: Arc<Counters>,
+    /// What the broker deploys clusters with; Ops Manager sets it when Apply Changes deploys the TKGI tile.
+    broker: Mutex<Broker>,
     clusters: Mutex<BTreeMap<String, Cluster>>,
     /// Kubeconfig tokens handed out by binds → cluster name.
     kube_tokens: Mutex<HashMap<String, String>>,
@@ -220,13 +225,21 @@ struct Cluster {
     master_host: String,
     /// An upgrade of this run ended in failure (scenario-seeded failures do not count).
     upgrade_failed: bool,
-    /// The stemcell the running upgrade deploys, chosen when it started.
-    upgrade_stemcell: Option<String>,
+    /// The broker's configuration when the running upgrade started: what it lands on.
+    upgrade_target: Option<Broker>,
     /// Rotations that regenerated the certificates.
     rotations: u32,
     rotate_failures_left: u32,
     /// The running action is a rotation.
     rotating: bool,
+}
+
+/// The broker's `service_deployment` as far as the sim models it: the TKGI version and the stemcell version every
+/// cluster manifest it renders gets.
+#[derive(Debug, Clone)]
+struct Broker {
+    version: String,
+    stemcell: String,
 }
 
 /// What the deployments and Kubernetes routes need to know about a cluster.
@@ -250,7 +263,6 @@ impl Fleet {
         time_scale: f64,
         ca_pem: String,
         uaa: Arc<Uaa>,
-        director: Arc<Director>,
         counters: Arc<Counters>,
     ) -> Fleet {
         let now = Instant::now();
@@ -276,7 +288,7 @@ impl Fleet {
                     }),
                     master_host: format!("{}.k8s.example.com", c.name),
                     upgrade_failed: false,
-                    upgrade_stemcell: None,
+                    upgrade_target: None,
                     rotations: 0,
                     rotate_failures_left: c.rotate_failures,
                     rotating: false,
@@ -285,13 +297,14 @@ impl Fleet {
                 (c.name.clone(), cluster)
             })
             .collect();
+        let broker = Broker { version: config.platform_version.clone(), stemcell: config.stemcell_version.clone() };
         Fleet {
             config,
             time_scale,
             ca_pem,
             uaa,
-            director,
             counters,
+            broker: Mutex::new(broker),
             clusters: Mutex::new(clusters),
             kube_tokens: Mutex::default(),
             failure_seen: Default::default(),
@@ -365,11 +378,10 @@ impl Fleet {
             } else if ok {
                 c.last_action_state = "succeeded".into();
                 c.description = format!("Instance {} completed", c.last_action.to_lowercase());
-                if upgrade {
-                    let cfg = &self.config;
-                    c.pks_version = cfg.platform_version.clone();
-                    c.k8s_version = cfg.k8s_version.clone();
-                    c.stemcell = c.upgrade_stemcell.take().unwrap_or_else(|| cfg.stemcell_version.clone());
+                if let Some(target) = c.upgrade_target.take().filter(|_| upgrade) {
+                    c.pks_version = target.version;
+                    c.k8s_version = self.config.k8s_version.clone();
+                    c.stemcell = target.stemcell;
                 }
             } else if rotation {
                 c.last_action_state = c.config.failure_state.clone();
@@ -509,31 +521,69 @@ async fn upgrade(
     if let Err(r) = fleet.auth(&headers) {
         return r;
     }
-    let cfg = &fleet.config;
     // The default route is also TKGI's update/resize route: without the assumed upgrade body it is a resize.
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if shares_update_route(cfg) && parsed.get("upgrade") != Some(&Value::Bool(true)) {
+    if shares_update_route(&fleet.config) && parsed.get("upgrade") != Some(&Value::Bool(true)) {
         return resize(&fleet, &name, &parsed);
     }
-    // Read before taking the fleet lock, so the two locks are never held together.
-    let stemcell = fleet.director.newest_stemcell(&cfg.stemcell_name);
-    let mut clusters = fleet.clusters();
-    let Some(c) = clusters.get_mut(&name) else { return not_found(&name) };
-    if let Some(refused) = busy(c) {
-        return refused;
+    match fleet.start_upgrade(&name) {
+        Ok(answer) => (StatusCode::ACCEPTED, Json(answer)).into_response(),
+        Err(refused) => refused,
     }
-    let secs = c.config.upgrade_secs.unwrap_or(cfg.upgrade_secs);
-    let ok = c.failures_left == 0;
-    c.failures_left = c.failures_left.saturating_sub(1);
-    fleet.begin(c, "UPGRADE", secs, ok);
-    c.upgrade_stemcell = stemcell;
-    fleet.counters.add("tkgi.upgrades_in_flight", 1);
-    fleet.counters.add("tkgi.upgrade_starts", 1);
-    fleet.counters.add(&format!("tkgi.upgrade_starts.{name}"), 1);
-    if fleet.failure_seen.load(std::sync::atomic::Ordering::SeqCst) {
-        fleet.counters.add("tkgi.starts_after_failure_seen", 1);
+}
+
+impl Fleet {
+    /// Starts `name`'s upgrade onto the broker's current configuration: the accepted cluster as JSON, or the
+    /// API's refusal (404 unknown, 409 busy). Shared by the upgrade route and Ops Manager's errand.
+    #[allow(clippy::result_large_err)] // as Uaa::authorize: the refusal is the handler's response
+    fn start_upgrade(&self, name: &str) -> Result<Value, Response> {
+        // Read before taking the fleet lock, so the two locks are never held together.
+        let target = lock(&self.broker).clone();
+        let mut clusters = self.clusters();
+        let Some(c) = clusters.get_mut(name) else { return Err(not_found(name)) };
+        if let Some(refused) = busy(c) {
+            return Err(refused);
+        }
+        let secs = c.config.upgrade_secs.unwrap_or(self.config.upgrade_secs);
+        let ok = c.failures_left == 0;
+        c.failures_left = c.failures_left.saturating_sub(1);
+        self.begin(c, "UPGRADE", secs, ok);
+        c.upgrade_target = Some(target);
+        self.counters.add("tkgi.upgrades_in_flight", 1);
+        self.counters.add("tkgi.upgrade_starts", 1);
+        self.counters.add(&format!("tkgi.upgrade_starts.{name}"), 1);
+        if self.failure_seen.load(std::sync::atomic::Ordering::SeqCst) {
+            self.counters.add("tkgi.starts_after_failure_seen", 1);
+        }
+        Ok(cluster_json(c))
     }
-    (StatusCode::ACCEPTED, Json(cluster_json(c))).into_response()
+
+    /// What Ops Manager's Apply Changes of the TKGI tile does to the broker: from now on clusters are created and
+    /// upgraded at `version` on stemcell `stemcell`.
+    pub(crate) fn configure_broker(&self, version: &str, stemcell: &str) {
+        *lock(&self.broker) = Broker { version: version.to_owned(), stemcell: stemcell.to_owned() };
+    }
+
+    /// The errand `upgrade-all-service-instances` upgrading one cluster (the broker's own call, no token):
+    /// `Err` with the API's refusal text when the cluster is unknown or busy.
+    pub(crate) fn errand_upgrade(&self, name: &str) -> Result<(), String> {
+        self.start_upgrade(name).map(|_| ()).map_err(|refused| format!("{} for cluster {name}", refused.status()))
+    }
+
+    /// Every cluster's name, in name order.
+    pub(crate) fn cluster_names(&self) -> Vec<String> {
+        self.clusters().keys().cloned().collect()
+    }
+
+    /// `(last_action, last_action_state)` of one cluster after due transitions; `None` when it does not exist.
+    pub(crate) fn action_of(&self, name: &str) -> Option<(String, String)> {
+        self.clusters().get(name).map(|c| (c.last_action.clone(), c.last_action_state.clone()))
+    }
+
+    /// The broker's TKGI version now (what `/actuator/info` reports and clusters are upgraded to).
+    pub(crate) fn broker_version(&self) -> String {
+        lock(&self.broker).version.clone()
+    }
 }
 
 /// The configured rotate-certificates route: the cluster shows `rotate_action in progress`, then its certificates
@@ -627,7 +677,8 @@ async fn create(State(fleet): State<Arc<Fleet>>, headers: HeaderMap, body: Bytes
         let msg = format!("cluster {} already exists", body.name);
         return (StatusCode::CONFLICT, Json(json!({"body": msg}))).into_response();
     }
-    let mut c = new_cluster(cfg, &body.name, &body.plan_name);
+    let broker = lock(&fleet.broker).clone();
+    let mut c = new_cluster(&broker, &cfg.k8s_version, &body.name, &body.plan_name);
     c.workers = body.parameters.kubernetes_worker_instances.unwrap_or(plan.worker_instances);
     c.master_host = body.parameters.kubernetes_master_host;
     fleet.begin(&mut c, "CREATE", cfg.create_secs, true);
@@ -637,17 +688,17 @@ async fn create(State(fleet): State<Arc<Fleet>>, headers: HeaderMap, body: Bytes
     (StatusCode::ACCEPTED, Json(answer)).into_response()
 }
 
-/// A cluster as a create makes it: at the platform's versions, no scripted failures.
-fn new_cluster(cfg: &Config, name: &str, plan_name: &str) -> Cluster {
+/// A cluster as a create makes it: at the broker's versions, no scripted failures.
+fn new_cluster(broker: &Broker, k8s_version: &str, name: &str, plan_name: &str) -> Cluster {
     let config = ClusterConfig {
         name: name.into(),
         plan_name: plan_name.into(),
-        pks_version: cfg.platform_version.clone(),
-        k8s_version: cfg.k8s_version.clone(),
+        pks_version: broker.version.clone(),
+        k8s_version: k8s_version.into(),
         last_action: "CREATE".into(),
         last_action_state: "in progress".into(),
         uuid: None,
-        stemcell: cfg.stemcell_version.clone(),
+        stemcell: broker.stemcell.clone(),
         upgrade_failures: 0,
         failure_state: default_failure_state(),
         busy_secs: None,
@@ -669,7 +720,7 @@ fn new_cluster(cfg: &Config, name: &str, plan_name: &str) -> Cluster {
         workers: 0,
         master_host: format!("{name}.k8s.example.com"),
         upgrade_failed: false,
-        upgrade_stemcell: None,
+        upgrade_target: None,
         rotations: 0,
         rotate_failures_left: 0,
         rotating: false,
@@ -731,7 +782,7 @@ async fn platform_version(State(fleet): State<Arc<Fleet>>, headers: HeaderMap) -
     if let Err(r) = fleet.auth(&headers) {
         return r;
     }
-    Json(json!({"build": {"artifact": "pks-api", "version": fleet.config.platform_version}})).into_response()
+    Json(json!({"build": {"artifact": "pks-api", "version": fleet.broker_version()}})).into_response()
 }
 
 #[cfg(test)]

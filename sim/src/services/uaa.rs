@@ -1,5 +1,7 @@
 //! UAA: `POST /oauth/token` (client_credentials and password grants, HTTP Basic client authentication) and
-//! the bearer-token check every protected simulated API calls ([`Uaa::authorize`]).
+//! the bearer-token check every protected simulated API calls ([`Uaa::authorize`]). The same UAA also answers at
+//! `POST /uaa/oauth/token`, where Ops Manager runs its own (docs/facts/opsman.md); the public clients `pks_cli`,
+//! `bosh_cli` and `opsman` (empty secret) may use the password grant.
 //!
 //! Shapes follow docs/facts/tkgi-api.md: form-encoded request, `{"access_token", "token_type":"bearer",
 //! "expires_in", "scope", "jti"}` answers (UAA's lowercase `bearer`), OAuth 2.0 errors such as `invalid_client`.
@@ -53,7 +55,7 @@ pub struct UserConfig {
 
 impl Default for Config {
     fn default() -> Self {
-        let scopes = vec!["pks.clusters.admin".to_string(), "bosh.admin".to_string()];
+        let scopes = ["pks.clusters.admin", "bosh.admin", "opsman.admin"].map(String::from).to_vec();
         Config {
             clients: vec![ClientConfig { id: "repave".into(), secret: "repave-secret".into(), scopes: scopes.clone() }],
             users: vec![UserConfig { username: "admin".into(), password: "admin-password".into(), scopes }],
@@ -78,18 +80,20 @@ struct Tokens {
 
 struct Issued {
     scopes: Vec<String>,
+    /// The client id (client_credentials) or user name (password grant) the token was issued to.
+    subject: String,
     expires: Instant,
 }
 
 impl Tokens {
-    fn issue(&self, scopes: Vec<String>, ttl: Duration) -> String {
+    fn issue(&self, scopes: Vec<String>, subject: String, ttl: Duration) -> String {
         let serial = {
             let mut next = lock(&self.next);
             *next += 1;
             *next
         };
         let token = format!("sim-token-{serial}-{:016x}", random_u64());
-        let issued = Issued { scopes, expires: Instant::now() + ttl };
+        let issued = Issued { scopes, subject, expires: Instant::now() + ttl };
         lock(&self.issued).insert(token.clone(), issued);
         token
     }
@@ -105,6 +109,10 @@ impl Tokens {
         let issued = lock(&self.issued);
         issued.get(token).filter(|t| Instant::now() < t.expires).map(|t| t.scopes.clone())
     }
+
+    fn subject_of(&self, token: &str) -> Option<String> {
+        lock(&self.issued).get(token).map(|t| t.subject.clone())
+    }
 }
 
 impl Uaa {
@@ -117,19 +125,18 @@ impl Uaa {
         self.tokens.revoke_all()
     }
 
+    /// Who the bearer token in `headers` was issued to (a client id or a user name), for APIs that record it.
+    pub(crate) fn subject(&self, headers: &HeaderMap) -> Option<String> {
+        self.tokens.subject_of(&bearer(headers)?)
+    }
+
     /// Requires a live bearer token carrying at least one of `any_of` scopes: 401 `invalid_token` when missing,
     /// unknown, revoked or expired; 403 `insufficient_scope` when the scope is wrong.
     // Handlers hand the error straight back as their response; boxing it would only add an unbox at every call
     // site.
     #[allow(clippy::result_large_err)]
     pub(crate) fn authorize(&self, headers: &HeaderMap, any_of: &[&str]) -> Result<(), Response> {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim().to_string());
-        let Some(token) = presented else {
+        let Some(token) = bearer(headers) else {
             return Err(oauth_error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -154,9 +161,23 @@ impl Uaa {
     }
 }
 
+/// The token of an `Authorization: Bearer …` header.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_string())
+}
+
+/// Public clients: a password grant through them needs no client secret.
+const PUBLIC_CLIENTS: &[&str] = &["pks_cli", "bosh_cli", "opsman"];
+
 pub(crate) fn routes(uaa: Arc<Uaa>) -> Router {
     Router::new()
         .route("/oauth/token", post(token))
+        .route("/uaa/oauth/token", post(token))
         .route("/_sim/uaa/revoke", post(revoke))
         .route("/_sim/uaa/whoami", axum::routing::get(whoami))
         .with_state(uaa)
@@ -186,17 +207,17 @@ async fn token(State(uaa): State<Arc<Uaa>>, headers: HeaderMap, Form(form): Form
             (form.get("client_id").cloned().unwrap_or_default(), form.get("client_secret").cloned().unwrap_or_default())
         }
     };
-    let public_cli = client_id == "pks_cli" || client_id == "bosh_cli";
+    let public_cli = PUBLIC_CLIENTS.contains(&client_id.as_str());
     let client = config.clients.iter().find(|c| c.id == client_id && c.secret == client_secret);
     if client.is_none() && !public_cli {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Bad credentials");
     }
-    let scopes = match form.get("grant_type").map(String::as_str) {
-        Some("client_credentials") if !public_cli => client.map(|c| c.scopes.clone()).unwrap_or_default(),
+    let (scopes, subject) = match form.get("grant_type").map(String::as_str) {
+        Some("client_credentials") if !public_cli => (client.map(|c| c.scopes.clone()).unwrap_or_default(), client_id),
         Some("password") => {
             let (user, pass) = (form.get("username"), form.get("password"));
             match config.users.iter().find(|u| Some(&u.username) == user && Some(&u.password) == pass) {
-                Some(u) => u.scopes.clone(),
+                Some(u) => (u.scopes.clone(), u.username.clone()),
                 None => return oauth_error(StatusCode::UNAUTHORIZED, "unauthorized", "Bad credentials"),
             }
         }
@@ -211,7 +232,7 @@ async fn token(State(uaa): State<Arc<Uaa>>, headers: HeaderMap, Form(form): Form
     };
     let scopes = narrow(scopes, form.get("scope"));
     let ttl = Duration::from_secs(config.token_ttl_secs);
-    let access_token = uaa.tokens.issue(scopes.clone(), ttl);
+    let access_token = uaa.tokens.issue(scopes.clone(), subject, ttl);
     Json(json!({
         "access_token": access_token,
         "token_type": "bearer",

@@ -52,6 +52,9 @@ pub enum FaultAction {
     },
     /// Send the real response but abort the connection after `bytes` body bytes.
     ResetAfterBytes { bytes: u64 },
+    /// Read `bytes` of the request's body, then abort the connection without an answer (the handler never runs):
+    /// an upload that breaks off midway.
+    ResetUploadAfterBytes { bytes: u64 },
     /// Pause `ms` after `after_bytes` body bytes; without `after_bytes`, pause before the headers.
     Stall {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +87,7 @@ impl FaultAction {
         match self {
             Self::Status { .. } => "status",
             Self::ResetAfterBytes { .. } => "reset_after_bytes",
+            Self::ResetUploadAfterBytes { .. } => "reset_upload_after_bytes",
             Self::Stall { .. } => "stall",
             Self::RateLimit { .. } => "rate_limit",
             Self::Truncate { .. } => "truncate",
@@ -259,6 +263,7 @@ async fn apply(action: FaultAction, mut req: Request, next: Next) -> Response {
             return endless(next.run(req).await, extra_bytes);
         }
         FaultAction::Echo { code } => return echo_response(code, req).await,
+        FaultAction::ResetUploadAfterBytes { bytes } => return reset_upload(req, bytes).await,
         FaultAction::Stall { after_bytes: None, ms } => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             return next.run(req).await;
@@ -314,6 +319,25 @@ async fn echo_response(code: u16, req: Request) -> Response {
         text.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())));
     }
     (status, text).into_response()
+}
+
+/// Reads up to `after` bytes of the request body, then answers with a body that fails at once: hyper then drops
+/// the unsent headers and closes the connection (see `shaping`), so the client sees it break mid-upload.
+async fn reset_upload(req: Request, after: u64) -> Response {
+    use futures_util::StreamExt;
+    let mut upload = req.into_body().into_data_stream();
+    let mut read = 0u64;
+    while read < after {
+        match upload.next().await {
+            Some(Ok(chunk)) => read += chunk.len() as u64,
+            _ => break,
+        }
+    }
+    drop(upload);
+    let broken = futures_util::stream::once(async {
+        Err::<axum::body::Bytes, _>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected upload reset"))
+    });
+    (StatusCode::INTERNAL_SERVER_ERROR, Body::from_stream(broken)).into_response()
 }
 
 fn status_response(code: u16, retry_after: Option<u64>, body: Option<String>) -> Response {

@@ -11,7 +11,7 @@ pub(crate) mod reqlog;
 mod shaping;
 mod util;
 
-pub(crate) use util::{base_url, lock, random_u64};
+pub(crate) use util::{base_url, compare_versions, lock, random_u64, rfc3339};
 
 use std::sync::Arc;
 use std::time::Instant;

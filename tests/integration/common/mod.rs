@@ -4,6 +4,7 @@
 
 pub mod day2;
 pub mod fleet;
+pub mod opsman;
 
 use serde_json::Value;
 use std::io::Write;

@@ -186,7 +186,7 @@ fn cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
         ("check", json!({"source": opsman(json!({"url": "opsman"}))}), vec!["source.url", "not a URL"]),
         ("check", json!({"source": opsman(json!({"products": []}))}), vec!["source.products is empty"]),
         ("check", json!({"source": opsman(json!({"prodcts": ["x"]}))}), vec!["prodcts", "did you mean `products`"]),
-        ("check", json!({"source": opsman(json!({"products": "cf"}))}), vec!["source.products", "sequence"]),
+        ("check", json!({"source": opsman(json!({"products": "cf"}))}), vec!["source.products", "expected a list"]),
         (
             "in",
             json!({"source": opsman(json!({})), "version": {"x": "1"}, "params": {"expires_within": "3 months"}}),

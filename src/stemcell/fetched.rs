@@ -59,8 +59,16 @@ pub(super) fn read_fetched(dir: &StepDir, from: &str) -> Result<Fetched> {
 /// a regular file that, once symlinks are resolved, is still inside it.
 pub(super) fn find_tarball(dir: &Path) -> Result<PathBuf> {
     let inside = |path: PathBuf| path.canonicalize().ok().filter(|p| p.starts_with(dir) && p.is_file());
-    if let Some(default) = inside(dir.join("stemcell.tgz")) {
+    let default = dir.join("stemcell.tgz");
+    if let Some(default) = inside(default.clone()) {
         return Ok(default);
+    }
+    if default.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+        bail!(
+            "params.from ({}): stemcell.tgz is a symlink that leads out of that directory (or to no file); \
+             the put reads only regular files inside its step directory",
+            dir.display()
+        );
     }
     let entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
     let tgz: Vec<PathBuf> = entries

@@ -236,7 +236,11 @@ fn the_stemcell_put_reads_only_inside_its_directory() {
         ("none", json!({"from": "/etc"}), "is an absolute path"),
         ("version-link", json!({"from": "stemcell"}), "leads outside the step's directory"),
         ("version-junk", json!({"from": "stemcell"}), "not a stemcell version"),
-        ("tarball-link", json!({"from": "stemcell", "upload_tarball": true}), "no stemcell tarball"),
+        (
+            "tarball-link",
+            json!({"from": "stemcell", "upload_tarball": true}),
+            "stemcell.tgz is a symlink that leads out",
+        ),
     ] {
         let sandbox = Sandbox::new();
         let fetched = sandbox.step().join("stemcell");

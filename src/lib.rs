@@ -8,6 +8,8 @@
 //! step's context and hands the typed request down. Shared types live in their own modules below the
 //! kinds (`env`, `context`), so no module imports the crate root; ARCHITECTURE.md draws the layers.
 
+#![warn(unreachable_pub)]
+
 // The public surface is what the binaries, tests/ and repave-sim use; everything else is crate-only.
 pub mod clients;
 pub mod config;

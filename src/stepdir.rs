@@ -154,7 +154,7 @@ impl StepDir {
 
 /// A file's content for an error message: its first line when that is short, else only its shape,
 /// so an error never prints a file whole (it may be large, or hold something private).
-pub fn preview(text: &str) -> String {
+pub(crate) fn preview(text: &str) -> String {
     let first = text.trim().lines().next().unwrap_or("").trim();
     let lines = text.trim().lines().count();
     match (first.chars().count(), lines) {

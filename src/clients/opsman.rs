@@ -37,7 +37,7 @@ pub struct Login {
 }
 
 /// The public UAA client Ops Manager users log in through (empty secret).
-pub const PUBLIC_CLIENT: &str = "opsman";
+pub(crate) const PUBLIC_CLIENT: &str = "opsman";
 
 /// An authenticated Ops Manager connection.
 pub struct Opsman {
@@ -167,7 +167,7 @@ impl Refusal {
 /// Every string under a key named `errors`, however nested (`{"errors":["…"]}`, `{"errors":{"errors":["…"]}}`,
 /// `{"errors":{"field":["…"]}}`, the verifier errors of a 422 from Apply Changes), each prefixed with the
 /// `identifier`/`type` of the objects it sits in, e.g. `pivotal-container-service: SomeVerifier: message`.
-pub fn error_messages(body: &Value) -> Vec<String> {
+pub(crate) fn error_messages(body: &Value) -> Vec<String> {
     let mut found = Vec::new();
     collect_errors(body, "", false, &mut found);
     found

@@ -23,7 +23,7 @@ pub(super) struct Tile {
 impl Tile {
     /// The version of the tile's Linux stemcell, else of its first: what a fleet's `target_stemcell_file`
     /// reads (TKGI clusters are Linux; a Windows line would be a second one).
-    pub fn stemcell_version(&self) -> Option<String> {
+    pub(super) fn stemcell_version(&self) -> Option<String> {
         let linux = self.stemcells.iter().find(|s| !s.starts_with("windows"));
         linux.or(self.stemcells.first()).map(|s| s.rsplit_once('/').map_or(s.as_str(), |(_, v)| v).to_string())
     }

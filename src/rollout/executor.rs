@@ -160,7 +160,7 @@ pub(crate) struct Report {
 impl Report {
     /// True only if every planned cluster succeeded.
     #[cfg(test)]
-    pub fn succeeded(&self) -> bool {
+    pub(crate) fn succeeded(&self) -> bool {
         self.clusters.iter().all(|c| c.outcome == Outcome::Succeeded)
     }
 

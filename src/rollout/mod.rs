@@ -9,7 +9,7 @@ pub(crate) mod plan;
 use std::time::Duration;
 
 /// A duration for humans: `45s`, `12m`, `1h`, `1h30m`, `250ms`.
-pub fn human(d: Duration) -> String {
+pub(crate) fn human(d: Duration) -> String {
     let secs = d.as_secs();
     if secs == 0 {
         return format!("{}ms", d.as_millis());

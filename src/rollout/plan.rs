@@ -24,7 +24,7 @@ use std::fmt;
 /// What the planner and the executor need to know about one cluster, independent of the platform's
 /// JSON. `last_action`/`last_action_state` stay open strings: an unknown value must never panic.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClusterState {
+pub(crate) struct ClusterState {
     pub name: String,
     pub version: String,
     pub last_action: String,
@@ -39,7 +39,7 @@ pub struct ClusterState {
 
 /// How a cluster's last action stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     Succeeded,
     /// `in progress`, or `queued` in a bulk upgrade.
     Running,
@@ -49,7 +49,7 @@ pub enum Phase {
 }
 
 impl ClusterState {
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         match self.last_action_state.to_ascii_lowercase().as_str() {
             "succeeded" => Phase::Succeeded,
             "in progress" | "in_progress" | "queued" => Phase::Running,
@@ -58,14 +58,14 @@ impl ClusterState {
         }
     }
 
-    pub fn is_upgrade(&self) -> bool {
+    pub(crate) fn is_upgrade(&self) -> bool {
         self.last_action.eq_ignore_ascii_case("UPGRADE")
     }
 }
 
 /// Why a selected cluster is not in the plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SkipReason {
+pub(crate) enum SkipReason {
     AlreadyCurrent,
     /// Another action (CREATE, UPDATE, DELETE) is running; upgrading now would be refused or collide.
     Busy {
@@ -174,7 +174,7 @@ impl fmt::Display for SkipReason {
 
 /// How the executor takes a planned cluster on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Send the upgrade request, then wait.
     Start,
     /// An upgrade is already running: wait for it, never start a second one.
@@ -184,7 +184,7 @@ pub enum Action {
 /// One change a job makes to its cluster; a job runs its changes in order (e.g. resize, then upgrade),
 /// each awaited to completion, because the platform refuses a second action while one runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Change {
+pub(crate) enum Change {
     /// Upgrade to the rollout's target version.
     Upgrade,
     Create {
@@ -209,7 +209,7 @@ pub enum Change {
 impl Change {
     /// The platform's `last_action` while this change runs. TKGI has no action for a repave (the director
     /// runs it) and its name for a rotation is unknown, so the platform reports both under these names.
-    pub fn action_name(&self) -> &'static str {
+    pub(crate) fn action_name(&self) -> &'static str {
         match self {
             Change::Upgrade => "UPGRADE",
             Change::Create { .. } => "CREATE",
@@ -221,7 +221,7 @@ impl Change {
     }
 
     /// Words for tables and logs: `upgrade`, `create (small, 3 workers)`, `resize 3 → 5`, `delete`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Change::Upgrade => "upgrade".into(),
             Change::Create { plan, workers: Some(w), .. } => format!("create ({plan}, {w} workers)"),
@@ -236,13 +236,13 @@ impl Change {
     }
 
     /// Whether the change works on the cluster's existing deployment (everything but a create).
-    pub fn on_existing(&self) -> bool {
+    pub(crate) fn on_existing(&self) -> bool {
         !matches!(self, Change::Create { .. })
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Planned {
+pub(crate) struct Planned {
     pub name: String,
     /// How the first change is taken on: started, or adopted (already running, e.g. from a killed build).
     pub action: Action,
@@ -256,7 +256,7 @@ pub struct Planned {
 
 impl Planned {
     /// A job that upgrades `name` (the plain rolling upgrade).
-    pub fn upgrade(name: &str, action: Action, from_version: &str) -> Planned {
+    pub(crate) fn upgrade(name: &str, action: Action, from_version: &str) -> Planned {
         Planned {
             name: name.into(),
             action,
@@ -268,19 +268,19 @@ impl Planned {
     }
 
     /// The job's changes as one phrase: `resize 3 → 5 workers, then upgrade`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let words: Vec<String> = self.changes.iter().map(Change::describe).collect();
         words.join(", then ")
     }
 
-    pub fn upgrades(&self) -> bool {
+    pub(crate) fn upgrades(&self) -> bool {
         self.changes.contains(&Change::Upgrade)
     }
 }
 
 /// One group of clusters run to completion before the next group starts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Wave {
+pub(crate) struct Wave {
     pub name: String,
     /// Upgrades already running; awaited before anything new starts.
     pub adopted: Vec<Planned>,
@@ -291,14 +291,14 @@ pub struct Wave {
 }
 
 impl Wave {
-    pub fn all(&self) -> impl Iterator<Item = &Planned> {
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Planned> {
         self.adopted.iter().chain(&self.canaries).chain(&self.clusters)
     }
 }
 
 /// What a plan does, for its headings and messages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum PlanKind {
+pub(crate) enum PlanKind {
     /// Upgrades (and, from a fleet file, creates, resizes, deletes and repaves).
     #[default]
     Rollout,
@@ -307,7 +307,7 @@ pub enum PlanKind {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub kind: PlanKind,
     /// The TKGI version upgrades reach (empty for a repave, which changes no version).
     pub target: String,
@@ -319,12 +319,12 @@ pub struct Plan {
 
 impl Plan {
     /// Planned clusters in execution order.
-    pub fn planned(&self) -> impl Iterator<Item = &Planned> {
+    pub(crate) fn planned(&self) -> impl Iterator<Item = &Planned> {
         self.waves.iter().flat_map(Wave::all)
     }
 
     /// Takes `name`'s job out of the plan and records why; true when it was planned.
-    pub fn skip(&mut self, name: &str, reason: SkipReason) -> bool {
+    pub(crate) fn skip(&mut self, name: &str, reason: SkipReason) -> bool {
         let mut found = false;
         for wave in &mut self.waves {
             for list in [&mut wave.adopted, &mut wave.canaries, &mut wave.clusters] {
@@ -340,7 +340,7 @@ impl Plan {
     }
 
     #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.planned().next().is_none()
     }
 }
@@ -348,7 +348,7 @@ impl Plan {
 /// Canary clusters as the user writes them (`params.canaries`, a fleet file's `canaries`): the
 /// first N of the plan, or explicit names.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Canaries {
+pub(crate) enum Canaries {
     Count(usize),
     Names(Vec<String>),
 }
@@ -398,7 +398,7 @@ impl Default for Canaries {
 
 /// Where a cluster's stemcell stands against the target stemcell.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StemcellStep {
+pub(crate) enum StemcellStep {
     /// No target stemcell was asked for.
     NotAsked,
     Current,
@@ -410,7 +410,7 @@ pub enum StemcellStep {
 }
 
 impl StemcellStep {
-    pub fn of(cluster: &ClusterState, target: Option<&str>) -> StemcellStep {
+    pub(crate) fn of(cluster: &ClusterState, target: Option<&str>) -> StemcellStep {
         let Some(target) = target else { return StemcellStep::NotAsked };
         let Some(version) = cluster.stemcell.as_deref().filter(|v| !v.is_empty()) else {
             return StemcellStep::Unknown;
@@ -423,7 +423,7 @@ impl StemcellStep {
     }
 
     /// Why a cluster at the target TKGI version is skipped, or `None` when its stemcell needs the upgrade.
-    pub fn skip_reason(&self, target: Option<&str>) -> Option<SkipReason> {
+    pub(crate) fn skip_reason(&self, target: Option<&str>) -> Option<SkipReason> {
         match self {
             StemcellStep::Behind(_) => None,
             StemcellStep::NotAsked | StemcellStep::Current => Some(SkipReason::AlreadyCurrent),
@@ -436,7 +436,7 @@ impl StemcellStep {
     }
 
     /// `(from, to)` for the plan table when the upgrade moves the stemcell.
-    pub fn change(&self, target: Option<&str>) -> Option<(String, String)> {
+    pub(crate) fn change(&self, target: Option<&str>) -> Option<(String, String)> {
         match (self, target) {
             (StemcellStep::Behind(from), Some(to)) => Some((from.clone(), to.to_string())),
             _ => None,
@@ -446,7 +446,7 @@ impl StemcellStep {
 
 /// What the planner decides for one cluster. `target_stemcell` only matters for a cluster already at
 /// the target TKGI version: any upgrade lands on the TKGI tile's stemcell anyway.
-pub fn decide(
+pub(crate) fn decide(
     cluster: &ClusterState,
     target: &str,
     target_stemcell: Option<&str>,
@@ -468,7 +468,7 @@ pub fn decide(
 
 /// The target as a version, or an error that says what a target looks like: a target that is no
 /// version would upgrade every cluster and fail each one only after it started.
-pub fn parse_target(target: &str) -> Result<KubeVersion> {
+pub(crate) fn parse_target(target: &str) -> Result<KubeVersion> {
     KubeVersion::parse(target).map_err(|_| {
         let shown: String = target.chars().take(60).collect();
         anyhow::anyhow!("the target `{shown}` is not a TKGI version such as `1.19.2-build.10`")
@@ -478,7 +478,7 @@ pub fn parse_target(target: &str) -> Result<KubeVersion> {
 /// Refuses the plan when a cluster it would upgrade cannot reach `target` in one upgrade: a
 /// downgrade, a skipped minor, another major. Every cluster is judged before anything starts, and all
 /// refusals are named at once. A cluster whose own version cannot be read is left to the platform.
-pub fn check_target<'a>(target: &str, upgrades: impl Iterator<Item = (&'a str, &'a str)>) -> Result<()> {
+pub(crate) fn check_target<'a>(target: &str, upgrades: impl Iterator<Item = (&'a str, &'a str)>) -> Result<()> {
     let upgrades: Vec<(&str, &str)> = upgrades.collect();
     if upgrades.is_empty() {
         return Ok(());
@@ -499,7 +499,7 @@ pub fn check_target<'a>(target: &str, upgrades: impl Iterator<Item = (&'a str, &
 
 /// Builds a one-wave plan: adopted upgrades first, then canaries (named ones in the order given, or
 /// the first `n` by name), then the rest by name. Named canaries must be among `clusters`.
-pub fn plan(
+pub(crate) fn plan(
     clusters: &[ClusterState],
     target: &str,
     target_stemcell: Option<&str>,
@@ -531,7 +531,7 @@ pub fn plan(
 }
 
 /// Named canaries must be among the selected clusters: a typo must not leave the rollout without one.
-pub fn check_canaries<'a>(canaries: &Canaries, selected: impl Iterator<Item = &'a str>) -> Result<()> {
+pub(crate) fn check_canaries<'a>(canaries: &Canaries, selected: impl Iterator<Item = &'a str>) -> Result<()> {
     let Canaries::Names(names) = canaries else { return Ok(()) };
     let selected: Vec<&str> = selected.collect();
     if let Some(missing) = names.iter().find(|n| !selected.contains(&n.as_str())) {
@@ -542,7 +542,7 @@ pub fn check_canaries<'a>(canaries: &Canaries, selected: impl Iterator<Item = &'
 
 /// The one wave of a plan over the whole selection (`all`): `adopted` first, then the canaries — the
 /// named ones in the order given, or the first `n` of `to_start` — then the rest of `to_start` in order.
-pub fn one_wave(adopted: Vec<Planned>, to_start: Vec<Planned>, canaries: &Canaries) -> Wave {
+pub(crate) fn one_wave(adopted: Vec<Planned>, to_start: Vec<Planned>, canaries: &Canaries) -> Wave {
     let mut wave = Wave { name: "all".into(), adopted, ..Wave::default() };
     let is_canary = |p: &Planned, index: usize| match canaries {
         Canaries::Count(n) => index < *n,

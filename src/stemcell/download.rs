@@ -54,20 +54,20 @@ use std::time::{Duration, Instant};
 
 /// A digest bosh.io publishes, the strongest one available.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Checksum {
+pub(crate) struct Checksum {
     pub algo: Algo,
     pub hex: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Algo {
+pub(crate) enum Algo {
     Sha256,
     Sha1,
     Md5,
 }
 
 impl Algo {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Algo::Sha256 => "sha256",
             Algo::Sha1 => "sha1",
@@ -79,7 +79,7 @@ impl Algo {
 impl Checksum {
     /// sha256 when published, else sha1, else md5 (bosh.io always has md5; older versions lack
     /// sha256). `None` only for a mirror that publishes no digest at all.
-    pub fn for_variant(variant: &Variant) -> Option<Checksum> {
+    pub(crate) fn for_variant(variant: &Variant) -> Option<Checksum> {
         let non_empty =
             |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_lowercase);
         [(Algo::Sha256, &variant.sha256), (Algo::Sha1, &variant.sha1), (Algo::Md5, &variant.md5)]
@@ -123,7 +123,7 @@ impl Hasher {
 
 /// Tuning of one download.
 #[derive(Clone, Debug)]
-pub struct Options {
+pub(crate) struct Options {
     /// Parallel range requests (1 = one resumable stream).
     pub parallel: u32,
     /// How often a progress line is logged.
@@ -175,7 +175,7 @@ fn piece_size(len: u64, parallel: u32) -> u64 {
 
 /// Cuts `total` bytes into contiguous pieces in file order: `0..first` (what the first request
 /// asked for), then pieces of [`piece_size`].
-pub fn plan_pieces(first: u64, total: u64, parallel: u32) -> Vec<Range<u64>> {
+pub(crate) fn plan_pieces(first: u64, total: u64, parallel: u32) -> Vec<Range<u64>> {
     let first = first.min(total);
     let piece = piece_size(total, parallel);
     let rest = (first..total).step_by(piece as usize).map(|start| start..(start + piece).min(total));
@@ -200,7 +200,7 @@ fn range_header(from: u64, end: u64) -> String {
 
 /// The result of a verified download.
 #[derive(Debug)]
-pub struct Downloaded {
+pub(crate) struct Downloaded {
     pub path: PathBuf,
     pub bytes: u64,
     pub connections: usize,
@@ -227,7 +227,7 @@ fn remove_stale_parts(dir: &Path, log: &crate::redact::Log) {
 /// Downloads `url` to `dest`, verifying `expected`. Nothing appears under `dest` unless the digest
 /// matched: the bytes go to a temp file in the same directory, renamed at the end (and removed on
 /// any failure when the temp file is dropped).
-pub async fn download(
+pub(crate) async fn download(
     http: &HttpClient,
     url: &str,
     dest: &Path,
@@ -677,7 +677,7 @@ mod view {
     use std::io;
 
     #[derive(Default)]
-    pub struct View {
+    pub(super) struct View {
         /// The window's file offset and its mapping, once mapped.
         mapped: Option<(u64, Mmap)>,
     }
@@ -688,7 +688,7 @@ mod view {
         /// # Safety
         /// No byte of `from..end` may change, and the file must not shrink below `end`, while the
         /// view is alive: a mapped page past the end of a file faults (SIGBUS).
-        pub unsafe fn bytes(&mut self, file: &File, from: u64, end: u64) -> io::Result<&[u8]> {
+        pub(super) unsafe fn bytes(&mut self, file: &File, from: u64, end: u64) -> io::Result<&[u8]> {
             let start = from / VIEW * VIEW;
             if self.mapped.as_ref().is_none_or(|(mapped, _)| *mapped != start) {
                 self.mapped = None;

@@ -63,7 +63,7 @@ pub(super) fn find_tarball(dir: &Path) -> Result<PathBuf> {
     if let Some(default) = inside(default.clone()) {
         return Ok(default);
     }
-    if default.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+    if std::fs::read_link(&default).is_ok() {
         bail!(
             "params.from ({}): stemcell.tgz is a symlink that leads out of that directory (or to no file); \
              the put reads only regular files inside its step directory",

@@ -24,7 +24,7 @@ impl std::ops::Deref for KubeVersion {
 
 impl KubeVersion {
     #[cfg(test)]
-    pub fn new(major: u64, minor: u64, patch: u64) -> Self {
+    pub(crate) fn new(major: u64, minor: u64, patch: u64) -> Self {
         KubeVersion(semver::Version::new(major, minor, patch))
     }
 

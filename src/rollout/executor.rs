@@ -343,8 +343,8 @@ impl<'a, P: Platform> Executor<'a, P> {
                 self.start(name, change, planned.canary).await?;
             }
             self.await_change(name, change).await?;
-            if *change == Change::Upgrade {
-                self.health_gate(name).await?;
+            if change.disturbs_running_cluster() {
+                self.health_gate(name, change).await?;
             }
         }
         Ok(())
@@ -428,9 +428,9 @@ impl<'a, P: Platform> Executor<'a, P> {
         }
     }
 
-    /// After success: the platform's health checks (retried until `health_timeout`), then the soak, then
-    /// one more read: the cluster must still report a successful upgrade at the target.
-    async fn health_gate(&self, name: &str) -> Result<()> {
+    /// After an upgrade, repave or rotation: the platform's health checks (retried until `health_timeout`),
+    /// then the soak, then one more read: the cluster must still report success (an upgrade: at the target).
+    async fn health_gate(&self, name: &str, change: &Change) -> Result<()> {
         let deadline = Instant::now() + self.settings.health_timeout;
         while let Err(e) = self.platform.health(name).await {
             if Instant::now() >= deadline {
@@ -447,7 +447,10 @@ impl<'a, P: Platform> Executor<'a, P> {
         let Some(state) = self.platform.status(name).await? else {
             bail!("after the soak the platform no longer lists the cluster");
         };
-        if !(state.is_upgrade() && state.phase() == Phase::Succeeded && state.version == self.target) {
+        // A repave or rotation leaves TKGI's own last action (the last upgrade) as it was: it must still read
+        // succeeded; an upgrade must still read as this upgrade, at the target.
+        let at_target = *change != Change::Upgrade || (state.is_upgrade() && state.version == self.target);
+        if !(at_target && state.phase() == Phase::Succeeded) {
             bail!(
                 "after the soak the cluster reads {} {} at {}",
                 state.last_action,

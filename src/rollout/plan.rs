@@ -235,6 +235,12 @@ impl Change {
         }
     }
 
+    /// Whether the change restarts or recreates a running cluster's VMs (its control plane among them), so
+    /// the health gate must see the cluster come back before the rollout moves on.
+    pub(crate) fn disturbs_running_cluster(&self) -> bool {
+        matches!(self, Change::Upgrade | Change::Repave { .. } | Change::Rotate)
+    }
+
     /// Whether the change works on the cluster's existing deployment (everything but a create).
     pub(crate) fn on_existing(&self) -> bool {
         !matches!(self, Change::Create { .. })

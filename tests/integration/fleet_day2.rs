@@ -458,3 +458,18 @@ fn a_recreate_the_director_fails_fails_the_cluster_with_the_directors_words() {
     ]);
     assert_eq!((recreates(&sim, "c-01"), recreates(&sim, "c-02"), recreates(&sim, "c-03")), (1, 1, 1));
 }
+
+/// A repave recreates the control plane too, so the health gate runs after it as after an upgrade: a
+/// cluster whose apiserver does not come back ready fails, the others pass the gate and the soak.
+#[test]
+fn the_kubernetes_health_gate_follows_a_repave() {
+    let all = names("c", 1..=2);
+    let sim = RunningSim::start(&day2_world(&refs(&items(&all, "")), "", "kubernetes: {unready: [c-02]}"));
+    let work = tempfile::tempdir().unwrap();
+    let params = json!({"operation": "repave", "on_failure": "continue",
+                        "health": {"kubernetes": true, "timeout": "300ms", "soak": "100ms"}});
+    let result = day2_put(&sim, json!({}), params, work.path());
+    result.assert_fails_with(&["failed: c-02", "readyz", "health checks still failing"]);
+    assert!(result.stderr.contains("c-01: Kubernetes 1.27.15 is ready"), "{}", result.stderr);
+    assert_eq!((recreates(&sim, "c-01"), recreates(&sim, "c-02")), (1, 1), "both repaved, once");
+}

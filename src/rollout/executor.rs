@@ -479,7 +479,9 @@ pub(crate) fn already_started(change: &Change, state: Option<&ClusterState>, tar
         Change::Delete => same_action,
         // The platform reports a repave only for a task of this run or one still running: it did start.
         Change::Repave { .. } => same_action,
-        Change::Rotate => same_action && s.phase() == Phase::Running,
+        // Read as ROTATE only after a start was sent: running, or finished with new certificates (the
+        // caller verifies) means the lost request did arrive.
+        Change::Rotate => same_action,
     }
 }
 

@@ -9,6 +9,7 @@ use crate::common::day2::{
 use crate::common::{run_step, spawn_step};
 use jiff::SignedDuration;
 use repave_sim::testing::RunningSim;
+use repave_sim::{FaultAction, FaultRule};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -421,7 +422,6 @@ fn every_operation_has_a_dry_run_plan_and_changes_nothing() {
 
 #[test]
 fn a_repave_rides_out_faults_on_every_director_route_without_a_second_recreate() {
-    use repave_sim::{FaultAction, FaultRule};
     let all = names("c", 1..=3);
     let sim = RunningSim::start(&day2_world(&refs(&items(&all, "")), "", ""));
     let status = |code| FaultAction::Status { code, retry_after: None, body: Some("director busy".into()) };
@@ -472,4 +472,30 @@ fn the_kubernetes_health_gate_follows_a_repave() {
     result.assert_fails_with(&["failed: c-02", "readyz", "health checks still failing"]);
     assert!(result.stderr.contains("c-01: Kubernetes 1.27.15 is ready"), "{}", result.stderr);
     assert_eq!((recreates(&sim, "c-01"), recreates(&sim, "c-02")), (1, 1), "both repaved, once");
+}
+
+/// The answer to a rotation request is lost (the connection drops after TKGI took it) and the rotation
+/// finishes before the cluster is read again: the new certificates show it happened, so it is adopted,
+/// never sent a second time. (A rotation still running is adopted by its state alone.) One that never
+/// reached TKGI leaves the certificates as they were, so it is sent again: each cluster rotates once.
+#[test]
+fn a_rotation_whose_answer_was_lost_is_not_sent_twice() {
+    let sim = expiry_world(&format!("  rotate_path: \"{ROTATE_PATH}\"\n"));
+    let lost = FaultAction::LoseAnswer;
+    sim.add_fault(FaultRule::new("/v1/clusters/c-02/certificates/rotate", lost).method("POST").count(1));
+    // c-03's first request never reaches TKGI (a 502 from a proxy): the same certificates show it, so it is sent again.
+    let refused = FaultAction::Status { code: 502, retry_after: None, body: None };
+    sim.add_fault(FaultRule::new("/v1/clusters/c-03/certificates/rotate", refused).method("POST").count(1));
+    let work = tempfile::tempdir().unwrap();
+    let route = json!({"rotate": {"method": "POST", "path": ROTATE_PATH}, "warn_within": "30d"});
+    // The rotation takes 0.18 s of real time; the cluster is read again a second after the lost answer.
+    let result = day2_put(&sim, route.clone(), json!({"operation": "rotate", "poll_interval": "1s"}), work.path());
+    result.json();
+    for name in ["c-02", "c-03"] {
+        assert!(result.stderr.contains(&format!("{name}: start request failed")), "{}", result.stderr);
+    }
+    assert!(result.stderr.contains("c-02: rotate certificates is already under way: adopting it"), "{}", result.stderr);
+    assert_eq!(sim.state().counter("tkgi.rotations.c-02"), 1, "rotated once, not again");
+    assert_eq!(sim.state().counter("tkgi.rotations.c-03"), 1, "sent again, rotated once");
+    assert_eq!(day2_check(&sim, route)["certs_expiring"], "0", "both renewed");
 }

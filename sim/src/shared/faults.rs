@@ -55,6 +55,9 @@ pub enum FaultAction {
     /// Read `bytes` of the request's body, then abort the connection without an answer (the handler never runs):
     /// an upload that breaks off midway.
     ResetUploadAfterBytes { bytes: u64 },
+    /// Let the real handler run (the change happens), then abort the connection without its answer: the
+    /// client cannot know whether its request was taken, as when a proxy or the network drops the reply.
+    LoseAnswer,
     /// Pause `ms` after `after_bytes` body bytes; without `after_bytes`, pause before the headers.
     Stall {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,6 +91,7 @@ impl FaultAction {
             Self::Status { .. } => "status",
             Self::ResetAfterBytes { .. } => "reset_after_bytes",
             Self::ResetUploadAfterBytes { .. } => "reset_upload_after_bytes",
+            Self::LoseAnswer => "lose_answer",
             Self::Stall { .. } => "stall",
             Self::RateLimit { .. } => "rate_limit",
             Self::Truncate { .. } => "truncate",
@@ -264,6 +268,10 @@ async fn apply(action: FaultAction, mut req: Request, next: Next) -> Response {
         }
         FaultAction::Echo { code } => return echo_response(code, req).await,
         FaultAction::ResetUploadAfterBytes { bytes } => return reset_upload(req, bytes).await,
+        FaultAction::LoseAnswer => {
+            drop(next.run(req).await);
+            return aborted("injected lost answer");
+        }
         FaultAction::Stall { after_bytes: None, ms } => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             return next.run(req).await;
@@ -334,8 +342,14 @@ async fn reset_upload(req: Request, after: u64) -> Response {
         }
     }
     drop(upload);
-    let broken = futures_util::stream::once(async {
-        Err::<axum::body::Bytes, _>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected upload reset"))
+    aborted("injected upload reset")
+}
+
+/// A response whose body fails before its first byte: hyper aborts the connection before the status line
+/// is written, so the client sees a reset and no answer at all.
+fn aborted(why: &'static str) -> Response {
+    let broken = futures_util::stream::once(async move {
+        Err::<axum::body::Bytes, _>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, why))
     });
     (StatusCode::INTERNAL_SERVER_ERROR, Body::from_stream(broken)).into_response()
 }

@@ -134,7 +134,7 @@ pub struct Source {
     pub password: Option<String>,
     /// Cluster names and globs; `!pattern` excludes. Default: every cluster the client can see.
     #[serde(default)]
-    pub clusters: Vec<String>,
+    pub clusters: Selector,
     /// Join each cluster's BOSH deployment `service-instance_<uuid>` for its stemcell version.
     #[serde(default)]
     pub director: Option<DirectorSource>,
@@ -175,7 +175,6 @@ impl HasConnection for Source {
 impl Source {
     pub fn validate(&self) -> Result<()> {
         self.login()?;
-        Selector::new(&self.clusters)?;
         tkgi::UpgradeRoute::try_from(&self.upgrade)?;
         match &self.opsman {
             Some(opsman) => drop(opsman.login("source.opsman")?),
@@ -227,11 +226,20 @@ impl Source {
 }
 
 /// Cluster names and globs (`*`, `?`); a leading `!` excludes. With no include pattern, everything is
-/// included.
-#[derive(Clone, Debug, Default)]
+/// included. Deserialized from the list of patterns, so a bad pattern is refused with its field's name.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(try_from = "Vec<String>")]
 pub struct Selector {
     include: Vec<String>,
     exclude: Vec<String>,
+}
+
+impl TryFrom<Vec<String>> for Selector {
+    type Error = anyhow::Error;
+
+    fn try_from(patterns: Vec<String>) -> Result<Selector> {
+        Selector::new(&patterns)
+    }
 }
 
 impl Selector {
@@ -315,7 +323,7 @@ pub(crate) struct Health {
 pub(crate) struct PutParams {
     /// Overrides `source.clusters` for this put.
     #[serde(default)]
-    pub clusters: Option<Vec<String>>,
+    pub clusters: Option<Selector>,
     #[serde(default)]
     pub canaries: Canaries,
     #[serde(default, deserialize_with = "at_least_one")]
@@ -497,9 +505,6 @@ pub(crate) enum OutsideWindow {
 impl PutParams {
     /// Checks the params against the `source` they will run with (a stemcell target needs a director).
     pub(crate) fn validate(&self, source: &Source) -> Result<()> {
-        if let Some(patterns) = &self.clusters {
-            Selector::new(patterns)?;
-        }
         if self.target_version.is_some() && self.target_version_file.is_some() {
             bail!("params: set `target_version` or `target_version_file`, not both");
         }

@@ -16,7 +16,7 @@ use super::deployments::{self, Reads};
 use super::report::fleet_markdown;
 use super::version::{newest_tkgi, version};
 use super::{Observed, connect, observe};
-use crate::config::fleet::{DEFAULT_WARN_WITHIN, GetParams, Selector, Source};
+use crate::config::fleet::{DEFAULT_WARN_WITHIN, GetParams, Source};
 use crate::context::Ctx;
 use crate::protocol::{MetadataField, StepResponse, Version, render_step};
 use crate::stepdir::{Mode, StepDir};
@@ -28,7 +28,7 @@ use std::time::Duration;
 pub(super) async fn run(source: &Source, params: &GetParams, requested: Option<Version>, ctx: &Ctx) -> Result<String> {
     let dir = ctx.dir.as_ref().context("in needs a directory")?;
     let conn = connect(source, ctx).await?;
-    let mut fleet = observe(&conn, &Selector::new(&source.clusters)?).await?;
+    let mut fleet = observe(&conn, &source.clusters).await?;
     if let Some(director) = &conn.director {
         deployments::read(director, &mut fleet, Reads { vms: true, certificates: true }).await?;
     }

@@ -177,7 +177,7 @@ pub async fn observe(conn: &Clients, selector: &Selector) -> Result<Vec<Observed
 /// The fleet as `check` sees it: the clusters `source.clusters` selects, with the day-2 facts its
 /// thresholds count (VM ages for `max_vm_age`, certificates for `warn_within`).
 pub async fn observe_source(conn: &Clients, source: &Source) -> Result<Vec<Observed>> {
-    let mut fleet = observe(conn, &Selector::new(&source.clusters)?).await?;
+    let mut fleet = observe(conn, &source.clusters).await?;
     if let Some(director) = &conn.director {
         let reads = deployments::Reads { vms: source.max_vm_age.is_some(), certificates: source.warn_within.is_some() };
         deployments::read(director, &mut fleet, reads).await.context("reading the clusters' deployments")?;

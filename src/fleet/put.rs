@@ -14,7 +14,7 @@ use super::report::{plan_json, plan_text, summary_text};
 use super::version::version;
 use super::{Clients, Observed, connect, observe, observe_source};
 use crate::clients::director::RecreateOptions;
-use crate::config::fleet::{OutsideWindow, PutParams, Selector, Source};
+use crate::config::fleet::{OutsideWindow, PutParams, Source};
 use crate::context::Ctx;
 use crate::protocol::{MetadataField, StepResponse, render_step};
 use crate::rollout::executor::{self, Executor, Halt, Outcome, StartGate};
@@ -35,7 +35,7 @@ pub(super) async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Resul
     };
     let targets = plans::read_targets(params, dir, ctx)?;
     let window = params.window.clone().or_else(|| file.as_ref().and_then(|f| f.window.clone()));
-    let selector = Selector::new(params.clusters.as_ref().unwrap_or(&source.clusters))?;
+    let selector = params.clusters.as_ref().unwrap_or(&source.clusters);
     let conn = connect(source, ctx).await?;
     if let Some(closed) = window_closed(window.as_ref(), ctx) {
         if params.outside_window == OutsideWindow::Skip {
@@ -45,8 +45,8 @@ pub(super) async fn run(source: &Source, params: &PutParams, ctx: &Ctx) -> Resul
         }
         bail!("refusing to start: {closed} (set params.outside_window: skip to succeed without changes outside it)");
     }
-    let mut fleet = observe(&conn, &selector).await?;
-    let ask = Ask { source, params, file: file.as_ref(), selector: &selector, targets: &targets, dir };
+    let mut fleet = observe(&conn, selector).await?;
+    let ask = Ask { source, params, file: file.as_ref(), selector, targets: &targets, dir };
     let put = plans::make(&ask, &mut fleet, &conn, ctx).await?;
     let plan = &put.plan;
     ctx.log.line(plan_text(plan));

@@ -157,6 +157,12 @@ fn cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
         ),
         ("out", json!({"source": fleet(json!({})), "params": {"clusters": ["[bad"]}}), vec!["clusters"]),
         (
+            "out",
+            json!({"source": fleet(json!({})), "params": {"clusters": [" "]}}),
+            vec!["params.clusters", "is empty"],
+        ),
+        ("check", json!({"source": fleet(json!({"clusters": ["!"]}))}), vec!["source.clusters", "`!` is empty"]),
+        (
             "check",
             json!({"source": fleet(json!({"opsman_product": "x"}))}),
             vec!["source.opsman_product", "need source.opsman"],

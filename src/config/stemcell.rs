@@ -5,6 +5,7 @@
 //! line; everything else is additive.
 
 use super::{Connection, DirectorSource, DurationStr, HasConnection, OpsmanSource, TKGI_PRODUCT};
+use crate::versions::stemcell::{Constraint, Family};
 use serde::Deserialize;
 
 /// Which tarball variant of a stemcell version to track and fetch.
@@ -29,13 +30,13 @@ pub(crate) struct Source {
     pub name: String,
     /// `latest` (default), `621.latest`, `621.125.latest`, or `621` (that major line).
     #[serde(default)]
-    pub version_family: Option<String>,
+    pub version_family: Family,
     /// Track regular stemcells even when light ones exist (same as `flavor: regular`).
     #[serde(default)]
     pub force_regular: bool,
     /// A version range such as `>=1.500, <2` or `~621.120`.
     #[serde(default)]
-    pub constraint: Option<String>,
+    pub constraint: Option<Constraint>,
     #[serde(default)]
     pub flavor: Flavor,
     /// bosh.io or a mirror serving the same API.

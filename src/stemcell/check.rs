@@ -6,7 +6,7 @@ use crate::clients::boshio::BoshIo;
 use crate::config::stemcell::Source;
 use crate::protocol::Version;
 use crate::redact::Log;
-use crate::versions::stemcell::{self as versions, Constraint, Family, StemcellVersion};
+use crate::versions::stemcell::{self as versions, StemcellVersion};
 use anyhow::{Result, bail};
 
 /// The versions to emit, oldest first, as `{"version": "1.506"}` (the peer's shape, byte for byte).
@@ -17,8 +17,7 @@ pub(crate) async fn check(
     log: &Log,
 ) -> Result<Vec<Version>> {
     let flavor = catalog::flavor(source)?;
-    let family = Family::parse(source.version_family.as_deref().unwrap_or("latest"))?;
-    let constraint = source.constraint.as_deref().map(Constraint::parse).transpose()?;
+    let (family, constraint) = (&source.version_family, source.constraint.as_ref());
     let current = current_version(current, log);
     let stemcells = boshio.stemcells(&source.name).await?;
     if stemcells.is_empty() {
@@ -28,7 +27,7 @@ pub(crate) async fn check(
             boshio.list_url(&source.name)?
         );
     }
-    let selection = catalog::select(&stemcells, flavor, &family, constraint.as_ref());
+    let selection = catalog::select(&stemcells, flavor, family, constraint);
     explain(&selection, &source.name, log);
     let window = versions::window(selection.versions, current.as_deref());
     if window.is_empty() {

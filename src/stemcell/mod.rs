@@ -22,7 +22,6 @@ use crate::config::{
 use crate::context::Ctx;
 use crate::http::{HttpClient, HttpConfig};
 use crate::protocol::{self, Request, Step};
-use crate::versions::stemcell::{Constraint, Family};
 use anyhow::{Result, anyhow, bail};
 
 /// A stemcell request, typed and checked: [`validate`] makes it, [`run`] takes it.
@@ -62,8 +61,6 @@ fn check_source(source: &Source) -> Result<()> {
     check_api_url(&source.api_url)?;
     catalog::flavor(source)?;
     check_auth(source.auth.as_ref())?;
-    Family::parse(source.version_family.as_deref().unwrap_or("latest"))?;
-    source.constraint.as_deref().map(Constraint::parse).transpose()?;
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 
 use super::compare_parts as cmp_parts;
 use anyhow::{Result, anyhow, bail};
+use serde::Deserialize;
 use std::cmp::Ordering;
 
 /// A parsed stemcell version; `raw` is kept because Concourse versions are the exact published strings.
@@ -67,8 +68,20 @@ impl PartialEq for StemcellVersion {
 
 /// `version_family`: `latest` (everything), `621.latest` / `621` (that major line), `621.125.latest`
 /// (that minor line). Stored as the numeric prefix a version must start with.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Deserialized from its text (`#[serde(default)]` is `latest`), so a request is parsed once and a bad value
+/// is refused with its field's name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Family(Vec<u64>);
+
+impl TryFrom<String> for Family {
+    type Error = anyhow::Error;
+
+    fn try_from(text: String) -> Result<Family> {
+        Family::parse(&text)
+    }
+}
 
 impl Family {
     pub fn parse(text: &str) -> Result<Family> {
@@ -78,9 +91,7 @@ impl Family {
         }
         let prefix = text.strip_suffix(".latest").unwrap_or(text);
         parse_parts(prefix).map(Family).ok_or_else(|| {
-            anyhow!(
-                "source.version_family `{text}` is not valid: expected `latest`, `N.latest`, `N.M.latest` or `N` (e.g. `621.latest`)"
-            )
+            anyhow!("`{text}` is not valid: expected `latest`, `N.latest`, `N.M.latest` or `N` (e.g. `621.latest`)")
         })
     }
 
@@ -129,17 +140,26 @@ impl Clause {
 /// clauses joined by `,` or spaces must all hold, `||` separates alternatives. Supported: `=`, `!=`, `>`,
 /// `>=`, `<`, `<=`, `~` (`~621.120` = `>=621.120, <621.121`; `~1` = `>=1, <2`), `^` (`^1.500` =
 /// `>=1.500, <2`) and wildcards (`621.x`, `621.*`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Constraint {
     alternatives: Vec<Vec<Clause>>,
 }
 
+impl TryFrom<String> for Constraint {
+    type Error = anyhow::Error;
+
+    fn try_from(text: String) -> Result<Constraint> {
+        Constraint::parse(&text)
+    }
+}
+
 impl Constraint {
     pub fn parse(text: &str) -> Result<Constraint> {
-        let bad = |why: String| anyhow!("source.constraint `{text}` is not valid: {why}");
+        let bad = |why: String| anyhow!("`{text}` is not valid: {why}");
         let alternatives = text.split("||").map(|group| parse_group(group).map_err(bad)).collect::<Result<Vec<_>>>()?;
         if alternatives.iter().any(Vec::is_empty) {
-            bail!("source.constraint `{text}` is not valid: empty range (expected e.g. `>=1.500, <2`)");
+            bail!("`{text}` is not valid: empty range (expected e.g. `>=1.500, <2`)");
         }
         Ok(Constraint { alternatives })
     }
@@ -309,7 +329,7 @@ mod tests {
         assert!(Constraint::parse("!=1.5").unwrap().matches(&v("1.6")));
         for bad in ["", ">=", "banana", ">=1.x", "=~1.2", ">=1.2 ||", "1.2-rc"] {
             let err = Constraint::parse(bad).unwrap_err().to_string();
-            assert!(err.contains("source.constraint"), "{bad:?}: {err}");
+            assert!(err.contains("is not valid"), "{bad:?}: {err}");
         }
     }
 

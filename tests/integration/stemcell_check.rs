@@ -94,7 +94,7 @@ fn version_family_and_constraint() {
     let tilde = check(&sim, json!({"name": "regular-only", "constraint": "~621"}), None);
     assert_eq!(versions(&tilde), ["621.10"]);
     let bad = check(&sim, json!({"name": NAME, "constraint": ">=banana"}), None);
-    bad.assert_fails_with(&["source.constraint `>=banana`"]);
+    bad.assert_fails_with(&["source.constraint: `>=banana` is not valid"]);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! director.
 
 use super::{Facts, Observed, Vms};
-use crate::clients::director::{Director, InstanceState};
+use crate::clients::director::{CertificateExpiry, Director, InstanceState};
 use crate::clients::director_task::wait_for_task;
 use anyhow::{Context, Result};
 use futures_util::StreamExt;
@@ -114,6 +114,21 @@ pub(super) async fn instance_states(
     .await
     .context("reading the process state of the clusters' instances for the pre-check")?;
     Ok(states.into_iter().collect())
+}
+
+/// Cluster → its certificates' expiry, for each `(cluster, deployment)`.
+pub(super) async fn certificate_expiries(
+    director: &Director,
+    deployments: Vec<(String, String)>,
+) -> Result<HashMap<String, Vec<CertificateExpiry>>> {
+    let read =
+        each(
+            deployments,
+            |(name, deployment)| async move { Ok((name, director.certificate_expiry(&deployment).await?)) },
+        )
+        .await
+        .context("reading the certificate expiry of the clusters' deployments")?;
+    Ok(read.into_iter().collect())
 }
 
 /// Deployment → the director task holding its lock now.

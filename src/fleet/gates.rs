@@ -17,7 +17,7 @@ use super::backup;
 use super::day2::{expired, expiry_text};
 use super::deployments;
 use super::{Observed, deployment_name};
-use crate::clients::director::{Director, InstanceState};
+use crate::clients::director::{CertificateExpiry, Director, InstanceState};
 use crate::config::fleet::{PreCheck, RequireBackup};
 use crate::redact::Log;
 use crate::rollout::plan::{Action, Change, Phase, Plan, Planned, SkipReason};
@@ -54,9 +54,11 @@ pub(super) async fn pre_check(plan: &mut Plan, fleet: &[Observed], run: &PreChec
     }
     let listed: Vec<(String, String)> =
         jobs.iter().filter_map(|(p, o)| Some((p.name.clone(), o.deployment.clone()?))).collect();
-    let states = deployments::instance_states(run.director, listed).await?;
-    let certificates = certificates_of(run.director, &jobs).await?;
-    let locks = deployments::locks(run.director).await?;
+    let (states, certificates, locks) = tokio::try_join!(
+        deployments::instance_states(run.director, listed),
+        certificates_of(run.director, &jobs),
+        deployments::locks(run.director),
+    )?;
     let mut failed = Vec::new();
     for (job, observed) in &jobs {
         if let Some(task) = observed.deployment.as_ref().and_then(|d| locks.get(d)) {
@@ -80,21 +82,23 @@ pub(super) async fn pre_check(plan: &mut Plan, fleet: &[Observed], run: &PreChec
     Ok(())
 }
 
-/// Each job's certificates: as observed when read already, else read now.
+/// Each job's certificates: as observed when read already, else read now (a few deployments at a time).
 async fn certificates_of(
     director: &Director,
     jobs: &[(&Planned, &Observed)],
-) -> Result<HashMap<String, Vec<crate::clients::director::CertificateExpiry>>> {
-    let mut out = HashMap::new();
+) -> Result<HashMap<String, Vec<CertificateExpiry>>> {
+    let unread: Vec<(String, String)> = jobs
+        .iter()
+        .filter(|(_, o)| o.facts.certificates.is_none())
+        .filter_map(|(p, o)| Some((p.name.clone(), o.deployment.clone()?)))
+        .collect();
+    let mut certificates = deployments::certificate_expiries(director, unread).await?;
     for (job, observed) in jobs {
-        let certs = match (&observed.facts.certificates, &observed.deployment) {
-            (Some(certs), _) => certs.clone(),
-            (None, Some(deployment)) => director.certificate_expiry(deployment).await?,
-            (None, None) => Vec::new(),
-        };
-        out.insert(job.name.clone(), certs);
+        if let Some(observed) = &observed.facts.certificates {
+            certificates.insert(job.name.clone(), observed.clone());
+        }
     }
-    Ok(out)
+    Ok(certificates)
 }
 
 /// Why `job` must not start, if it must not.
@@ -102,7 +106,7 @@ fn verdict(
     job: &Planned,
     observed: &Observed,
     states: Option<&[InstanceState]>,
-    certificates: &[crate::clients::director::CertificateExpiry],
+    certificates: &[CertificateExpiry],
     run: &PreCheckRun<'_>,
 ) -> Option<String> {
     let Some(_) = observed.deployment else {

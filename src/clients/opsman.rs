@@ -97,11 +97,7 @@ impl Opsman {
                 c.request(method.clone(), &url).header("Accept", "application/json").json(body)
             })
             .await?;
-        let what = format!("{method} {url}");
-        if !response.status().is_success() {
-            return Err(Refusal::read(response).await.into_error(&what));
-        }
-        decode(response, &what, self.http.config().max_body_bytes).await
+        decode(response, &format!("{method} {url}"), self.http.config().max_body_bytes).await
     }
 }
 
@@ -474,7 +470,7 @@ impl Opsman {
             #[serde(default)]
             errands: Vec<Errand>,
         }
-        let answer: Answer = self.get(&format!("/api/v0/staged/products/{}/errands", encode(guid))).await?;
+        let answer: Answer = self.get(&format!("/api/v0/staged/products/{}/errands", http::path_segment(guid))).await?;
         Ok(answer.errands)
     }
 
@@ -500,7 +496,7 @@ impl Opsman {
         }
         let path = match guid {
             None => "/api/v0/staged/director/pre_deploy_check".to_string(),
-            Some(guid) => format!("/api/v0/staged/products/{}/pre_deploy_check", encode(guid)),
+            Some(guid) => format!("/api/v0/staged/products/{}/pre_deploy_check", http::path_segment(guid)),
         };
         Ok(self.get::<Answer>(&path).await?.pre_deploy_check)
     }
@@ -509,7 +505,7 @@ impl Opsman {
     /// describes them.
     pub async fn expiring_certificates(&self, expires_within: &str) -> Result<Vec<Value>> {
         let answer: Value =
-            self.get(&format!("/api/v0/deployed/certificates?expires_within={}", encode(expires_within))).await?;
+            self.get(&format!("/api/v0/deployed/certificates?expires_within={}", http::path_segment(expires_within))).await?;
         Ok(answer.get("certificates").and_then(Value::as_array).cloned().unwrap_or_default())
     }
 }
@@ -581,11 +577,6 @@ impl Opsman {
             .await;
         Ok(written::<Answer>(sent, format!("POST {url}")).await?.map(|answer| answer.install.id))
     }
-}
-
-/// Percent-encodes one path segment or query value.
-fn encode(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, http::UNRESERVED).to_string()
 }
 
 #[cfg(test)]

@@ -66,6 +66,9 @@ pub struct Director {
     auth: Auth,
 }
 
+/// The `state` filter of `GET /tasks` for tasks that have not finished.
+const UNFINISHED: &str = "queued,processing,cancelling";
+
 impl Director {
     /// Reads `/info` and sets up the login it names.
     pub async fn connect(login: &Login, base: &HttpConfig, env: &Env, log: &Log) -> Result<Director> {
@@ -191,36 +194,33 @@ impl Director {
     /// Tasks tagged `context` that have not finished (queued, processing, cancelling), newest first:
     /// how a rerun finds the upload a killed build started, instead of starting a second one.
     pub async fn unfinished_tasks(&self, context: &str) -> Result<Vec<Task>> {
-        let url = self.url("/tasks");
-        let query = [("state", "queued,processing,cancelling"), ("context_id", context)];
-        let response = self.send(Retry::Idempotent, |c| c.get(&url).query(&query)).await?;
-        self.json(response, &format!("listing unfinished tasks tagged `{context}` at {url}")).await
+        let query = [("state", UNFINISHED), ("context_id", context)];
+        self.tasks(&query, &format!("listing unfinished tasks tagged `{context}`")).await
     }
 
     /// Every unfinished task (queued, processing, cancelling), newest first, each with its context id.
     pub async fn unfinished(&self) -> Result<Vec<Task>> {
-        let url = self.url("/tasks");
-        let query = [("state", "queued,processing,cancelling")];
-        let response = self.send(Retry::Idempotent, |c| c.get(&url).query(&query)).await?;
-        self.json(response, &format!("listing unfinished tasks at {url}")).await
+        self.tasks(&[("state", UNFINISHED)], "listing unfinished tasks").await
     }
 
     /// The newest `limit` tasks tagged `context`, in any state, newest first.
     pub async fn tagged_tasks(&self, context: &str, limit: usize) -> Result<Vec<Task>> {
-        let url = self.url("/tasks");
         let limit = limit.to_string();
-        let query = [("context_id", context), ("limit", limit.as_str())];
-        let response = self.send(Retry::Idempotent, |c| c.get(&url).query(&query)).await?;
-        self.json(response, &format!("listing tasks tagged `{context}` at {url}")).await
+        self.tasks(&[("context_id", context), ("limit", &limit)], &format!("listing tasks tagged `{context}`")).await
     }
 
     /// The id of the newest task on the director (0 when there is none): tasks started later have
     /// larger ids, which is how a run tells its own tasks from older ones with the same tag.
     pub async fn newest_task_id(&self) -> Result<u64> {
-        let url = self.url("/tasks");
-        let response = self.send(Retry::Idempotent, |c| c.get(&url).query(&[("limit", "1")])).await?;
-        let tasks: Vec<Task> = self.json(response, &format!("reading the newest task at {url}")).await?;
+        let tasks = self.tasks(&[("limit", "1")], "reading the newest task").await?;
         Ok(tasks.iter().map(|t| t.id).max().unwrap_or(0))
+    }
+
+    /// `GET /tasks` with `query`, newest first; `what` (with the URL) names the read in errors.
+    async fn tasks(&self, query: &[(&str, &str)], what: &str) -> Result<Vec<Task>> {
+        let url = self.url("/tasks");
+        let response = self.send(Retry::Idempotent, |c| c.get(&url).query(query)).await?;
+        self.json(response, &format!("{what} at {url}")).await
     }
 
     pub async fn task(&self, id: u64) -> Result<Task> {

@@ -504,8 +504,9 @@ impl Opsman {
     /// `GET /api/v0/deployed/certificates?expires_within=…` (e.g. `3m`): the certificates as Ops Manager
     /// describes them.
     pub async fn expiring_certificates(&self, expires_within: &str) -> Result<Vec<Value>> {
-        let answer: Value =
-            self.get(&format!("/api/v0/deployed/certificates?expires_within={}", http::path_segment(expires_within))).await?;
+        let answer: Value = self
+            .get(&format!("/api/v0/deployed/certificates?expires_within={}", http::path_segment(expires_within)))
+            .await?;
         Ok(answer.get("certificates").and_then(Value::as_array).cloned().unwrap_or_default())
     }
 }

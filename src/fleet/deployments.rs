@@ -1,6 +1,5 @@
 //! What day-2 decisions read from each cluster's BOSH deployment (docs/facts/bosh-director.md): VM ages
-//! (`instances`), certificate expiry, process state (`instances?format=full`, a task), the director's
-//! locks, and repave tasks a killed build left running (found by their context id). Reads run a few
+//! (`instances`), certificate expiry, process state (`instances?format=full`, a task), and repave tasks a killed build left running (found by their context id). Reads run a few
 //! clusters at a time, so a large fleet is read in a fraction of one-by-one time without flooding the
 //! director.
 
@@ -129,14 +128,4 @@ pub(super) async fn certificate_expiries(
         .await
         .context("reading the certificate expiry of the clusters' deployments")?;
     Ok(read.into_iter().collect())
-}
-
-/// Deployment → the director task holding its lock now.
-pub(super) async fn locks(director: &Director) -> Result<HashMap<String, String>> {
-    let locks = director.locks().await.context("reading the director's locks")?;
-    Ok(locks
-        .into_iter()
-        .filter(|l| l.kind == "deployment" && l.resource.len() == 1)
-        .map(|l| (l.resource[0].clone(), l.task_id))
-        .collect())
 }

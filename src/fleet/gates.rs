@@ -21,7 +21,7 @@ use crate::clients::director::{CertificateExpiry, Director, InstanceState};
 use crate::config::fleet::{PreCheck, RequireBackup};
 use crate::redact::Log;
 use crate::rollout::plan::{Action, Change, Phase, Plan, Planned, SkipReason};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use jiff::Timestamp;
 use std::collections::HashMap;
 use std::path::Path;
@@ -57,11 +57,13 @@ pub(super) async fn pre_check(plan: &mut Plan, fleet: &[Observed], run: &PreChec
     let (states, certificates, locks) = tokio::try_join!(
         deployments::instance_states(run.director, listed),
         certificates_of(run.director, &jobs),
-        deployments::locks(run.director),
+        async { run.director.locks().await.context("reading the director's locks") },
     )?;
     let mut failed = Vec::new();
     for (job, observed) in &jobs {
-        if let Some(task) = observed.deployment.as_ref().and_then(|d| locks.get(d)) {
+        if let Some(task) =
+            observed.deployment.as_ref().and_then(|d| locks.iter().find(|l| l.holds(d))).map(|l| &l.task_id)
+        {
             run.log.line(format!(
                 "{}: its deployment is locked by director task {task}; the change waits for the lock",
                 job.name

@@ -71,7 +71,7 @@ pub(super) fn verify(dir: &Path, deployment: &str, max_age: Duration, now: Times
     folders.sort_by_key(|f| std::cmp::Reverse(f.1));
     let mut rejected = Vec::new();
     for (folder, taken) in folders {
-        let age = Duration::try_from(now.duration_since(taken)).unwrap_or(Duration::ZERO);
+        let age = super::day2::age(taken, now);
         if age > max_age {
             rejected.push(format!(
                 "{folder} is {} old, older than max_age {}",

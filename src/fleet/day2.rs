@@ -58,12 +58,11 @@ pub(super) fn repave_plan(
 pub(super) fn decide_repave(o: &Observed, rules: RepaveRules) -> Result<Change, SkipReason> {
     day2_ready(o)?;
     let Some(max) = rules.max_vm_age else { return Ok(Change::Repave { created_before: None }) };
-    let oldest = o.facts.vms.as_ref().and_then(|v| v.oldest);
-    let Some(oldest) = oldest.filter(|t| age(*t, rules.now) > max) else {
+    if !repave_due(o, max, rules.now) {
+        let oldest = o.facts.vms.as_ref().and_then(|v| v.oldest);
         let oldest = oldest.map_or_else(|| "unknown".to_string(), |t| days(age(t, rules.now)));
         return Err(SkipReason::VmsYoung { oldest, max: days(max) });
-    };
-    let _ = oldest;
+    }
     let cutoff = rules.cutoff_supported.then(|| rfc3339(before(rules.now, max)));
     Ok(Change::Repave { created_before: cutoff })
 }
@@ -177,7 +176,8 @@ pub(super) fn expiry_text(c: &CertificateExpiry) -> String {
     }
 }
 
-fn age(t: Timestamp, now: Timestamp) -> Duration {
+/// How long ago `t` was (zero for a time in the future).
+pub(super) fn age(t: Timestamp, now: Timestamp) -> Duration {
     Duration::try_from(now.duration_since(t)).unwrap_or(Duration::ZERO)
 }
 

@@ -11,7 +11,7 @@
 //! be a plain file name before anything is written, so a hostile or broken API (`../x`, `/etc/x`)
 //! cannot make `in` write outside its directory, nor leave half of the kubeconfigs behind.
 
-use super::day2::{expires_within, soonest};
+use super::day2::{certs_expiring, expires_within, soonest};
 use super::deployments::{self, Reads};
 use super::report::fleet_markdown;
 use super::version::{newest_tkgi, version};
@@ -58,7 +58,7 @@ pub(super) async fn run(source: &Source, params: &GetParams, requested: Option<V
         MetadataField::new("digest", current["digest"].clone()),
     ];
     if conn.director.is_some() {
-        let expiring = fleet.iter().filter(|o| certificate_json(o, warn, now)["within_warn"] == true).count();
+        let expiring = fleet.iter().filter(|o| certs_expiring(o, warn, now)).count();
         metadata.push(MetadataField::new("certs_expiring", expiring.to_string()));
     }
     render_step(&StepResponse { version: requested.unwrap_or(current), metadata })

@@ -203,7 +203,7 @@ fn window_gate(window: Window, ctx: &Ctx) -> StartGate<'_> {
 
 fn plan_metadata(put: &PutPlan) -> Vec<MetadataField> {
     let plan = &put.plan;
-    let mut metadata = vec![MetadataField::new("operation", operation(plan))];
+    let mut metadata = vec![MetadataField::new("operation", plan.kind.operation())];
     if plan.kind != PlanKind::Repave {
         metadata.push(MetadataField::new("target", plan.target.clone()));
     }
@@ -213,14 +213,6 @@ fn plan_metadata(put: &PutPlan) -> Vec<MetadataField> {
         metadata.push(MetadataField::new("no_verified_backup", put.unverified.join(", ")));
     }
     metadata
-}
-
-fn operation(plan: &Plan) -> &'static str {
-    match plan.kind {
-        PlanKind::Rollout => "upgrade",
-        PlanKind::Repave => "repave",
-        PlanKind::Rotate => "rotate",
-    }
 }
 
 fn list(names: &[String]) -> String {

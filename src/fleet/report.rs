@@ -3,7 +3,7 @@
 //! text reads well in a build log and in a notification.
 
 use super::Observed;
-use super::day2::{days, expires_within, expiry_text, soonest};
+use super::day2::{age, certs_expiring, days, expires_within, expiry_text, soonest};
 use crate::rollout::executor::{Outcome, Report};
 use crate::rollout::human;
 use crate::rollout::plan::{Action, Change, Plan, PlanKind, Planned};
@@ -63,7 +63,7 @@ pub(super) fn fleet_markdown(fleet: &[Observed], target: &str, warn_within: Dura
     let mut summary = format!("{} clusters, {behind} behind TKGI {target}.", fleet.len());
     if day2 {
         headers.extend(["oldest VM", "soonest certificate expiry"]);
-        let warned = fleet.iter().filter(|o| warned(o, warn_within, now)).count();
+        let warned = fleet.iter().filter(|o| certs_expiring(o, warn_within, now)).count();
         summary.push_str(&format!(" {warned} with a certificate expiring within {} (⚠).", days(warn_within)));
     }
     format!("# TKGI fleet\n\n{summary}\n\n{}", table(&headers, &rows))
@@ -71,13 +71,9 @@ pub(super) fn fleet_markdown(fleet: &[Observed], target: &str, warn_within: Dura
 
 fn vm_age(o: &Observed, now: Timestamp) -> String {
     match o.facts.vms.as_ref().and_then(|v| v.oldest) {
-        Some(t) => format!("{} old", days(Duration::try_from(now.duration_since(t)).unwrap_or_default())),
+        Some(t) => format!("{} old", days(age(t, now))),
         None => "—".into(),
     }
-}
-
-fn warned(o: &Observed, within: Duration, now: Timestamp) -> bool {
-    o.facts.certificates.as_deref().and_then(soonest).is_some_and(|c| expires_within(c, within, now))
 }
 
 fn certificate_cell(o: &Observed, within: Duration, now: Timestamp) -> String {
@@ -183,12 +179,8 @@ pub(super) fn plan_json(plan: &Plan) -> Value {
         .collect();
     let skipped: Vec<Value> =
         plan.skipped.iter().map(|(n, r)| json!({"cluster": n, "reason": r.to_string()})).collect();
-    let operation = match plan.kind {
-        PlanKind::Rollout => "upgrade",
-        PlanKind::Repave => "repave",
-        PlanKind::Rotate => "rotate",
-    };
-    let mut out = json!({"operation": operation, "target": plan.target, "waves": waves, "skipped": skipped});
+    let mut out =
+        json!({"operation": plan.kind.operation(), "target": plan.target, "waves": waves, "skipped": skipped});
     if let Some(stemcell) = &plan.target_stemcell {
         out["target_stemcell"] = json!(stemcell);
     }

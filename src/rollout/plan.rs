@@ -312,6 +312,17 @@ pub(crate) enum PlanKind {
     Rotate,
 }
 
+impl PlanKind {
+    /// The `operation` a put reports (its metadata and `plan.json` alike).
+    pub(crate) fn operation(self) -> &'static str {
+        match self {
+            PlanKind::Rollout => "upgrade",
+            PlanKind::Repave => "repave",
+            PlanKind::Rotate => "rotate",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Plan {
     pub kind: PlanKind,

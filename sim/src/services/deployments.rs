@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
@@ -36,7 +36,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::director::{Director, TaskSpec};
+use super::director::{Director, TaskSpec, director_error, redirect_to_task};
 use super::tkgi::{ClusterView, Fleet};
 use super::uaa::Uaa;
 use crate::shared::counters::Counters;
@@ -310,19 +310,8 @@ fn authorize(deployments: &Deployments, headers: &HeaderMap, scopes: &[&str]) ->
     deployments.uaa.authorize(headers, scopes)
 }
 
-fn director_error(status: StatusCode, code: u32, description: &str) -> Response {
-    (status, Json(json!({"code": code, "description": description}))).into_response()
-}
-
 fn unknown_deployment(name: &str) -> Response {
     director_error(StatusCode::NOT_FOUND, 70000, &format!("Deployment '{name}' doesn't exist"))
-}
-
-fn redirect_to_task(id: u64) -> Response {
-    let mut response = StatusCode::FOUND.into_response();
-    let location = HeaderValue::from_str(&format!("/tasks/{id}")).expect("a number is a valid header");
-    response.headers_mut().insert(header::LOCATION, location);
-    response
 }
 
 async fn list(State(deployments): State<Arc<Deployments>>, headers: HeaderMap) -> Response {
@@ -491,15 +480,16 @@ impl Deployments {
             (0..deployment.vms.len()).filter(|i| cutoff.is_none_or(|c| deployment.vms[*i].created < c)).collect();
         let fix = query.get("fix").is_some_and(|v| v == "true");
         let dry_run = query.get("dry_run").is_some_and(|v| v == "true");
-        let outcome = match (&held, plan_steps(query, targets.len())) {
+        let planned = plan_steps(query, targets.len());
+        let outcome = match (&held, &planned) {
             (Some(lock), _) => Err(format!(
                 "Failed to acquire lock for lock:deployment:{name} uid: sim. Locking task id is {}, description: '{}'",
                 lock.task_id, lock.description
             )),
-            (None, Err(why)) => Err(why),
+            (None, Err(why)) => Err(why.clone()),
             (None, Ok(_)) => unresponsive(deployment, &targets, fix),
         };
-        let steps = match (&outcome, plan_steps(query, targets.len())) {
+        let steps = match (&outcome, planned) {
             (Ok(()), Ok(steps)) if !dry_run => steps,
             _ => 0,
         };

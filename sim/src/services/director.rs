@@ -338,7 +338,11 @@ async fn upload_stemcell(State(director): State<Arc<Director>>, headers: HeaderM
             None => Ok((name, version)),
         });
     let context_id = headers.get("x-bosh-context-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let id = create_task(&director, outcome, context_id.chars().take(64).collect());
+    redirect_to_task(create_task(&director, outcome, context_id.chars().take(64).collect()))
+}
+
+/// The director's answer to a request that started a task: 302 to `/tasks/{id}`.
+pub(crate) fn redirect_to_task(id: u64) -> Response {
     let mut response = StatusCode::FOUND.into_response();
     let location = HeaderValue::from_str(&format!("/tasks/{id}")).expect("a number is a valid header");
     response.headers_mut().insert(header::LOCATION, location);
@@ -604,6 +608,7 @@ async fn task_output(
     }
 }
 
-fn director_error(status: StatusCode, code: u32, description: &str) -> Response {
+/// The director's error body: `{"code": …, "description": …}`.
+pub(crate) fn director_error(status: StatusCode, code: u32, description: &str) -> Response {
     (status, Json(json!({"code": code, "description": description}))).into_response()
 }

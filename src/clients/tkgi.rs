@@ -2,9 +2,9 @@
 //! upgrade request and the platform's own version — routes and JSON shapes only, no policy
 //! (docs/facts/tkgi-api.md).
 //!
-//! Two routes are unpublished, so they are values with labelled, assumed defaults ([`UpgradeRoute`],
+//! Two routes are unpublished, so they are values with labelled, assumed defaults ([`ActionRoute::assumed_upgrade`],
 //! [`VersionRoute`]); the fleet's config converts the user's overrides into them. A third, the route
-//! behind `tkgi rotate-certificates`, is unpublished too and has no default at all ([`RotateRoute`]).
+//! behind `tkgi rotate-certificates`, is unpublished too and has no default at all (`source.rotate`).
 
 use crate::clients::uaa::Uaa;
 use crate::http::{HttpClient, Retry, path_segment as encode, read_capped, status_error};
@@ -75,12 +75,9 @@ pub enum ActionAnswer {
     Rejected(String),
 }
 
-/// The request that starts one cluster's upgrade.
-///
-/// ASSUMPTION: TKGI does not publish this route (docs/facts/tkgi-api.md). The default,
-/// `PATCH /v1/clusters/{name}` with `{"upgrade":true}`, is our guess; `source.upgrade` overrides it.
+/// A configured request that starts one action (an upgrade, a certificate rotation) on one cluster.
 #[derive(Clone, Debug, PartialEq)]
-pub struct UpgradeRoute {
+pub struct ActionRoute {
     pub method: Method,
     /// Path under the API URL; `{name}` is replaced by the URL-encoded cluster name.
     pub path: String,
@@ -88,9 +85,13 @@ pub struct UpgradeRoute {
     pub body: Value,
 }
 
-impl Default for UpgradeRoute {
-    fn default() -> Self {
-        UpgradeRoute {
+impl ActionRoute {
+    /// The request that starts one cluster's upgrade, as repave assumes it.
+    ///
+    /// ASSUMPTION: TKGI does not publish this route (docs/facts/tkgi-api.md). The default,
+    /// `PATCH /v1/clusters/{name}` with `{"upgrade":true}`, is our guess; `source.upgrade` overrides it.
+    pub fn assumed_upgrade() -> Self {
+        ActionRoute {
             method: Method::PATCH,
             path: "/v1/clusters/{name}".into(),
             body: serde_json::json!({"upgrade": true}),
@@ -116,36 +117,25 @@ impl Default for VersionRoute {
     }
 }
 
-/// The request that starts one cluster's certificate rotation (`tkgi rotate-certificates`).
-///
-/// ASSUMPTION: TKGI publishes neither this route nor its body (docs/facts/certificates-and-backup.md), and
-/// no public client calls it, so there is no default: the user captures what the `tkgi` CLI sends on
-/// their platform and configures it (`source.rotate`); without it a rotation is refused.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RotateRoute {
-    pub method: Method,
-    /// Path under the API URL; `{name}` is replaced by the URL-encoded cluster name.
-    pub path: String,
-    /// JSON body sent as is (`null` sends none).
-    pub body: Value,
-}
-
 pub struct Tkgi {
     api_url: String,
     uaa: Uaa,
-    upgrade: UpgradeRoute,
+    upgrade: ActionRoute,
     version_route: VersionRoute,
-    rotate: Option<RotateRoute>,
+    /// The request behind `tkgi rotate-certificates`. ASSUMPTION: TKGI publishes neither this route nor its
+    /// body (docs/facts/certificates-and-backup.md) and no public client calls it, so there is no default: the
+    /// user configures what the CLI sends on their platform (`source.rotate`); without it a rotation is refused.
+    rotate: Option<ActionRoute>,
     http: HttpClient,
 }
 
 impl Tkgi {
-    pub fn new(http: HttpClient, api_url: &str, uaa: Uaa, upgrade: UpgradeRoute, version_route: VersionRoute) -> Self {
+    pub fn new(http: HttpClient, api_url: &str, uaa: Uaa, upgrade: ActionRoute, version_route: VersionRoute) -> Self {
         Tkgi { api_url: api_url.trim_end_matches('/').to_string(), uaa, upgrade, version_route, rotate: None, http }
     }
 
     /// Sets the (user-configured) rotate-certificates route.
-    pub fn with_rotate_route(mut self, route: Option<RotateRoute>) -> Self {
+    pub fn with_rotate_route(mut self, route: Option<ActionRoute>) -> Self {
         self.rotate = route;
         self
     }
@@ -185,8 +175,7 @@ impl Tkgi {
     /// Sends the configured upgrade request. Not retried on its own when the outcome is unknown: the
     /// caller re-reads the cluster first, so an upgrade is never started twice.
     pub async fn start_upgrade(&self, name: &str) -> Result<ActionAnswer> {
-        let url = self.url(&self.upgrade.path.replace("{name}", &encode(name)));
-        self.start_action(self.upgrade.method.clone(), url, self.upgrade.body.clone()).await
+        self.start_route(&self.upgrade, name).await
     }
 
     /// Sends the configured rotate-certificates request; sent once, as [`Tkgi::start_upgrade`].
@@ -194,6 +183,10 @@ impl Tkgi {
         let Some(route) = &self.rotate else {
             bail!("no rotate-certificates route is configured (source.rotate); TKGI does not publish it")
         };
+        self.start_route(route, name).await
+    }
+
+    async fn start_route(&self, route: &ActionRoute, name: &str) -> Result<ActionAnswer> {
         let url = self.url(&route.path.replace("{name}", &encode(name)));
         self.start_action(route.method.clone(), url, route.body.clone()).await
     }

@@ -25,7 +25,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 /// `source.upgrade`: the HTTP request that starts one cluster's upgrade. Unset fields keep the
-/// assumed defaults of [`tkgi::UpgradeRoute`] (TKGI does not publish this route); capture what
+/// assumed defaults of [`tkgi::ActionRoute::assumed_upgrade`] (TKGI does not publish this route); capture what
 /// `tkgi upgrade-cluster` really sends on your platform and override it here.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -39,21 +39,26 @@ pub struct UpgradeRouteOptions {
 
 impl Default for UpgradeRouteOptions {
     fn default() -> Self {
-        let route = tkgi::UpgradeRoute::default();
+        let route = tkgi::ActionRoute::assumed_upgrade();
         UpgradeRouteOptions { method: route.method.to_string(), path: route.path, body: route.body }
     }
 }
 
-impl TryFrom<&UpgradeRouteOptions> for tkgi::UpgradeRoute {
+impl TryFrom<&UpgradeRouteOptions> for tkgi::ActionRoute {
     type Error = anyhow::Error;
     fn try_from(options: &UpgradeRouteOptions) -> Result<Self> {
-        if !options.path.starts_with('/') {
-            bail!("source.upgrade.path must start with `/`, got `{}`", options.path);
-        }
-        let method = reqwest::Method::from_bytes(options.method.as_bytes())
-            .map_err(|_| anyhow::anyhow!("source.upgrade.method `{}` is not an HTTP method", options.method))?;
-        Ok(tkgi::UpgradeRoute { method, path: options.path.clone(), body: options.body.clone() })
+        action_route("source.upgrade", &options.method, &options.path, &options.body)
     }
+}
+
+/// `source.<field>`'s request, once its path and method are judged.
+fn action_route(field: &str, method: &str, path: &str, body: &Value) -> Result<tkgi::ActionRoute> {
+    if !path.starts_with('/') {
+        bail!("{field}.path must start with `/`, got `{path}`");
+    }
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|_| anyhow::anyhow!("{field}.method `{method}` is not an HTTP method"))?;
+    Ok(tkgi::ActionRoute { method, path: path.to_string(), body: body.clone() })
 }
 
 /// `source.platform_version`: where the platform reports its own TKGI version (the target clusters
@@ -95,21 +100,16 @@ pub struct RotateRouteOptions {
     pub body: Value,
 }
 
-impl TryFrom<&RotateRouteOptions> for tkgi::RotateRoute {
+impl TryFrom<&RotateRouteOptions> for tkgi::ActionRoute {
     type Error = anyhow::Error;
     fn try_from(options: &RotateRouteOptions) -> Result<Self> {
-        if !options.path.starts_with('/') {
-            bail!("source.rotate.path must start with `/`, got `{}`", options.path);
-        }
-        if !options.path.contains("{name}") {
+        if options.path.starts_with('/') && !options.path.contains("{name}") {
             bail!(
                 "source.rotate.path `{}` has no `{{name}}`: the route rotates one cluster, named in its path",
                 options.path
             );
         }
-        let method = reqwest::Method::from_bytes(options.method.as_bytes())
-            .map_err(|_| anyhow::anyhow!("source.rotate.method `{}` is not an HTTP method", options.method))?;
-        Ok(tkgi::RotateRoute { method, path: options.path.clone(), body: options.body.clone() })
+        action_route("source.rotate", &options.method, &options.path, &options.body)
     }
 }
 
@@ -175,7 +175,7 @@ impl HasConnection for Source {
 impl Source {
     pub fn validate(&self) -> Result<()> {
         self.login()?;
-        tkgi::UpgradeRoute::try_from(&self.upgrade)?;
+        tkgi::ActionRoute::try_from(&self.upgrade)?;
         match &self.opsman {
             Some(opsman) => drop(opsman.login("source.opsman")?),
             None if self.opsman_product.is_some() || self.cluster_version_format.is_some() => bail!(
@@ -203,8 +203,8 @@ impl Source {
     }
 
     /// The configured rotate-certificates route, checked.
-    pub fn rotate_route(&self) -> Result<Option<tkgi::RotateRoute>> {
-        self.rotate.as_ref().map(tkgi::RotateRoute::try_from).transpose()
+    pub fn rotate_route(&self) -> Result<Option<tkgi::ActionRoute>> {
+        self.rotate.as_ref().map(tkgi::ActionRoute::try_from).transpose()
     }
 
     /// Exactly one of `client_id`/`client_secret` or `username`/`password`.
@@ -638,7 +638,7 @@ mod tests {
     fn defaults_and_assumed_routes() {
         let s = source(json!({"username": "u", "password": "p"})).unwrap();
         assert_eq!(s.uaa_url().unwrap(), "https://api.tkgi.example.com:8443");
-        assert_eq!(tkgi::UpgradeRoute::try_from(&s.upgrade).unwrap(), tkgi::UpgradeRoute::default());
+        assert_eq!(tkgi::ActionRoute::try_from(&s.upgrade).unwrap(), tkgi::ActionRoute::assumed_upgrade());
         assert_eq!(s.upgrade.body, json!({"upgrade": true}));
         assert_eq!(s.platform_version.path, "/actuator/info");
         let null_body = source(json!({"client_id": "a", "client_secret": "b", "upgrade": {"body": null}})).unwrap();

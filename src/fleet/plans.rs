@@ -153,12 +153,14 @@ fn desired_plan(
             params.desired.as_deref().unwrap_or("the fleet file")
         );
     }
+    // One instant and one reading of the director for every cluster's repave cutoff.
+    let rules = repave_rules(None, conn, ctx);
     let current: Vec<Current> = fleet
         .iter()
         .map(|o| Current {
             state: observed_state(o),
             plan: o.cluster.plan_name.clone(),
-            repave: file_repave(ask, file, o, conn, ctx),
+            repave: file_repave(ask, file, o, rules),
             repave_running: running.contains_key(&o.cluster.name),
         })
         .collect();
@@ -181,10 +183,10 @@ fn desired_plan(
 
 /// The repave a fleet file asks of `o` by its `max_vm_age` (the cluster's, else the put's, the file's or
 /// the source's), if its VMs are older.
-fn file_repave(ask: &Ask<'_>, file: &FleetFile, o: &Observed, conn: &Clients, ctx: &Ctx) -> Option<Change> {
+fn file_repave(ask: &Ask<'_>, file: &FleetFile, o: &Observed, rules: RepaveRules) -> Option<Change> {
     let desired = file.cluster(&o.cluster.name)?;
     let max = file.max_vm_age_for(desired, ask.params.max_vm_age.map(|d| d.0), ask.source.max_vm_age.map(|d| d.0))?;
-    decide_repave(o, repave_rules(Some(max), conn, ctx)).ok()
+    decide_repave(o, RepaveRules { max_vm_age: Some(max), ..rules }).ok()
 }
 
 /// `target_version`, else `target_version_file` (relative to the put's directory), else the platform's

@@ -145,10 +145,6 @@ fn decide(
     let target = d.version.clone().unwrap_or_else(|| options.target.clone());
     let Some(now) = now else { return create(file, d, &target, options) };
     let s = &now.state;
-    if now.repave_running {
-        let repave = Change::Repave { created_before: None };
-        return Ok(Decision::Job(Planned { action: Action::Adopt, ..day2_job(d, s, repave) }));
-    }
     let resize = d.workers.filter(|w| s.workers != Some(*w)).map(|to| Change::Resize { from: s.workers, to });
     let wanted_stemcell = options.target_stemcell.as_deref();
     let stemcell = StemcellStep::of(s, wanted_stemcell);
@@ -163,6 +159,9 @@ fn decide(
             changes,
         })
     };
+    if now.repave_running {
+        return Ok(job(Action::Adopt, vec![Change::Repave { created_before: None }]));
+    }
     match s.phase() {
         Phase::Running if s.is_upgrade() => {
             Ok(job(Action::Adopt, [Some(Change::Upgrade), resize].into_iter().flatten().collect()))
@@ -170,8 +169,10 @@ fn decide(
         Phase::Running => match running_change(file, d, s) {
             // What follows the adopted change: the upgrade, if the cluster is still behind afterwards.
             Some(first) => {
-                let then =
-                    if matches!(first, Change::Create { .. }) { None } else { upgrade_after(s, &target, d, options)? };
+                let then = match first {
+                    Change::Create { .. } => None,
+                    _ => version_step(&s.version, &target, d.version.is_some(), options)?,
+                };
                 Ok(job(Action::Adopt, [Some(first), then].into_iter().flatten().collect()))
             }
             None => Ok(Decision::Skip(SkipReason::Busy { action: s.last_action.clone() })),
@@ -195,7 +196,7 @@ fn decide(
                 return Ok(job(Action::Start, changes));
             }
             if let Some(repave) = &now.repave {
-                return Ok(Decision::Job(day2_job(d, s, repave.clone())));
+                return Ok(job(Action::Start, vec![repave.clone()]));
             }
             Ok(Decision::Skip(match &d.version {
                 Some(pin) if *pin != options.target => SkipReason::Pinned { version: pin.clone() },
@@ -217,28 +218,6 @@ fn running_change(file: &FleetFile, d: &DesiredCluster, s: &ClusterState) -> Opt
         }),
         "UPDATE" => d.workers.filter(|w| s.workers == Some(*w)).map(|to| Change::Resize { from: None, to }),
         _ => None,
-    }
-}
-
-/// The upgrade an adopted resize leaves to do, if the cluster is behind the target.
-fn upgrade_after(
-    s: &ClusterState,
-    target: &str,
-    d: &DesiredCluster,
-    options: &Options,
-) -> std::result::Result<Option<Change>, String> {
-    version_step(&s.version, target, d.version.is_some(), options)
-}
-
-/// A job of one day-2 change (it moves no version and no stemcell).
-fn day2_job(d: &DesiredCluster, s: &ClusterState, change: Change) -> Planned {
-    Planned {
-        name: d.name.clone(),
-        action: Action::Start,
-        canary: false,
-        from_version: s.version.clone(),
-        stemcell: None,
-        changes: vec![change],
     }
 }
 

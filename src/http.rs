@@ -158,8 +158,12 @@ impl HttpClient {
 
     /// The client `request` must go through: [`Self::credentialed`] when it carries credentials.
     fn client_for(&self, request: &Request) -> &Client {
-        let url = request.url();
-        let credentials = request.headers().contains_key(AUTHORIZATION) || url.password().is_some();
+        self.client_carrying(request.headers(), Some(request.url()))
+    }
+
+    /// [`Self::credentialed`] for a request with an `Authorization` header or a password in its URL.
+    fn client_carrying(&self, headers: &HeaderMap, url: Option<&Url>) -> &Client {
+        let credentials = headers.contains_key(AUTHORIZATION) || url.is_some_and(|u| u.password().is_some());
         if credentials { &self.credentialed } else { &self.client }
     }
 
@@ -247,8 +251,7 @@ impl HttpClient {
     /// GETs `url` and returns its body (capped at `max_body_bytes`), retrying transient failures.
     pub async fn get_bytes(&self, url: &str, headers: HeaderMap) -> Result<Vec<u8>> {
         let what = describe(&Method::GET, url);
-        let credentials = headers.contains_key(AUTHORIZATION) || Url::parse(url).is_ok_and(|u| u.password().is_some());
-        let client = if credentials { &self.credentialed } else { &self.client };
+        let client = self.client_carrying(&headers, Url::parse(url).ok().as_ref());
         self.retry(&what, || async {
             let request = client.get(url).headers(headers.clone()).timeout(self.config.request_timeout);
             let response = request.send().await.map_err(|e| classify(e, Retry::Idempotent))?;

@@ -130,6 +130,7 @@ impl HttpClient {
         if config.insecure_skip_tls_verify {
             log.warn("insecure_skip_tls_verify is set: TLS certificates are NOT verified; anyone on the path can impersonate the server");
         }
+        let proxies = proxies(env, log)?;
         let build = |credentials: bool| -> Result<Client> {
             let builder = Client::builder()
                 .use_preconfigured_tls(tls.clone())
@@ -137,7 +138,9 @@ impl HttpClient {
                 .connect_timeout(config.connect_timeout)
                 .read_timeout(config.stall_timeout)
                 .redirect(redirect_policy(config.follow_redirects, credentials));
-            with_proxies(builder, env, log)?.build().context("building the HTTP client")
+            // Automatic proxy detection is off: only the passed-in environment counts.
+            let builder = proxies.iter().cloned().fold(builder.no_proxy(), reqwest::ClientBuilder::proxy);
+            builder.build().context("building the HTTP client")
         };
         Ok(HttpClient { client: build(false)?, credentialed: build(true)?, config, log: log.clone() })
     }
@@ -458,21 +461,21 @@ fn jitter() -> f64 {
     0.5 + fastrand::f64() / 2.0
 }
 
-/// Honours `https_proxy`/`http_proxy`/`no_proxy` (lower case first, as Concourse workers set them,
-/// then upper case). Automatic detection is switched off so only the passed-in environment counts.
-fn with_proxies(builder: reqwest::ClientBuilder, env: &Env, log: &Log) -> Result<reqwest::ClientBuilder> {
+/// The proxies `https_proxy`/`http_proxy`/`no_proxy` name (lower case first, as Concourse workers set them,
+/// then upper case); their passwords become secrets.
+fn proxies(env: &Env, log: &Log) -> Result<Vec<Proxy>> {
     let lookup =
         |name: &str| env.get(name).or_else(|| env.get(&name.to_uppercase())).filter(|v| !v.is_empty()).cloned();
     let no_proxy = lookup("no_proxy").and_then(|v| reqwest::NoProxy::from_string(&v));
-    let mut builder = builder.no_proxy();
+    let mut proxies = Vec::new();
     for (var, scheme) in [("https_proxy", "https"), ("http_proxy", "http")] {
         let Some(url) = lookup(var) else { continue };
         log.secrets().add_url_password(&url);
         let proxy = if scheme == "https" { Proxy::https(&url) } else { Proxy::http(&url) };
         let proxy = proxy.with_context(|| format!("`{var}` is not a valid proxy URL"))?;
-        builder = builder.proxy(proxy.no_proxy(no_proxy.clone()));
+        proxies.push(proxy.no_proxy(no_proxy.clone()));
     }
-    Ok(builder)
+    Ok(proxies)
 }
 
 #[cfg(test)]

@@ -157,7 +157,7 @@ pub(crate) fn forms(secret: &str) -> Vec<String> {
     out.extend(base64_cores(secret.as_bytes()));
     let json = serde_json::to_string(secret).unwrap_or_default();
     out.push(json.trim_matches('"').to_string());
-    out.push(json_ascii(secret));
+    out.push(json_ascii(&json));
     out.push(json_html_safe(&json));
     out.push(format!("{secret:?}").trim_matches('"').to_string());
     let mut kept: Vec<String> = Vec::new();
@@ -203,9 +203,8 @@ fn base64_cores(secret: &[u8]) -> Vec<String> {
     cores
 }
 
-/// JSON string content with every non-ASCII character as `\uXXXX` (UTF-16, surrogate pairs included).
-fn json_ascii(secret: &str) -> String {
-    let json = serde_json::to_string(secret).unwrap_or_default();
+/// `json` (a serialized string) with every non-ASCII character as `\uXXXX` (UTF-16, surrogate pairs included).
+fn json_ascii(json: &str) -> String {
     let mut out = String::new();
     for c in json.trim_matches('"').chars() {
         if c.is_ascii() {

@@ -46,7 +46,7 @@ use sha2::Digest;
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::{FileExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::Thread;
@@ -198,14 +198,6 @@ fn range_header(from: u64, end: u64) -> String {
     if end == UNKNOWN { format!("bytes={from}-") } else { format!("bytes={from}-{}", end - 1) }
 }
 
-/// The result of a verified download.
-#[derive(Debug)]
-pub(crate) struct Downloaded {
-    pub path: PathBuf,
-    pub bytes: u64,
-    pub connections: usize,
-}
-
 const TEMP_PREFIX: &str = ".repave-download-";
 
 /// A killed `in` (kill -9, an OOM kill, a lost worker) never drops its temp file; a rerun into the same
@@ -233,7 +225,7 @@ pub(crate) async fn download(
     dest: &Path,
     expected: &Checksum,
     opts: &Options,
-) -> Result<Downloaded> {
+) -> Result<()> {
     let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     remove_stale_parts(dir, http.log());
     let temp = tempfile::Builder::new()
@@ -272,7 +264,7 @@ pub(crate) async fn download(
     }
     let elapsed = started.elapsed().as_secs_f64().max(1e-3);
     http.log().line(format!(
-        "downloaded {} in {elapsed:.1}s ({:.1} MiB/s), {} verified",
+        "downloaded {} in {elapsed:.1}s ({:.1} MiB/s) over {connections} connection(s), {} verified",
         mib(bytes),
         bytes as f64 / 1048576.0 / elapsed,
         expected.algo.name()
@@ -282,7 +274,7 @@ pub(crate) async fn download(
     // file (the umask does not apply), so the final name is never seen private.
     temp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).context("making the download readable")?;
     temp.persist(dest).with_context(|| format!("renaming the verified download to {}", dest.display()))?;
-    Ok(Downloaded { path: dest.to_path_buf(), bytes, connections })
+    Ok(())
 }
 
 /// The answer to the first request, whose body is already the start of the file.

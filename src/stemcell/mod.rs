@@ -4,8 +4,6 @@
 
 pub(crate) mod catalog;
 pub(crate) mod check;
-// Its `Downloaded` report has no reader yet; the engine is being reworked on the download branch.
-#[allow(dead_code)]
 pub(crate) mod download;
 mod fetched;
 pub(crate) mod get;

@@ -18,6 +18,7 @@
 use super::fetched::{Fetched, find_tarball};
 use crate::clients::opsman::{Info, LibraryStemcell, Opsman, OsVersion, Written};
 use crate::config::stemcell::{PutParams, Source};
+use crate::http::Failure;
 use crate::protocol::MetadataField;
 use crate::redact::Log;
 use crate::suggest::suggestion;
@@ -125,7 +126,6 @@ async fn import(
     log: &Log,
 ) -> Result<OsVersion> {
     let size = std::fs::metadata(tarball).with_context(|| format!("reading {}", tarball.display()))?.len();
-    let attempts = opsman.http().config().attempts.max(1);
     log.line(format!(
         "uploading {} ({:.1} MiB) to Ops Manager {} as {} (floating: {floating})",
         tarball.display(),
@@ -133,36 +133,36 @@ async fn import(
         opsman.base_url(),
         wanted.file_name
     ));
-    for attempt in 1..=attempts {
-        let error = match opsman.import_stemcell(tarball, &wanted.file_name, floating).await? {
-            Written::Done(imported) => {
-                let what = if imported.existing { "Ops Manager already had it" } else { "imported" };
-                log.line(format!("{what}: {} {}", imported.stemcell.os, imported.stemcell.version));
-                let os =
-                    Some(imported.stemcell.os).filter(|os| !os.is_empty()).or(wanted.os.clone()).unwrap_or_default();
-                return Ok(OsVersion { os, version: wanted.version.clone() });
+    // The shared retry loop, with one step of Ops Manager's own: after a send whose outcome is unknown,
+    // the library is read again, and only a stemcell still missing is sent again.
+    let what = format!("uploading {}", wanted.file_name);
+    opsman
+        .http()
+        .retry(&what, || async {
+            let error = match opsman.import_stemcell(tarball, &wanted.file_name, floating).await.map_err(Failure::fatal)? {
+                Written::Done(imported) => {
+                    let what = if imported.existing { "Ops Manager already had it" } else { "imported" };
+                    log.line(format!("{what}: {} {}", imported.stemcell.os, imported.stemcell.version));
+                    let os = Some(imported.stemcell.os).filter(|os| !os.is_empty()).or(wanted.os.clone());
+                    return Ok(OsVersion { os: os.unwrap_or_default(), version: wanted.version.clone() });
+                }
+                Written::Refused(refusal) => {
+                    let why = refusal.describe();
+                    return Err(Failure::fatal(anyhow!("Ops Manager refused the stemcell {}: {why}", wanted.file_name)));
+                }
+                Written::Unknown(error) => error,
+            };
+            match in_library(opsman, info, wanted).await.map_err(Failure::fatal)? {
+                Some(found) => {
+                    log.line(format!("the upload broke off ({error:#}), but Ops Manager has the stemcell: it landed"));
+                    Ok(found)
+                }
+                None => Err(Failure::transient(error.context(
+                    "the upload broke off and Ops Manager does not have the stemcell: sending it again from its first byte",
+                ))),
             }
-            Written::Refused(refusal) => {
-                bail!("Ops Manager refused the stemcell {}: {}", wanted.file_name, refusal.describe())
-            }
-            Written::Unknown(error) => error,
-        };
-        if let Some(found) = in_library(opsman, info, wanted).await? {
-            log.line(format!("the upload broke off ({error:#}), but Ops Manager has the stemcell: it landed"));
-            return Ok(found);
-        }
-        if attempt == attempts {
-            return Err(error.context(format!("uploading {} (gave up after {attempts} attempts)", wanted.file_name)));
-        }
-        let wait = opsman.http().backoff(attempt, None);
-        log.line(format!(
-            "the upload broke off ({error:#}) and Ops Manager does not have the stemcell: sending it again from its first byte in {:.1}s (attempt {} of {attempts})",
-            wait.as_secs_f64(),
-            attempt + 1
-        ));
-        tokio::time::sleep(wait).await;
-    }
-    unreachable!("the loop returns on its last attempt")
+        })
+        .await
 }
 
 /// A tile's stemcells as assigning one needs them, from either model.
